@@ -1,0 +1,147 @@
+"""The catalog of backups, built from one LIST of `db/<name>/` (no per-backup reads).
+
+A backup is *complete* when both its data object and its manifest exist (the
+manifest is written only after the data upload completed). Everything else is
+reported, never silently treated as a backup:
+
+* data without a manifest: an upload whose run died before the manifest was
+  written (or is being written right now): an *orphan*, removed by
+  `garbage()` once it is older than the grace period;
+* a manifest without data: something deleted the data behind drkit's back:
+  *broken*, reported to the operator, never auto-deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import layout
+from .retention import Item
+from .store import ObjectInfo, Store, UploadInfo
+
+ORPHAN_GRACE = dt.timedelta(hours=6)  # far beyond the 15-minute function limit
+
+
+@dataclass
+class Entry:
+    database: str
+    id: str
+    objects: dict[str, ObjectInfo] = field(default_factory=dict)  # suffix -> object
+
+    @property
+    def time(self) -> dt.datetime:
+        return layout.id_time(self.id)
+
+    @property
+    def complete(self) -> bool:
+        return layout.DATA_SUFFIX in self.objects and layout.MANIFEST_SUFFIX in self.objects
+
+    @property
+    def orphan(self) -> bool:
+        return layout.DATA_SUFFIX in self.objects and layout.MANIFEST_SUFFIX not in self.objects
+
+    @property
+    def broken(self) -> bool:
+        return layout.MANIFEST_SUFFIX in self.objects and layout.DATA_SUFFIX not in self.objects
+
+    @property
+    def pinned(self) -> bool:
+        return layout.PINNED_SUFFIX in self.objects
+
+    @property
+    def verified(self) -> bool:
+        return layout.VERIFIED_SUFFIX in self.objects
+
+    @property
+    def size(self) -> int:
+        d = self.objects.get(layout.DATA_SUFFIX)
+        return d.size if d else 0
+
+    @property
+    def data_key(self) -> str:
+        return layout.data_key(self.database, self.id)
+
+    @property
+    def manifest_key(self) -> str:
+        return layout.manifest_key(self.database, self.id)
+
+    def item(self) -> Item:
+        return Item(self.id, self.time, done=self.complete, pinned=self.pinned, verified=self.verified)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "key": self.data_key,
+            "size": self.size,
+            "complete": self.complete,
+            "pinned": self.pinned,
+            "verified": self.verified,
+        }
+
+
+def list_backups(store: Store, database: str) -> list[Entry]:
+    """Every backup id of one database, newest first."""
+    entries: dict[str, Entry] = {}
+    for obj in store.list(layout.db_prefix(database)):
+        parsed = layout.parse_key(obj.key)
+        if parsed is None or parsed[0] != database:
+            continue
+        _, backup_id, suffix = parsed
+        entries.setdefault(backup_id, Entry(database, backup_id)).objects[suffix] = obj
+    return sorted(entries.values(), key=lambda e: e.id, reverse=True)
+
+
+def list_databases(store: Store) -> list[str]:
+    names = set()
+    for obj in store.list("db/"):
+        parsed = layout.parse_key(obj.key)
+        if parsed:
+            names.add(parsed[0])
+    return sorted(names)
+
+
+def find(store: Store, ref: str, database: str | None = None) -> Entry:
+    """Resolve `latest`, an id, or a data/manifest key to a complete backup."""
+    from .errors import ConfigError
+
+    parsed = layout.parse_key(ref)
+    if parsed:
+        database, ref = parsed[0], parsed[1]
+    if database is None:
+        raise ConfigError(f"say which database {ref!r} belongs to (--db NAME), or give the full key")
+    entries = [e for e in list_backups(store, database) if e.complete]
+    if not entries:
+        raise ConfigError(f"database {database!r} has no complete backups in the bucket")
+    if ref == "latest":
+        return entries[0]
+    for e in entries:
+        if e.id == ref:
+            return e
+    raise ConfigError(f"no complete backup {ref!r} for database {database!r}; see `drkit backups list --db {database}`")
+
+
+def read_manifest(store: Store, entry: Entry) -> dict[str, Any]:
+    from .errors import IntegrityError
+
+    manifest = store.get_json(entry.manifest_key)
+    if not isinstance(manifest, dict) or manifest.get("id") != entry.id or "sha256" not in manifest:
+        raise IntegrityError(f"{entry.manifest_key} is not a drkit manifest for backup {entry.id}")
+    return manifest
+
+
+@dataclass(frozen=True)
+class Garbage:
+    orphans: list[Entry]
+    stale_uploads: list[UploadInfo]
+    broken: list[Entry]
+
+
+def garbage(store: Store, entries: list[Entry], database: str, now: dt.datetime) -> Garbage:
+    """Leftovers of killed runs that are old enough to be certainly dead."""
+    orphans = [e for e in entries if e.orphan and now - e.objects[layout.DATA_SUFFIX].last_modified > ORPHAN_GRACE]
+    uploads = [u for u in store.list_uploads(layout.db_prefix(database)) if now - u.initiated > ORPHAN_GRACE]
+    return Garbage(orphans, uploads, [e for e in entries if e.broken])

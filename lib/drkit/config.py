@@ -1,0 +1,302 @@
+"""Configuration from environment variables, validated up front.
+
+`Config.from_env(environ)` checks everything and raises one `ConfigError`
+naming every bad variable, so an operator fixes them all in one pass and no
+work starts on an invalid configuration. Variable names are documented in
+`.env.example` and docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import log
+from .errors import ConfigError
+from .retention import Policy, parse_policy
+
+DEFAULT_RETENTION = "keep_within_hourly=7d keep_within_daily=30d"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+AGE_RECIPIENT_RE = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
+
+# pg_dump options an operator may add per database. An allow-list, not a
+# deny-list: output format, compression, connection and snapshot options are
+# drkit's to set, and anything unknown is refused before work starts.
+PG_DUMP_ALLOWED = (
+    "--exclude-table-data=",
+    "--exclude-table=",
+    "--exclude-schema=",
+    "--exclude-extension=",
+    "--extension=",
+    "--schema=",
+    "--table=",
+    "--lock-wait-timeout=",
+    "--no-owner",
+    "--no-privileges",
+    "--no-comments",
+    "--no-publications",
+    "--no-subscriptions",
+    "--no-security-labels",
+    "--no-tablespaces",
+    "--no-table-access-method",
+    "--no-large-objects",
+    "--large-objects",
+)
+
+
+class Secret:
+    """A string that never shows itself in repr/str/logs; `.reveal()` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+        log.register_secret(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class SpacesConfig:
+    bucket: str
+    endpoint_url: str
+    region: str
+    access_key: Secret
+    secret_key: Secret
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    name: str
+    url: Secret
+    params: Mapping[str, str]  # libpq connection parameters, password removed
+    password: Secret | None
+    count_tables: tuple[str, ...] = ()  # ("*",) = every table
+    pg_dump_args: tuple[str, ...] = ()
+    retention: Policy = field(default_factory=lambda: parse_policy(DEFAULT_RETENTION))
+
+    @property
+    def display(self) -> str:
+        """host:port/dbname as user: safe to log."""
+        p = self.params
+        return f"{p.get('user', '?')}@{p.get('host', '?')}:{p.get('port', '5432')}/{p.get('dbname', '?')}"
+
+
+@dataclass(frozen=True)
+class Config:
+    spaces: SpacesConfig
+    databases: Mapping[str, DatabaseConfig]
+    recipients: tuple[str, ...]
+    zstd_level: int = 3
+    part_size_mb: int = 8
+    upload_concurrency: int = 3
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, need_databases: bool = True) -> Config:
+        problems: list[str] = []
+        spaces = _spaces_from_env(environ, problems)
+        recipients = _recipients_from_env(environ, problems)
+        databases = _databases_from_env(environ, problems, required=need_databases)
+        zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 3, 1, 19, problems)
+        part_size_mb = _int_env(environ, "DRKIT_PART_SIZE_MB", 8, 5, 512, problems)
+        concurrency = _int_env(environ, "DRKIT_UPLOAD_CONCURRENCY", 3, 1, 10, problems)
+        log_level = environ.get("DRKIT_LOG_LEVEL", "info").strip().lower() or "info"
+        if log_level not in ("debug", "info", "warning", "error"):
+            problems.append(f"DRKIT_LOG_LEVEL must be debug, info, warning or error, not {log_level!r}")
+        if problems or spaces is None:
+            raise ConfigError(problems)
+        return cls(
+            spaces=spaces,
+            databases=databases,
+            recipients=recipients,
+            zstd_level=zstd_level,
+            part_size_mb=part_size_mb,
+            upload_concurrency=concurrency,
+            log_level=log_level,
+        )
+
+
+def env_name(db_name: str, suffix: str) -> str:
+    return f"DRKIT_DB_{db_name.upper().replace('-', '_')}_{suffix}"
+
+
+def _spaces_from_env(environ: Mapping[str, str], problems: list[str]) -> SpacesConfig | None:
+    bucket = environ.get("DRKIT_SPACES_BUCKET", "").strip()
+    if not bucket:
+        problems.append("DRKIT_SPACES_BUCKET is not set (the Spaces bucket that holds all drkit state)")
+    elif not BUCKET_RE.match(bucket):
+        problems.append(f"DRKIT_SPACES_BUCKET {bucket!r} is not a valid bucket name (3-63 of a-z 0-9 . -)")
+    endpoint = environ.get("DRKIT_SPACES_ENDPOINT", "").strip()
+    region = environ.get("DRKIT_SPACES_REGION", "").strip()
+    if not endpoint and not region:
+        problems.append("set DRKIT_SPACES_REGION (e.g. fra1) or DRKIT_SPACES_ENDPOINT (a full https:// URL)")
+    if endpoint and not re.match(r"^https?://[^/\s]+/?$", endpoint):
+        problems.append(f"DRKIT_SPACES_ENDPOINT {endpoint!r} must look like https://fra1.digitaloceanspaces.com")
+    if region and not re.match(r"^[a-z0-9-]{2,32}$", region):
+        problems.append(f"DRKIT_SPACES_REGION {region!r} is not a region slug like fra1 or nyc3")
+    if not endpoint and region:
+        endpoint = f"https://{region}.digitaloceanspaces.com"
+    key = environ.get("DRKIT_SPACES_KEY", "").strip()
+    secret = environ.get("DRKIT_SPACES_SECRET", "").strip()
+    if not key:
+        problems.append("DRKIT_SPACES_KEY is not set (a Spaces access key id)")
+    if not secret:
+        problems.append("DRKIT_SPACES_SECRET is not set (the Spaces secret key)")
+    prefix = environ.get("DRKIT_PREFIX", "").strip().strip("/")
+    if prefix and not re.match(r"^[A-Za-z0-9._/-]+$", prefix):
+        problems.append(f"DRKIT_PREFIX {prefix!r} may only contain letters, digits and . _ - /")
+    if problems:
+        return None
+    return SpacesConfig(
+        bucket=bucket,
+        endpoint_url=endpoint.rstrip("/"),
+        region=region or "us-east-1",
+        access_key=Secret(key),
+        secret_key=Secret(secret),
+        prefix=prefix,
+    )
+
+
+def _recipients_from_env(environ: Mapping[str, str], problems: list[str]) -> tuple[str, ...]:
+    raw = environ.get("DRKIT_AGE_RECIPIENTS", "")
+    items = tuple(x for x in re.split(r"[\s,]+", raw.strip()) if x)
+    if not items:
+        problems.append(
+            "DRKIT_AGE_RECIPIENTS is not set (one or more age public keys 'age1…'; "
+            "make one with `scripts/drkit keygen`)"
+        )
+    for item in items:
+        if item.startswith("AGE-SECRET-KEY-"):
+            problems.append(
+                "DRKIT_AGE_RECIPIENTS holds a private age identity; it must hold only public keys (age1…). "
+                "Keep the identity offline and rotate it: it has been exposed to this deployment"
+            )
+        elif not AGE_RECIPIENT_RE.match(item):
+            problems.append(f"DRKIT_AGE_RECIPIENTS: {item[:12]!r}… is not an age X25519 public key (age1 + 58 chars)")
+    return items
+
+
+def _databases_from_env(environ: Mapping[str, str], problems: list[str], *, required: bool) -> dict[str, DatabaseConfig]:
+    raw = environ.get("DRKIT_DATABASES", "").strip()
+    names = [n for n in re.split(r"[\s,]+", raw) if n]
+    if not names:
+        if required:
+            problems.append(
+                "DRKIT_DATABASES is not set (comma-separated names, e.g. 'odoo,superset'; "
+                "each needs DRKIT_DB_<NAME>_URL)"
+            )
+        return {}
+    default_retention = environ.get("DRKIT_RETENTION", DEFAULT_RETENTION)
+    out: dict[str, DatabaseConfig] = {}
+    for name in names:
+        if not NAME_RE.match(name):
+            problems.append(f"database name {name!r} in DRKIT_DATABASES must be lower-case a-z 0-9 _ - (max 63)")
+            continue
+        if name in out:
+            problems.append(f"database {name!r} is listed twice in DRKIT_DATABASES")
+            continue
+        db = _database(environ, name, default_retention, problems)
+        if db is not None:
+            out[name] = db
+    return out
+
+
+def _database(
+    environ: Mapping[str, str], name: str, default_retention: str, problems: list[str]
+) -> DatabaseConfig | None:
+    url_var = env_name(name, "URL")
+    url = environ.get(url_var, "").strip()
+    before = len(problems)
+    params: dict[str, str] = {}
+    password: str | None = None
+    if not url:
+        problems.append(f"database {name!r}: {url_var} is not set")
+    else:
+        params, password = parse_db_url(name, url, problems)
+    count_raw = environ.get(env_name(name, "COUNT_TABLES"), "").strip()
+    count_tables = tuple(t for t in re.split(r"[\s,]+", count_raw) if t)
+    for t in count_tables:
+        if t != "*" and not re.match(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$", t):
+            problems.append(f"database {name!r}: {env_name(name, 'COUNT_TABLES')} entry {t!r} is not a table name")
+    args_raw = environ.get(env_name(name, "PG_DUMP_ARGS"), "").strip()
+    pg_args = tuple(a for a in args_raw.split() if a)
+    for a in pg_args:
+        if not any(a == ok or (ok.endswith("=") and a.startswith(ok) and len(a) > len(ok)) for ok in PG_DUMP_ALLOWED):
+            problems.append(
+                f"database {name!r}: pg_dump option {a!r} is not allowed in {env_name(name, 'PG_DUMP_ARGS')} "
+                "(allowed: exclude/include tables and schemas, --no-owner, --no-privileges, --lock-wait-timeout=…)"
+            )
+    retention_raw = environ.get(env_name(name, "RETENTION"), default_retention)
+    try:
+        retention = parse_policy(retention_raw)
+    except ValueError as exc:
+        problems.append(f"database {name!r}: retention {retention_raw!r}: {exc}")
+        retention = parse_policy(DEFAULT_RETENTION)
+    if len(problems) > before:
+        return None
+    return DatabaseConfig(
+        name=name,
+        url=Secret(url),
+        params=params,
+        password=Secret(password) if password else None,
+        count_tables=count_tables,
+        pg_dump_args=pg_args,
+        retention=retention,
+    )
+
+
+def parse_db_url(name: str, url: str, problems: list[str]) -> tuple[dict[str, str], str | None]:
+    """Parse a libpq URL or key=value string with libpq's own parser.
+
+    Returns the parameters without the password, and the password, so that the
+    password can be handed to child processes through their environment only.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        raw: dict[str, Any] = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError; text may echo the URL
+        problems.append(f"database {name!r}: URL cannot be parsed ({log.redact(str(exc)).strip()})")
+        return {}, None
+    params = {k: str(v) for k, v in raw.items() if v is not None}
+    password = params.pop("password", None)
+    if not params.get("host") and not params.get("hostaddr"):
+        problems.append(f"database {name!r}: URL has no host")
+    if "port" in params and not re.match(r"^\d{1,5}(,\d{1,5})*$", params["port"]):
+        problems.append(f"database {name!r}: URL port {params['port']!r} is not a number")
+    if not params.get("user"):
+        problems.append(f"database {name!r}: URL has no user")
+    params.setdefault("dbname", params.get("user", ""))
+    return params, password
+
+
+def _int_env(environ: Mapping[str, str], var: str, default: int, lo: int, hi: int, problems: list[str]) -> int:
+    raw = environ.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{var} must be a whole number from {lo} to {hi}, not {raw!r}")
+        return default
+    if not lo <= value <= hi:
+        problems.append(f"{var} must be from {lo} to {hi}, not {value}")
+        return default
+    return value

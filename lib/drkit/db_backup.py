@@ -1,0 +1,347 @@
+"""db-backup: streamed, compressed, encrypted pg_dump to Spaces, manifest, retention.
+
+Per database, independently (one failure does not stop the others):
+
+1. open a REPEATABLE READ snapshot, read server facts, table estimates and
+   exact counts of the configured tables (pg.SnapshotSession);
+2. `pg_dump -Fc -Z0 --snapshot=…` -> zstd -> age -> multipart upload, all
+   streamed with bounded memory, SHA-256 computed in-stream;
+3. only if pg_dump exited 0 and every part was stored: complete the upload,
+   then write the manifest (the commit marker), then state and audit;
+4. retention: only after a success that the listing shows, per policy with
+   the safety rules; deletes manifest first, then data (see docs/storage.md);
+   then garbage from killed runs (orphan data, stale multipart uploads).
+
+Anything that fails before step 3 aborts the multipart upload: no object, no
+manifest, nothing listed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from . import __version__, audit, catalog, crypto, layout, log, pg
+from .config import Config, DatabaseConfig
+from .deadline import Deadline
+from .errors import ConfigError, DeadlineExceeded, DrkitError, PgError, StoreError
+from .retention import Decision, Verdict, plan
+from .runtime import Params
+from .store import Store
+
+FUNCTION = "db-backup"
+ABORT_MARGIN_S = 25.0  # stop pg_dump this long before the deadline: abort + report must fit
+MIN_START_S = 40.0  # do not start a database with less time than this left
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Request:
+    databases: tuple[str, ...] | None  # None: every configured database
+    dry_run: bool = False
+    prune: bool = True
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Request:
+        p = Params(params, known=("database", "dry_run", "prune"))
+        raw = p.string("database", "all")
+        names = None if raw in ("all", "*", "") else tuple(n.strip() for n in raw.split(",") if n.strip())
+        request = cls(databases=names, dry_run=p.boolean("dry_run", False), prune=p.boolean("prune", True))
+        p.finish()
+        return request
+
+
+class CountingReader:
+    """Counts bytes read from pg_dump's stdout (the manifest's bytes_in)."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.count += len(data)
+        return bytes(data)
+
+
+def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
+        store: Store | None = None, clock: Clock = utcnow) -> dict[str, Any]:
+    request = Request.from_params(params)
+    cfg = Config.from_env(environ)
+    log.configure(cfg.log_level)
+    selected = _select(cfg, request)
+    recipients = crypto.parse_recipients(cfg.recipients)
+    store = store or Store(cfg.spaces)
+    store.check_access()
+    pg.tool_version("pg_dump")  # fail before any database when the binary is missing
+
+    results = []
+    for db in selected:
+        results.append(_one(db, cfg, store, recipients, request, deadline, clock))
+    statuses = {r["status"] for r in results}
+    ok = statuses <= {"ok", "dry_run"}
+    status = "ok" if ok else ("failed" if statuses.isdisjoint({"ok"}) else "partial")
+    if request.dry_run:
+        status = "dry_run" if ok else status
+    return {"ok": ok, "status": status, "decision": "; ".join(r["decision"] for r in results), "databases": results}
+
+
+def _select(cfg: Config, request: Request) -> list[DatabaseConfig]:
+    if request.databases is None:
+        return list(cfg.databases.values())
+    unknown = [n for n in request.databases if n not in cfg.databases]
+    if unknown:
+        raise ConfigError(f"unknown database {', '.join(map(repr, unknown))}; configured: {', '.join(cfg.databases)}")
+    return [cfg.databases[n] for n in request.databases]
+
+
+def _one(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any], request: Request,
+         deadline: Deadline, clock: Clock) -> dict[str, Any]:
+    log.bind(database=db.name)
+    started = time.monotonic()
+    try:
+        if request.dry_run:
+            return _dry_run(db, store, clock)
+        if deadline.remaining() < MIN_START_S:
+            raise DeadlineExceeded(f"only {deadline.remaining():.0f}s left; not starting (needs {MIN_START_S:.0f}s)")
+        manifest = backup(db, cfg, store, recipients, deadline, clock)
+        result: dict[str, Any] = {
+            "database": db.name,
+            "status": "ok",
+            "backup_id": manifest["id"],
+            "key": manifest["key"],
+            "bytes_in": manifest["bytes_in"],
+            "bytes_out": manifest["bytes_out"],
+            "duration_s": manifest["duration_s"],
+            "throughput_mb_s": round(manifest["bytes_in"] / 1e6 / max(manifest["duration_s"], 1e-3), 1),
+            "sha256": manifest["sha256"],
+        }
+        decision = (f"backed up {db.name}: {manifest['bytes_in'] / 1e6:.1f} MB dump -> "
+                    f"{manifest['bytes_out'] / 1e6:.1f} MB stored in {manifest['duration_s']:.1f}s")
+        if request.prune:
+            pruning = prune(db, store, manifest["id"], clock(), dry_run=False)
+            result["retention"] = pruning
+            decision += f"; {pruning['summary']}"
+        else:
+            decision += "; retention skipped (prune=false)"
+        result["decision"] = decision
+        return result
+    except DrkitError as exc:
+        status = exc.status if exc.status in ("timed_out", "invalid_config") else "failed"
+        log.error("backup failed", status=status, error=str(exc))
+        if not request.dry_run:
+            _record_failure(db, store, status, exc, time.monotonic() - started, clock)
+        return {"database": db.name, "status": status, "error": str(exc),
+                "decision": f"{db.name} {status.replace('_', ' ')}: {exc}; nothing pruned"}
+    finally:
+        log.unbind("database")
+
+
+def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any], deadline: Deadline,
+           clock: Clock) -> dict[str, Any]:
+    """Take one backup; return its manifest (already stored). Raises on any failure."""
+    started_at = clock()
+    t0 = time.monotonic()
+    backup_id = layout.new_id(started_at)
+    data_key = layout.data_key(db.name, backup_id)
+    tool = pg.tool_version("pg_dump")
+    log.info("backup starting", backup_id=backup_id, source=db.display, pg_dump=tool.version)
+
+    with pg.SnapshotSession(db) as session:
+        source = session.inspect(db.count_tables)
+        pg.check_compatible(tool, source.server_version_num)
+        proc = pg.start_dump(db, source.snapshot)
+        timed_out = threading.Event()
+
+        def on_deadline() -> None:
+            timed_out.set()
+            proc.stop("deadline reached")
+
+        watchdog = threading.Timer(max(0.0, deadline.remaining() - ABORT_MARGIN_S), on_deadline)
+        watchdog.daemon = True
+        watchdog.start()
+        counter = CountingReader(proc.stdout)
+        try:
+            with store.open_upload(data_key, part_size=cfg.part_size_mb * 1024 * 1024,
+                                   concurrency=cfg.upload_concurrency, deadline=deadline) as upload:
+                compressor = zstandard.ZstdCompressor(level=cfg.zstd_level)
+                reader = compressor.stream_reader(counter, read_size=1 << 20, closefd=False)
+                crypto.encrypt_stream(reader, upload, recipients)
+                code = proc.wait()
+                if timed_out.is_set():
+                    raise DeadlineExceeded(
+                        f"pg_dump stopped {ABORT_MARGIN_S:.0f}s before the function deadline after "
+                        f"{counter.count / 1e6:.0f} MB; upload aborted. Raise the function timeout or split databases")
+                proc.check(code)
+                stored = upload.complete()
+        except BaseException:
+            proc.stop("backup aborted")
+            raise
+        finally:
+            watchdog.cancel()
+            proc.wait()
+
+    finished_at = clock()
+    duration = round(time.monotonic() - t0, 3)
+    manifest = {
+        "format": "drkit.db-backup.manifest/1",
+        "id": backup_id,
+        "database": db.name,
+        "key": data_key,
+        "status": "done",
+        "started_at": started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "duration_s": duration,
+        "bytes_in": counter.count,
+        "bytes_out": stored.size,
+        "sha256": upload.sha256.hexdigest(),
+        "dump": {"tool": "pg_dump", "tool_version": tool.version, "format": "custom", "compress": "none (-Z 0)",
+                 "options": list(db.pg_dump_args), "snapshot": "exported" if source.snapshot else "own"},
+        "compression": {"algorithm": "zstd", "level": cfg.zstd_level, "frame": "single"},
+        "encryption": {"format": "age-encryption.org/v1", "recipients": list(cfg.recipients)},
+        "source": {"display": db.display, "server_version": source.server_version,
+                   "server_version_num": source.server_version_num, "database_size": source.database_size},
+        "tables": [t.to_dict() for t in source.tables],
+        "counted_tables": sum(1 for t in source.tables if t.exact_rows is not None),
+        "restore": {
+            "min_pg_restore_major": tool.major,
+            "pipeline": f"age -d -i key.txt < {backup_id}{layout.DATA_SUFFIX} | zstd -d | "
+                        "pg_restore --no-owner -d TARGET_URL",
+        },
+        "drkit_version": __version__,
+        "activation_id": os.environ.get("__OW_ACTIVATION_ID"),
+    }
+    try:
+        store.put_json(layout.manifest_key(db.name, backup_id), manifest)
+    except StoreError:
+        # Without its manifest the object is not a backup; remove it now rather than leave an orphan.
+        _best_effort_delete(store, data_key)
+        raise
+    log.info("backup stored", backup_id=backup_id, bytes_in=counter.count, bytes_out=stored.size, duration_s=duration)
+    _update_state(store, db.name, {"id": backup_id, "status": "ok", "at": finished_at.isoformat(),
+                                   "duration_s": duration, "bytes_out": stored.size}, success=True)
+    audit.record(store, FUNCTION, "backup.created", {
+        "database": db.name, "backup_id": backup_id, "key": data_key, "bytes_out": stored.size,
+        "sha256": manifest["sha256"], "duration_s": duration})
+    return manifest
+
+
+def prune(db: DatabaseConfig, store: Store, new_id: str | None, now: dt.datetime, *, dry_run: bool) -> dict[str, Any]:
+    """Apply retention to one database. `new_id`: the backup just taken (must be listed)."""
+    entries = catalog.list_backups(store, db.name)
+    if new_id is not None and not any(e.id == new_id and e.complete for e in entries):
+        log.warning("new backup not visible in listing yet; retention skipped this run", backup_id=new_id)
+        return {"summary": "retention skipped (new backup not yet listed)", "deleted": [], "kept": len(entries)}
+    decisions = plan([e.item() for e in entries], db.retention, now)
+    by_id = {e.id: e for e in entries}
+    doomed = [d for d in decisions if d.deletes]
+    deleted: list[str] = []
+    if not dry_run:
+        for d in sorted(doomed, key=lambda d: d.time):  # oldest first
+            _delete_backup(store, by_id[d.id])
+            deleted.append(d.id)
+            audit.record(store, FUNCTION, "backup.deleted", {
+                "database": db.name, "backup_id": d.id, "policy": str(db.retention), "reasons": list(d.reasons)})
+    junk = catalog.garbage(store, entries, db.name, now)
+    cleaned = []
+    if not dry_run:
+        for e in junk.orphans:
+            _best_effort_delete(store, e.data_key)
+            cleaned.append(e.data_key)
+        for u in junk.stale_uploads:
+            store.abort_upload(u.key, u.upload_id)
+            cleaned.append(f"upload:{u.key}")
+        if cleaned:
+            audit.record(store, FUNCTION, "garbage.removed", {"database": db.name, "removed": cleaned})
+    kept = [d for d in decisions if d.verdict in (Verdict.KEEP, Verdict.PROTECTED, Verdict.PINNED)]
+    verb = "would delete" if dry_run else "deleted"
+    summary = f"retention ({db.retention}): kept {len(kept)}, {verb} {len(doomed)}"
+    if junk.orphans or junk.stale_uploads:
+        summary += f", {'would remove' if dry_run else 'removed'} {len(junk.orphans) + len(junk.stale_uploads)} leftovers"
+    if junk.broken:
+        summary += f", {len(junk.broken)} BROKEN (manifest without data: {', '.join(e.id for e in junk.broken)})"
+    return {
+        "summary": summary,
+        "policy": str(db.retention),
+        "plan": [_decision_dict(d) for d in decisions],
+        "deleted": deleted if not dry_run else [d.id for d in doomed],
+        "kept": len(kept),
+        "leftovers": [e.data_key for e in junk.orphans] + [f"upload:{u.key}" for u in junk.stale_uploads],
+        "broken": [e.id for e in junk.broken],
+    }
+
+
+def _decision_dict(d: Decision) -> dict[str, Any]:
+    return {"id": d.id, "time": d.time.isoformat(), "verdict": d.verdict.value, "reasons": list(d.reasons)}
+
+
+def _delete_backup(store: Store, entry: catalog.Entry) -> None:
+    """Manifest first: a listed backup always has its data. A crash in between
+    leaves an orphan data object, which garbage collection removes later."""
+    store.delete(entry.manifest_key)
+    store.delete(entry.data_key)
+    for suffix in (layout.VERIFIED_SUFFIX,):
+        if suffix in entry.objects:
+            store.delete(layout.marker_key(entry.database, entry.id, suffix))
+
+
+def _dry_run(db: DatabaseConfig, store: Store, clock: Clock) -> dict[str, Any]:
+    tool = pg.tool_version("pg_dump")
+    with pg.SnapshotSession(db) as session:
+        source = session.inspect(())
+    pg.check_compatible(tool, source.server_version_num)
+    pruning = prune(db, store, None, clock(), dry_run=True)
+    decision = (f"dry run {db.name}: would dump PostgreSQL {source.server_version} "
+                f"({source.database_size / 1e6:.1f} MB, {len(source.tables)} tables) with pg_dump {tool.version}; "
+                f"{pruning['summary']}")
+    return {"database": db.name, "status": "dry_run", "server_version": source.server_version,
+            "database_size": source.database_size, "tables": len(source.tables),
+            "retention": pruning, "decision": decision}
+
+
+def _record_failure(db: DatabaseConfig, store: Store, status: str, exc: Exception, duration: float, clock: Clock) -> None:
+    at = clock().isoformat()
+    details = {"database": db.name, "status": status, "error": str(exc), "duration_s": round(duration, 3)}
+    if isinstance(exc, PgError) and exc.stderr_tail:
+        details["stderr_tail"] = exc.stderr_tail[-2000:]
+    try:
+        _update_state(store, db.name, {"status": status, "at": at, "error": str(exc)}, success=False)
+    except StoreError as err:
+        log.error("could not record failure state", error=str(err))
+    audit.record(store, FUNCTION, "backup.failed", details)
+
+
+def _update_state(store: Store, name: str, run_info: dict[str, Any], *, success: bool) -> None:
+    """state/db/<name>.json: last run, last success, consecutive failures (for health-probe)."""
+    key = layout.state_key(name)
+    try:
+        state = store.get_json_or_none(key) or {}
+    except StoreError:
+        state = {}
+    state["database"] = name
+    state["last_run"] = run_info
+    if success:
+        state["last_success"] = run_info
+        state["consecutive_failures"] = 0
+    else:
+        state["consecutive_failures"] = int(state.get("consecutive_failures", 0)) + 1
+    store.put_json(key, state)
+
+
+def _best_effort_delete(store: Store, key: str) -> None:
+    try:
+        store.delete(key)
+    except StoreError as exc:
+        log.error("could not delete object; garbage collection will retry", key=key, error=str(exc))

@@ -1,0 +1,33 @@
+"""The function's deadline, as one object every long step consults."""
+
+from __future__ import annotations
+
+import time
+
+
+class Deadline:
+    """Absolute deadline on the monotonic clock. `None` seconds = no deadline (CLI)."""
+
+    def __init__(self, seconds: float | None):
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    @classmethod
+    def from_context(cls, context: object, default_s: float | None = None) -> Deadline:
+        getter = getattr(context, "get_remaining_time_in_millis", None)
+        if callable(getter):
+            try:
+                return cls(max(0.0, float(getter()) / 1000.0))
+            except (TypeError, ValueError):
+                pass
+        return cls(default_s)
+
+    def remaining(self) -> float:
+        """Seconds left (inf without a deadline)."""
+        return float("inf") if self._end is None else self._end - time.monotonic()
+
+    def expired(self, margin: float = 0.0) -> bool:
+        return self.remaining() <= margin
+
+    def __repr__(self) -> str:
+        r = self.remaining()
+        return "Deadline(none)" if r == float("inf") else f"Deadline({r:.1f}s left)"

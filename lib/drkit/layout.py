@@ -1,0 +1,83 @@
+"""The key layout of the drkit bucket (pure; documented in docs/storage.md).
+
+    db/<name>/<YYYY>/<MM>/<DD>/<id>.dump.zst.age   encrypted backup (written first)
+    db/<name>/<YYYY>/<MM>/<DD>/<id>.manifest.json  manifest (written last: the commit marker)
+    db/<name>/<YYYY>/<MM>/<DD>/<id>.verified       marker: a restore of this backup was verified
+    db/<name>/<YYYY>/<MM>/<DD>/<id>.pinned         marker: never delete (operator)
+    state/db/<name>.json                           last run / last success of db-backup
+    audit/<YYYY>/<MM>/<DD>/<stamp>-<function>-<action>-<rand>.json   one event per state change
+
+`<id>` is `<YYYYMMDDTHHMMSSZ>-<6 hex>`: sortable by time, unique across
+overlapping runs. Retention needs only a LIST of `db/<name>/`: the id carries
+the time, a manifest's presence means "completed", markers carry pins and
+verification.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+
+DATA_SUFFIX = ".dump.zst.age"
+MANIFEST_SUFFIX = ".manifest.json"
+VERIFIED_SUFFIX = ".verified"
+PINNED_SUFFIX = ".pinned"
+SUFFIXES = (DATA_SUFFIX, MANIFEST_SUFFIX, VERIFIED_SUFFIX, PINNED_SUFFIX)
+
+ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-([0-9a-f]{6})$")
+
+
+def new_id(now: dt.datetime) -> str:
+    return now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def id_time(backup_id: str) -> dt.datetime:
+    m = ID_RE.match(backup_id)
+    if not m:
+        raise ValueError(f"{backup_id!r} is not a backup id like 20261126T021830Z-a1b2c3")
+    return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+def db_prefix(name: str) -> str:
+    return f"db/{name}/"
+
+
+def backup_base(name: str, backup_id: str) -> str:
+    t = id_time(backup_id)
+    return f"db/{name}/{t:%Y/%m/%d}/{backup_id}"
+
+
+def data_key(name: str, backup_id: str) -> str:
+    return backup_base(name, backup_id) + DATA_SUFFIX
+
+
+def manifest_key(name: str, backup_id: str) -> str:
+    return backup_base(name, backup_id) + MANIFEST_SUFFIX
+
+
+def marker_key(name: str, backup_id: str, suffix: str) -> str:
+    return backup_base(name, backup_id) + suffix
+
+
+def state_key(name: str) -> str:
+    return f"state/db/{name}.json"
+
+
+def audit_key(now: dt.datetime, function: str, action: str) -> str:
+    t = now.astimezone(dt.timezone.utc)
+    return f"audit/{t:%Y/%m/%d}/{t:%Y%m%dT%H%M%S}{t.microsecond // 1000:03d}Z-{function}-{action}-{secrets.token_hex(3)}.json"
+
+
+def parse_key(key: str) -> tuple[str, str, str] | None:
+    """`db/<name>/Y/M/D/<id><suffix>` -> (name, id, suffix); anything else -> None."""
+    parts = key.split("/")
+    if len(parts) != 6 or parts[0] != "db":
+        return None
+    leaf = parts[5]
+    for suffix in SUFFIXES:
+        if leaf.endswith(suffix):
+            backup_id = leaf[: -len(suffix)]
+            if ID_RE.match(backup_id):
+                return parts[1], backup_id, suffix
+    return None

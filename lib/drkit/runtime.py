@@ -1,0 +1,120 @@
+"""DigitalOcean Functions adapter: event -> params, deadline, result, logs.
+
+`handle()` is the only place where errors become results: ConfigError ->
+`invalid_config`, DeadlineExceeded -> `timed_out`, other DrkitError ->
+`failed`, anything unexpected -> `error` (traceback in the log only). Results
+are JSON objects under 1 MB, redacted like the logs, and carry `ok`,
+`function`, `status` and a one-sentence `decision`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import __version__, log
+from .deadline import Deadline
+from .errors import ConfigError, DrkitError
+
+MAX_RESULT_BYTES = 900_000  # DO limit is 1 MB; keep headroom
+TRUE = ("true", "1", "yes", "y", "on")
+FALSE = ("false", "0", "no", "n", "off", "")
+
+RunFn = Callable[[Mapping[str, Any], Mapping[str, str], Deadline], dict[str, Any]]
+
+
+class Params:
+    """Strict call parameters. `doctl … -p key:value` sends every value as a string."""
+
+    def __init__(self, params: Mapping[str, Any], known: tuple[str, ...]):
+        self.params = dict(params)
+        self.known = known
+        self.problems: list[str] = []
+        unknown = sorted(k for k in self.params if k not in known)
+        if unknown:
+            self.problems.append(
+                f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(known)}")
+
+    def string(self, name: str, default: str) -> str:
+        value = self.params.get(name, default)
+        if value is None:
+            return default
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.problems.append(f"parameter {name!r} must be a string")
+            return default
+        return str(value).strip()
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.params.get(name, default)
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in TRUE:
+            return True
+        if text in FALSE:
+            return False
+        self.problems.append(f"parameter {name!r} must be true or false, not {str(value)[:40]!r}")
+        return default
+
+    def finish(self) -> None:
+        if self.problems:
+            raise ConfigError(self.problems)
+
+
+def params_from_event(event: Any) -> dict[str, Any]:
+    """Call parameters from a scheduled/invoked event (drop OpenWhisk transport keys)."""
+    if event is None:
+        return {}
+    if not isinstance(event, Mapping):
+        raise ConfigError("the function was called with a non-object event")
+    return {k: v for k, v in event.items() if not k.startswith("__ow_") and k != "http"}
+
+
+def handle(function: str, run: RunFn, event: Any, context: Any = None,
+           environ: Mapping[str, str] | None = None, default_deadline_s: float | None = 900.0) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    t0 = time.monotonic()
+    activation = getattr(context, "activation_id", None) or environ.get("__OW_ACTIVATION_ID")
+    log.configure(environ.get("DRKIT_LOG_LEVEL", "info"))
+    log.reset(function=function, activation_id=activation)
+    deadline = Deadline.from_context(context, default_deadline_s)
+    log.info("run starting", deadline_s=None if deadline.remaining() == float("inf") else round(deadline.remaining(), 1))
+    try:
+        params = params_from_event(event)
+        result = run(params, environ, deadline)
+    except ConfigError as exc:
+        result = {"ok": False, "status": "invalid_config", "error": str(exc), "problems": exc.problems,
+                  "decision": f"refused: invalid configuration or parameters; nothing was changed ({exc})"}
+    except DrkitError as exc:
+        result = {"ok": False, "status": exc.status, "error": str(exc), "decision": f"{exc.status}: {exc}"}
+    except Exception as exc:  # noqa: BLE001 - the edge: an unexpected error must still give a result
+        log.error("internal error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        result = {"ok": False, "status": "error", "error": f"internal error: {type(exc).__name__}: {exc}",
+                  "decision": "internal error; see the activation log"}
+    out = {"ok": bool(result.pop("ok", False)), "function": function, **result,
+           "duration_s": round(time.monotonic() - t0, 3), "drkit_version": __version__}
+    if activation:
+        out["activation_id"] = activation
+    out = fit_result(log.redact_obj(out))
+    log.info("run finished", ok=out["ok"], status=out.get("status"), decision=out.get("decision"))
+    return out
+
+
+def fit_result(result: dict[str, Any]) -> dict[str, Any]:
+    """Keep the result under the platform's 1 MB limit by dropping detail, never the verdict."""
+    if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
+        return result
+    slim = dict(result)
+    for entry in slim.get("databases", []) or []:
+        if isinstance(entry, dict) and isinstance(entry.get("retention"), dict):
+            entry["retention"] = {k: v for k, v in entry["retention"].items() if k != "plan"}
+    slim["truncated"] = True
+    if len(json.dumps(slim, default=str)) <= MAX_RESULT_BYTES:
+        return slim
+    keep = ("ok", "function", "status", "decision", "error", "duration_s", "drkit_version", "activation_id")
+    return {k: slim[k] for k in keep if k in slim} | {"truncated": True}

@@ -1,0 +1,1 @@
+"""Local stand-ins for drill, tests and benchmarks (never shipped in a function)."""
