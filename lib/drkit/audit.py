@@ -25,7 +25,7 @@ def record(store: Store, function: str, action: str, details: dict[str, Any], *,
 
     (The action itself already happened; failing the run now would hide its result.)
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     event = {
         "at": now.isoformat(),
         "function": function,

@@ -86,7 +86,7 @@ class Entry:
 def list_backups(store: Store, database: str) -> list[Entry]:
     """Every backup id of one database, newest first."""
     entries: dict[str, Entry] = {}
-    for obj in store.list(layout.db_prefix(database)):
+    for obj in store.list_objects(layout.db_prefix(database)):
         parsed = layout.parse_key(obj.key)
         if parsed is None or parsed[0] != database:
             continue
@@ -97,7 +97,7 @@ def list_backups(store: Store, database: str) -> list[Entry]:
 
 def list_databases(store: Store) -> list[str]:
     names = set()
-    for obj in store.list("db/"):
+    for obj in store.list_objects("db/"):
         parsed = layout.parse_key(obj.key)
         if parsed:
             names.add(parsed[0])

@@ -268,11 +268,12 @@ def parse_db_url(name: str, url: str, problems: list[str]) -> tuple[dict[str, st
     Returns the parameters without the password, and the password, so that the
     password can be handed to child processes through their environment only.
     """
+    import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         raw: dict[str, Any] = conninfo_to_dict(url)
-    except Exception as exc:  # psycopg.ProgrammingError; text may echo the URL
+    except psycopg.Error as exc:  # the text may echo the URL: redacted below
         problems.append(f"database {name!r}: URL cannot be parsed ({log.redact(str(exc)).strip()})")
         return {}, None
     params = {k: str(v) for k, v in raw.items() if v is not None}

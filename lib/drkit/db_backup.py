@@ -44,7 +44,7 @@ Clock = Callable[[], dt.datetime]
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
             with store.open_upload(data_key, part_size=cfg.part_size_mb * 1024 * 1024,
                                    concurrency=cfg.upload_concurrency, deadline=deadline) as upload:
                 compressor = zstandard.ZstdCompressor(level=cfg.zstd_level)
-                reader = compressor.stream_reader(counter, read_size=1 << 20, closefd=False)
+                reader = compressor.stream_reader(counter, read_size=1 << 20, closefd=False)  # type: ignore[arg-type]
                 crypto.encrypt_stream(reader, upload, recipients)
                 code = proc.wait()
                 if timed_out.is_set():

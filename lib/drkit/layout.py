@@ -29,14 +29,14 @@ ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-([0-9a-f]{6})$")
 
 
 def new_id(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def id_time(backup_id: str) -> dt.datetime:
     m = ID_RE.match(backup_id)
     if not m:
         raise ValueError(f"{backup_id!r} is not a backup id like 20261126T021830Z-a1b2c3")
-    return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
 
 
 def db_prefix(name: str) -> str:
@@ -65,7 +65,7 @@ def state_key(name: str) -> str:
 
 
 def audit_key(now: dt.datetime, function: str, action: str) -> str:
-    t = now.astimezone(dt.timezone.utc)
+    t = now.astimezone(dt.UTC)
     return f"audit/{t:%Y/%m/%d}/{t:%Y%m%dT%H%M%S}{t.microsecond // 1000:03d}Z-{function}-{action}-{secrets.token_hex(3)}.json"
 
 

@@ -89,7 +89,7 @@ def _emit(level: str, msg: str, fields: dict[str, Any]) -> None:
     if _levels[level] < _min_level:
         return
     record: dict[str, Any] = {
-        "ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "level": level,
     }
     with _lock:

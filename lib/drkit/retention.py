@@ -154,7 +154,7 @@ class Item:
     verified: bool = False
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     KEEP = "keep"  # the policy keeps it
     DELETE = "delete"  # the policy does not keep it, nothing protects it
     PROTECTED = "protected"  # the policy would delete it; a safety rule keeps it
@@ -202,7 +202,7 @@ def apply_policy(items: Sequence[Item], policy: Policy, now: dt.datetime) -> dic
     if not ordered:
         return {}
     past = [i.time for i in ordered if i.time < now]
-    latest = max(past) if past else dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    latest = max(past) if past else dt.datetime.min.replace(tzinfo=dt.UTC)
 
     counts = {k: getattr(policy, k) for k in _COUNT_KEYS}
     last_val = {k: -1 for k in _COUNT_KEYS}

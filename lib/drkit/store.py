@@ -181,7 +181,7 @@ class Store:
             raise self._fail(exc, f"inspecting {key}") from None
         return ObjectInfo(key, int(r["ContentLength"]), r["LastModified"], r.get("ETag", "").strip('"'))
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under prefix (paginated, ListObjectsV2)."""
         try:
             paginator = self.client.get_paginator("list_objects_v2")
@@ -246,7 +246,7 @@ class Store:
 
 def part_size_for(part_number: int, base: int) -> int:
     """Size of 1-based part `part_number`: doubles every 2,000 parts (pure)."""
-    return base * (2 ** ((part_number - 1) // PARTS_PER_SIZE_STEP))
+    return int(base * (2 ** ((part_number - 1) // PARTS_PER_SIZE_STEP)))
 
 
 class MultipartUpload(io.RawIOBase):
@@ -377,7 +377,7 @@ class MultipartUpload(io.RawIOBase):
             raise
         self._finished = True
         self._pool.shutdown(wait=True)
-        return ObjectInfo(self.key, self.size, dt.datetime.now(dt.timezone.utc))
+        return ObjectInfo(self.key, self.size, dt.datetime.now(dt.UTC))
 
     def abort(self) -> None:
         """Stop, wait for parts in flight, and abort the multipart upload. Idempotent."""

@@ -61,7 +61,7 @@ def _self_signed(certfile: Path, keyfile: Path) -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=2)).sign(key, hashes.SHA256()))
@@ -120,14 +120,13 @@ class PgServer:
                 "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "50",
                 "shared_buffers": "'128MB'", "ssl": "on" if self.ssl else "off"}
         conf.update(self.settings)
-        with open(self.datadir / "postgresql.conf", "a") as f:
-            for k, v in conf.items():
-                f.write(f"{k} = {v}\n")
+        with open(self.datadir / "postgresql.conf", "a") as conf_file:
+            conf_file.writelines(f"{k} = {v}\n" for k, v in conf.items())
         r = self._as_user([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.datadir / "log"),
                            "-w", "-t", "60", "start"])
         if r.returncode != 0:
-            log = (self.datadir / "log").read_text() if (self.datadir / "log").exists() else ""
-            raise RuntimeError(f"PostgreSQL did not start: {r.stderr[-400:]} {log[-800:]}")
+            text = (self.datadir / "log").read_text() if (self.datadir / "log").exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {r.stderr[-400:]} {text[-800:]}")
         self.started = True
         return self
 
@@ -144,7 +143,7 @@ class PgServer:
 
     def execute(self, sql: str, dbname: str = "postgres") -> None:
         with self.connect(dbname) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql.encode())
 
     def create_database(self, name: str) -> None:
         self.execute(f'CREATE DATABASE "{name}"')

