@@ -79,6 +79,7 @@ class SpacesConfig:
     access_key: Secret
     secret_key: Secret
     prefix: str = ""
+    max_attempts: int = 6  # botocore adaptive retries per request
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,11 @@ def _spaces_from_env(environ: Mapping[str, str], problems: list[str]) -> SpacesC
     prefix = environ.get("DRKIT_PREFIX", "").strip().strip("/")
     if prefix and not re.match(r"^[A-Za-z0-9._/-]+$", prefix):
         problems.append(f"DRKIT_PREFIX {prefix!r} may only contain letters, digits and . _ - /")
+    attempts = _int_env(environ, "DRKIT_S3_MAX_ATTEMPTS", 6, 1, 10, problems)
     if problems:
         return None
     return SpacesConfig(
+        max_attempts=attempts,
         bucket=bucket,
         endpoint_url=endpoint.rstrip("/"),
         region=region or "us-east-1",
@@ -231,7 +234,7 @@ def _database(
     else:
         params, password = parse_db_url(name, url, problems)
     count_raw = environ.get(env_name(name, "COUNT_TABLES"), "").strip()
-    count_tables = tuple(t for t in re.split(r"[\s,]+", count_raw) if t)
+    count_tables = tuple(t.strip() for t in count_raw.split(",") if t.strip())
     for t in count_tables:
         if t != "*" and not re.match(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$", t):
             problems.append(f"database {name!r}: {env_name(name, 'COUNT_TABLES')} entry {t!r} is not a table name")

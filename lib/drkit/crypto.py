@@ -62,3 +62,9 @@ def decrypt_stream(reader: Any, writer: Any, identities: Sequence[x25519.Identit
         pyrage.decrypt_io(reader, writer, list(identities))
     except pyrage.DecryptError as exc:
         raise CryptoError(f"decryption failed (wrong identity, or tampered/truncated data): {exc}") from None
+    except OSError as exc:
+        # pyrage reports a failed chunk authentication (tampering, truncation) as a bare OSError;
+        # a broken pipe is the consumer's failure, not the ciphertext's.
+        if isinstance(exc, BrokenPipeError) or str(exc) != "decryption error":
+            raise
+        raise CryptoError("decryption failed: the data is tampered or truncated") from None

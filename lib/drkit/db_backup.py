@@ -130,6 +130,9 @@ def _one(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any], r
         }
         decision = (f"backed up {db.name}: {manifest['bytes_in'] / 1e6:.1f} MB dump -> "
                     f"{manifest['bytes_out'] / 1e6:.1f} MB stored in {manifest['duration_s']:.1f}s")
+        if manifest["missing_count_tables"]:
+            result["warnings"] = [f"configured count tables not found: {', '.join(manifest['missing_count_tables'])}"]
+            decision += f" (WARNING: count tables not found: {', '.join(manifest['missing_count_tables'])})"
         if request.prune:
             pruning = prune(db, store, manifest["id"], clock(), dry_run=False)
             result["retention"] = pruning
@@ -215,6 +218,7 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
                    "server_version_num": source.server_version_num, "database_size": source.database_size},
         "tables": [t.to_dict() for t in source.tables],
         "counted_tables": sum(1 for t in source.tables if t.exact_rows is not None),
+        "missing_count_tables": source.missing_count_tables,
         "restore": {
             "min_pg_restore_major": tool.major,
             "pipeline": f"age -d -i key.txt < {backup_id}{layout.DATA_SUFFIX} | zstd -d | "

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from . import log
 from .config import DatabaseConfig
-from .errors import ConfigError, PgError
+from .errors import PgError
 
 # pg_dump/pg_restore of major N read servers from 9.2 up to major N
 # (PostgreSQL docs: "pg_dump can also dump from PostgreSQL servers older than
@@ -151,6 +151,7 @@ class SourceInfo:
     database_size: int
     snapshot: str | None
     tables: list[TableInfo] = field(default_factory=list)
+    missing_count_tables: list[str] = field(default_factory=list)
 
 
 _TABLES_SQL = """
@@ -216,29 +217,33 @@ class SnapshotSession:
                 kind = "partitioned" if relkind == "p" else ("partition" if is_part else "table")
                 est = int(reltuples) if reltuples is not None and reltuples >= 0 and kind != "partitioned" else None
                 tables.append(TableInfo(schema, name, kind, est))
-            wanted = _select_tables(tables, count_tables)
+            wanted, missing = _select_tables(tables, count_tables)
             for t in wanted:
                 cur.execute(sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(t.schema), sql.Identifier(t.name)))
                 t.exact_rows = int(cur.fetchone()[0])
         except psycopg.Error as exc:
             raise PgError(f"inspecting {self.db.display} failed: {describe_pg_error(exc)}", tool="libpq") from None
-        return SourceInfo(str(version).split()[0], int(version_num), int(size), snapshot, tables)
+        return SourceInfo(str(version).split()[0], int(version_num), int(size), snapshot, tables, missing)
 
 
-def _select_tables(tables: list[TableInfo], wanted: Sequence[str]) -> list[TableInfo]:
+def _select_tables(tables: list[TableInfo], wanted: Sequence[str]) -> tuple[list[TableInfo], list[str]]:
+    """Tables to count exactly, and configured names that match no table.
+
+    A configured table that no longer exists (renamed by a migration) must not
+    stop the backup: it is reported in the manifest and the result instead.
+    """
     countable = [t for t in tables if t.kind != "partitioned"]
     if "*" in wanted:
-        return countable
-    out = []
+        return countable, []
+    out: list[TableInfo] = []
+    missing: list[str] = []
     for w in wanted:
         schema, _, name = w.rpartition(".")
         match = [t for t in countable if t.name == name and (t.schema == schema if schema else True)]
         if not match:
-            raise ConfigError(f"table {w!r} (configured for exact row counts) does not exist in the database")
-        if not schema and len(match) > 1:
-            raise ConfigError(f"table {w!r} exists in several schemas; qualify it as schema.table")
-        out.extend(match)
-    return out
+            missing.append(w)
+        out.extend(t for t in match if t not in out)
+    return out, missing
 
 
 def check_compatible(tool: ToolVersion, server_version_num: int) -> None:

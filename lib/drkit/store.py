@@ -63,7 +63,7 @@ def make_client(spaces: SpacesConfig) -> Any:
     cfg = botocore.config.Config(
         signature_version="s3v4",
         s3={"addressing_style": "path"},
-        retries={"mode": "adaptive", "max_attempts": 6},
+        retries={"mode": "adaptive", "max_attempts": spaces.max_attempts},
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=16,
