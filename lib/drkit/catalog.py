@@ -142,6 +142,20 @@ class Garbage:
 
 def garbage(store: Store, entries: list[Entry], database: str, now: dt.datetime) -> Garbage:
     """Leftovers of killed runs that are old enough to be certainly dead."""
-    orphans = [e for e in entries if e.orphan and now - e.objects[layout.DATA_SUFFIX].last_modified > ORPHAN_GRACE]
-    uploads = [u for u in store.list_uploads(layout.db_prefix(database)) if now - u.initiated > ORPHAN_GRACE]
+    orphans = [e for e in entries if e.orphan and now - _started(e.id, e.objects[layout.DATA_SUFFIX].last_modified) > ORPHAN_GRACE]
+    uploads = [u for u in store.list_uploads(layout.db_prefix(database)) if now - _upload_started(u) > ORPHAN_GRACE]
     return Garbage(orphans, uploads, [e for e in entries if e.broken])
+
+
+def _started(backup_id: str, reported: dt.datetime) -> dt.datetime:
+    """The later of the store's timestamp and the time in drkit's own id.
+
+    A live upload of an overlapping run must never look old, even if a store
+    reports a wrong time (moto reports a fixed 2010 date for uploads).
+    """
+    return max(reported, layout.id_time(backup_id))
+
+
+def _upload_started(upload: UploadInfo) -> dt.datetime:
+    parsed = layout.parse_key(upload.key)
+    return _started(parsed[1], upload.initiated) if parsed else upload.initiated

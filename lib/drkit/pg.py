@@ -62,9 +62,13 @@ class ToolVersion:
     major: int
 
 
-@functools.lru_cache(maxsize=8)
 def tool_version(name: str) -> ToolVersion:
-    path = find_binary(name)
+    """Version of the binary `name` resolves to now (cached per path)."""
+    return _version_of(str(find_binary(name)), name)
+
+
+@functools.lru_cache(maxsize=16)
+def _version_of(path: str, name: str) -> ToolVersion:
     try:
         out = subprocess.run(
             [str(path), "--version"], capture_output=True, text=True, timeout=20, env=_base_env(), check=True
