@@ -202,7 +202,7 @@ def apply_policy(items: Sequence[Item], policy: Policy, now: dt.datetime) -> dic
     if not ordered:
         return {}
     past = [i.time for i in ordered if i.time < now]
-    latest = max(past) if past else dt.datetime.min.replace(tzinfo=dt.UTC)
+    latest = max(past) if past else None  # restic: Go's zero time, so every `within` rule matches
 
     counts = {k: getattr(policy, k) for k in _COUNT_KEYS}
     last_val = {k: -1 for k in _COUNT_KEYS}
@@ -211,7 +211,7 @@ def apply_policy(items: Sequence[Item], policy: Policy, now: dt.datetime) -> dic
     n = len(ordered)
     for nr, cur in enumerate(ordered):
         reasons: list[str] = []
-        if not policy.within.is_zero() and cur.time > policy.within.before(latest):
+        if not policy.within.is_zero() and _within(cur.time, policy.within, latest):
             reasons.append(f"within {policy.within}")
         for kind in _COUNT_KEYS:
             if counts[kind] > 0 or counts[kind] == UNLIMITED:
@@ -225,7 +225,7 @@ def apply_policy(items: Sequence[Item], policy: Policy, now: dt.datetime) -> dic
                     reasons.append(kind if new_bucket else f"oldest {kind}")
         for key in _WITHIN_KEYS[1:]:
             within: Duration = getattr(policy, key)
-            if not within.is_zero() and cur.time > within.before(latest):
+            if not within.is_zero() and _within(cur.time, within, latest):
                 kind = key.split("_", 1)[1]
                 val = _bucket(kind, cur.time, nr)
                 if val != within_last[key]:
@@ -234,6 +234,16 @@ def apply_policy(items: Sequence[Item], policy: Policy, now: dt.datetime) -> dic
         if reasons:
             keep[cur.id] = reasons
     return keep
+
+
+def _within(t: dt.datetime, d: Duration, latest: dt.datetime | None) -> bool:
+    """restic: cur.Time.After(latest.AddDate(-y, -m, -d).Add(-h)), strictly after."""
+    if latest is None:
+        return True
+    try:
+        return t > d.before(latest)
+    except (OverflowError, ValueError):  # cut-off before year 1: everything is within
+        return True
 
 
 def plan(items: Sequence[Item], policy: Policy, now: dt.datetime) -> list[Decision]:
