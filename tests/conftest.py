@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from drkit import crypto, log
 from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import S3Server

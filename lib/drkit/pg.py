@@ -43,6 +43,12 @@ def find_binary(name: str) -> Path:
         candidates.append(Path(env_dir) / name)
     candidates.append(VENDORED_BIN / name)
     for c in candidates:
+        if c.is_file() and not os.access(c, os.X_OK):
+            # A zip may lose exec bits; the function's unpacked folder is writable.
+            try:
+                c.chmod(0o755)
+            except OSError:
+                log.warning("vendored binary is not executable", path=str(c))
         if c.is_file() and os.access(c, os.X_OK):
             return c
     found = shutil.which(name)

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 import zstandard
-from conftest import fill_rich, keys, open_uploads, table_fingerprints
+from pyrage import x25519
+
+from conftest import fill_rich, keys, table_fingerprints
 from drkit import catalog, crypto, db_backup, layout, restore
 from drkit.config import Config
 from drkit.runtime import handle
 from drkit.store import Store
 from drkit_dev.pgserver import PgServer
-from pyrage import x25519
 
 
 def run_backup(env: dict[str, str], **params: Any) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def test_manifest_records_what_restore_verify_needs(pg: PgServer, dbname: str, m
 
 
 def test_one_failing_database_does_not_stop_the_others(pg: PgServer, dbname: str, make_env: Any, s3_client: Any,
-                                                       bucket: str) -> None:
+                                                       bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
     pg.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g", dbname)
     env = make_env({"good": pg.url(dbname), "badpw": pg.url(dbname, password="wrong-Password-1")})
     result = run_backup(env)
@@ -117,6 +118,10 @@ def test_one_failing_database_does_not_stop_the_others(pg: PgServer, dbname: str
     assert by["badpw"]["status"] == "failed"
     assert "password authentication failed" in by["badpw"]["error"]
     assert "wrong-Password-1" not in json.dumps(result)
+    logged = capsys.readouterr()
+    for secret in ("wrong-Password-1", pg.password, "spaces-Secret-Value-123"):
+        assert secret not in logged.out + logged.err
+    assert '"msg": "backup failed"' in logged.out
     assert keys(s3_client, bucket, "db/badpw/") == []
     assert len(keys(s3_client, bucket, "db/good/")) == 2
     state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/db/badpw.json")["Body"].read())

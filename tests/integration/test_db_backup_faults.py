@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import PGBIN, keys, open_uploads
 from drkit import catalog, db_backup, layout
 from drkit.config import Config

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from drkit import layout, log
 from drkit.config import Config, Secret
 from drkit.deadline import Deadline

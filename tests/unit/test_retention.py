@@ -6,9 +6,10 @@ import datetime as dt
 import random
 
 import pytest
-from drkit.retention import Duration, Item, Policy, Verdict, apply_policy, parse_duration, parse_policy, plan
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from drkit.retention import Duration, Item, Policy, Verdict, apply_policy, parse_duration, parse_policy, plan
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 1, 5, 0, 30, tzinfo=UTC)  # a Monday

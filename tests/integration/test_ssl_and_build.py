@@ -1,0 +1,116 @@
+"""The vendored pg_dump over SSL, and the built function run from its own folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, fill_rich, keys, table_fingerprints
+from drkit import db_backup
+from drkit.runtime import handle
+from drkit_dev.pgserver import PgServer, installed_bindirs
+
+
+@pytest.fixture(scope="module")
+def ssl_pg() -> Iterator[PgServer]:
+    """An SSL-only (hostssl + SCRAM) PostgreSQL 15 server, like Supabase's."""
+    dirs = installed_bindirs()
+    if 15 not in dirs:
+        pytest.skip("Debian's postgresql-15 server is not installed (scripts/test installs it when run as root)")
+    with PgServer(dirs[15], ssl_only=True) as server:
+        yield server
+
+
+def test_vendored_pg_dump_speaks_ssl_to_an_ssl_only_server(ssl_pg: PgServer, pg: PgServer, make_env: Any,
+                                                           s3_client: Any, bucket: str, age_keys: tuple[str, str]) -> None:
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    ssl_pg.create_database(name)
+    fill_rich(ssl_pg, name)
+    env = make_env({"supa": ssl_pg.url(name, sslmode="require")}, DRKIT_DB_SUPA_COUNT_TABLES="customers")
+    result = handle("db-backup", db_backup.run, {}, None, env)
+    assert result["ok"], result
+    manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=result["databases"][0]["key"].replace(
+        ".dump.zst.age", ".manifest.json"))["Body"].read())
+    assert manifest["source"]["server_version"].startswith("15.")
+    assert manifest["dump"]["tool_version"].startswith("18.")
+    assert [t["exact_rows"] for t in manifest["tables"] if t["name"] == "customers"] == [3000]
+
+    # the server refuses plaintext: the failure says what to do
+    plain = make_env({"supa": ssl_pg.url(name, sslmode="disable")})
+    failed = handle("db-backup", db_backup.run, {}, None, plain)
+    assert failed["status"] == "failed"
+    assert "requires SSL" in failed["databases"][0]["error"]
+
+    # a PostgreSQL 15 archive restores into PostgreSQL 18
+    from test_db_backup import restore_into
+
+    env_pg18 = dict(env, DRKIT_DB_SUPA_URL=pg.url("postgres"))  # restore target server: the PG 18 one
+    target, _ = restore_into(env_pg18, pg, "supa", age_keys[0])
+    try:
+        assert table_fingerprints(pg, target) == table_fingerprints(ssl_pg, name)
+    finally:
+        pg.drop_database(target)
+        ssl_pg.drop_database(name)
+
+
+RUNNER = r"""
+import importlib.util, json, os, sys
+fn = sys.argv[1]
+os.chdir(fn)
+activate = os.path.join(fn, "virtualenv", "bin", "activate_this.py")
+exec(open(activate).read(), {"__file__": activate})    # what the DO prelauncher does
+sys.path.append(fn)                                     # the zip root comes last
+spec = importlib.util.spec_from_file_location("main__", os.path.join(fn, "__main__.py"))
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+
+class Context:
+    activation_id = "test-activation"
+    def get_remaining_time_in_millis(self):
+        return 300000
+
+from drkit import pg
+result = mod.main(json.loads(sys.argv[2]), Context())
+print("RESULT " + json.dumps({"result": result, "pg_dump": str(pg.find_binary("pg_dump")),
+                              "path": sys.path, "modules": sorted(m for m in sys.modules if "." not in m)}))
+"""
+
+
+def test_built_function_runs_from_its_own_folder(tmp_path: Path, pg: PgServer, dbname: str, make_env: Any,
+                                                 s3_client: Any, bucket: str) -> None:
+    archive = ROOT / "build" / "dist" / "dr-db-backup.zip"
+    assert archive.exists(), "build/dist/dr-db-backup.zip is missing: ./scripts/test runs scripts/build first"
+    assert archive.stat().st_size < 48 * 1024 * 1024
+    fn = tmp_path / "action"
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(fn)  # like the runtime's unzip: exec bits are not restored
+    assert not os.access(fn / "pgbin" / "bin" / "pg_dump", os.X_OK)
+    pg.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g", dbname)
+    env = make_env({"app": pg.url(dbname)})
+    env.update({"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})  # nothing of the dev venv
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", RUNNER, str(fn), json.dumps({"database": "app"})],
+                          env=env, capture_output=True, text=True, timeout=120)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = json.loads(line[0][7:])
+    assert out["result"]["ok"], out["result"]
+    assert out["result"]["activation_id"] == "test-activation"
+    assert out["pg_dump"].startswith(str(fn / "pgbin" / "bin"))
+    assert not [p for p in out["path"] if ".venv" in p or "site-packages" in p and str(fn) not in p]
+    assert {"boto3", "psycopg", "pyrage", "zstandard"} <= set(out["modules"])
+    assert len(keys(s3_client, bucket, "db/app/")) == 2
+    # the activation's log lines are JSON and carry no secrets
+    for raw in proc.stdout.splitlines():
+        if raw.startswith("{"):
+            assert json.loads(raw)["function"] == "db-backup"
+    assert "spaces-Secret-Value-123" not in proc.stdout + proc.stderr
+    assert pg.password not in proc.stdout + proc.stderr
