@@ -125,7 +125,13 @@ def build_virtualenv(fn_dir: Path, requirements: Path) -> Path:
            "-r", str(requirements)]
     for p in PLATFORMS:
         cmd += ["--platform", p]
-    subprocess.run(cmd, check=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    noise = ("WARNING: Location", "[notice]")
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if line.strip() and not line.startswith(noise):
+            print("  pip:", line)
+    if proc.returncode != 0:
+        raise SystemExit(f"pip could not install {requirements.name} for the runtime platform (see above)")
     _trim(site)
     bad = [(p, glibc_needed(p)) for p in site.rglob("*.so*") if p.is_file() and glibc_needed(p) > MAX_GLIBC]
     if bad:

@@ -1,0 +1,314 @@
+"""drkit: the operator CLI (scripts/drkit). Same library, same code paths as the functions.
+
+Configuration comes from the environment and an env file (default `.env`,
+the file `doctl serverless deploy` reads); variables already set in the shell
+win, as they do for the deployer. Exit codes: 0 ok, 1 failed, 2 invalid
+configuration or arguments, 3 partly failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, audit, catalog, crypto, db_backup, layout, runtime
+from .config import Config
+from .errors import ConfigError, DrkitError
+from .store import Store
+
+EXIT = {"ok": 0, "dry_run": 0, "partial": 3, "invalid_config": 2}
+
+
+def load_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; `#` comments; optional quotes; `export ` prefix allowed."""
+    out: dict[str, str] = {}
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().replace("_", "").isalnum():
+            raise ConfigError(f"{path}:{n}: not KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def environment(env_file: str | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    path = Path(env_file) if env_file else Path(".env")
+    if env_file and not path.exists():
+        raise ConfigError(f"env file {path} does not exist")
+    if path.exists():
+        env.update(load_env_file(path))
+    env.update(os.environ)
+    return env
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _age(t: dt.datetime, now: dt.datetime) -> str:
+    s = (now - t).total_seconds()
+    if s < 0:
+        return "in the future"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+# -- commands -----------------------------------------------------------------------
+
+def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    identity, recipient = crypto.generate_identity()
+    out = Path(args.out)
+    if out.exists():
+        raise ConfigError(f"{out} exists; refusing to overwrite an identity (move it away first)")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# created: {dt.datetime.now(dt.UTC).isoformat()}\n# public key: {recipient}\n{identity}\n")
+    print(f"identity written to {out} (mode 0600). Keep it OFF the deployment: store it in your password manager")
+    print("and an offline copy. Only restore needs it. Put the public key in DRKIT_AGE_RECIPIENTS:")
+    print(recipient)
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from rich.table import Table
+
+    cfg = Config.from_env(env)
+    con = _console()
+    con.print(f"[green]configuration is valid[/green]: bucket [bold]{cfg.spaces.bucket}[/bold] at "
+              f"{cfg.spaces.endpoint_url}{' prefix ' + cfg.spaces.prefix if cfg.spaces.prefix else ''}, "
+              f"{len(cfg.recipients)} age recipient(s)")
+    table = Table("database", "connection", "exact counts", "pg_dump options", "retention")
+    for db in cfg.databases.values():
+        table.add_row(db.name, db.display, ", ".join(db.count_tables) or "-", " ".join(db.pg_dump_args) or "-",
+                      str(db.retention))
+    con.print(table)
+    if args.connect:
+        from . import pg
+
+        store = Store(cfg.spaces)
+        store.check_access()
+        con.print(f"[green]bucket reachable[/green] ({cfg.spaces.bucket})")
+        tool = pg.tool_version("pg_dump")
+        failed = 0
+        for db in cfg.databases.values():
+            try:
+                with pg.SnapshotSession(db) as s:
+                    info = s.inspect(())
+                pg.check_compatible(tool, info.server_version_num)
+                con.print(f"[green]{db.name}[/green]: PostgreSQL {info.server_version}, "
+                          f"{_size(info.database_size)}, {len(info.tables)} tables; pg_dump {tool.version} is compatible")
+            except DrkitError as exc:
+                failed += 1
+                con.print(f"[red]{db.name}[/red]: {exc}")
+        return 1 if failed else 0
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    params: dict[str, Any] = {"dry_run": args.dry_run, "prune": not args.no_prune}
+    if args.db:
+        params["database"] = ",".join(args.db)
+    with _console().status("backing up ..."):
+        result = runtime.handle("db-backup", db_backup.run, params, None, env, default_deadline_s=None)
+    return _print_result(result, args.json)
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        con = _console()
+        color = "green" if result["ok"] else "red"
+        con.print(f"[{color}]{result.get('status')}[/{color}]: {result.get('decision')}")
+        for problem in result.get("problems", []):
+            con.print(f"  - {problem}")
+    return EXIT.get(str(result.get("status")), 1)
+
+
+def _store(env: Mapping[str, str]) -> tuple[Config, Store]:
+    cfg = Config.from_env(env, need_databases=False)
+    return cfg, Store(cfg.spaces)
+
+
+def cmd_backups_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from rich.table import Table
+
+    _, store = _store(env)
+    names = args.db or catalog.list_databases(store)
+    now = dt.datetime.now(dt.UTC)
+    rows = [e for name in names for e in catalog.list_backups(store, name)]
+    if args.json:
+        print(json.dumps([e.summary() for e in rows], indent=2))
+        return 0
+    table = Table("database", "backup id", "taken (UTC)", "age", "size", "state", "verified", "pinned")
+    for e in rows:
+        state = "ok" if e.complete else ("ORPHAN (no manifest)" if e.orphan else "BROKEN (no data)")
+        table.add_row(e.database, e.id, e.time.strftime("%Y-%m-%d %H:%M"), _age(e.time, now), _size(e.size),
+                      state, "yes" if e.verified else "", "pinned" if e.pinned else "")
+    con = _console()
+    con.print(table)
+    con.print(f"{len(rows)} backups of {len(names)} database(s); `drkit backups show ID --db NAME` for details")
+    return 0
+
+
+def cmd_backups_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from rich.table import Table
+
+    _, store = _store(env)
+    entry = catalog.find(store, args.backup, args.db)
+    manifest = catalog.read_manifest(store, entry)
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    con = _console()
+    src = manifest.get("source", {})
+    con.print(f"[bold]{entry.database} {entry.id}[/bold]  {entry.data_key}")
+    con.print(f"  taken {manifest['started_at']} in {manifest['duration_s']} s; PostgreSQL {src.get('server_version')} "
+              f"({src.get('display')}); pg_dump {manifest['dump']['tool_version']}, snapshot {manifest['dump']['snapshot']}")
+    con.print(f"  dump {_size(manifest['bytes_in'])} -> stored {_size(manifest['bytes_out'])} "
+              f"(zstd {manifest['compression']['level']}, age to {len(manifest['encryption']['recipients'])} recipient(s))")
+    con.print(f"  sha256 {manifest['sha256']}; verified: {'yes' if entry.verified else 'no'}; "
+              f"pinned: {'yes' if entry.pinned else 'no'}")
+    con.print(f"  restore with standard tools: {manifest['restore']['pipeline']}")
+    table = Table("schema", "table", "kind", "estimated rows", "exact rows")
+    for t in manifest.get("tables", [])[: args.tables]:
+        table.add_row(t["schema"], t["name"], t["kind"], str(t["estimated_rows"] if t["estimated_rows"] is not None else "-"),
+                      str(t["exact_rows"] if t["exact_rows"] is not None else "-"))
+    con.print(table)
+    more = len(manifest.get("tables", [])) - args.tables
+    if more > 0:
+        con.print(f"  … {more} more tables (--tables N, or --json)")
+    return 0
+
+
+def cmd_backups_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    _, store = _store(env)
+    entry = catalog.find(store, args.backup, args.db)
+    key = layout.marker_key(entry.database, entry.id, layout.PINNED_SUFFIX)
+    if args.command == "pin":
+        store.put_bytes(key, json.dumps({"reason": args.reason, "by": audit.actor()}).encode(), "application/json")
+    else:
+        store.delete(key)
+    audit.record(store, "cli", f"backup.{args.command}ned", {"database": entry.database, "backup_id": entry.id,
+                                                               "reason": args.reason})
+    print(f"{entry.database} {entry.id} {'pinned: retention will never delete it' if args.command == 'pin' else 'unpinned'}")
+    return 0
+
+
+def cmd_retention_plan(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from rich.table import Table
+
+    cfg = Config.from_env(env)
+    store = Store(cfg.spaces)
+    names = args.db or list(cfg.databases)
+    now = dt.datetime.now(dt.UTC)
+    con = _console()
+    for name in names:
+        if name not in cfg.databases:
+            raise ConfigError(f"unknown database {name!r}; configured: {', '.join(cfg.databases)}")
+        result = db_backup.prune(cfg.databases[name], store, None, now, dry_run=True)
+        table = Table("backup id", "age", "verdict", "why", title=f"{name}: {result['policy']}")
+        for d in result["plan"]:
+            t = dt.datetime.fromisoformat(d["time"])
+            color = {"delete": "red", "protected": "yellow", "pinned": "cyan"}.get(d["verdict"], "green")
+            table.add_row(d["id"], _age(t, now), f"[{color}]{d['verdict']}[/{color}]", ", ".join(d["reasons"]))
+        con.print(table)
+        con.print(result["summary"])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="drkit", description="drkit operator CLI: backups, retention, keys. See docs/runbook.md.",
+        epilog="Configuration: environment variables (see .env.example), read from --env-file or ./.env too.")
+    ap.add_argument("--version", action="version", version=f"drkit {__version__}")
+    ap.add_argument("--env-file", help="KEY=VALUE file to read (default: ./.env if present)")
+    sub = ap.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("keygen", help="create an age identity (private key file) and print its public key")
+    p.add_argument("--out", default="drkit-identity.txt", help="where to write the identity (default: %(default)s)")
+    p.set_defaults(fn=cmd_keygen)
+
+    g = sub.add_parser("config", help="configuration").add_subparsers(dest="command", required=True)
+    c = g.add_parser("check", help="validate the configuration (and with --connect, reach the bucket and databases)")
+    c.add_argument("--connect", action="store_true", help="also connect to the bucket and every database")
+    c.set_defaults(fn=cmd_config_check)
+
+    p = sub.add_parser("backup", help="take a database backup now (what the hourly trigger runs)")
+    p.add_argument("--db", action="append", help="database name (repeatable; default: all)")
+    p.add_argument("--dry-run", action="store_true", help="check connections and show the retention plan only")
+    p.add_argument("--no-prune", action="store_true", help="do not apply retention after the backup")
+    p.add_argument("--json", action="store_true", help="print the full JSON result")
+    p.set_defaults(fn=cmd_backup)
+
+    g = sub.add_parser("backups", help="list, inspect and pin backups").add_subparsers(dest="command", required=True)
+    c = g.add_parser("list", help="table of backups with age, size, verified and pinned state")
+    c.add_argument("--db", action="append", help="database name (repeatable; default: all in the bucket)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_backups_list)
+    c = g.add_parser("show", help="a backup's manifest: source, sizes, checksum, tables")
+    c.add_argument("backup", help="`latest`, a backup id, or a key")
+    c.add_argument("--db", help="database name (needed unless a full key is given)")
+    c.add_argument("--tables", type=int, default=30, help="how many tables to list (default: %(default)s)")
+    c.add_argument("--json", action="store_true", help="print the manifest as stored")
+    c.set_defaults(fn=cmd_backups_show)
+    for verb, text in (("pin", "never delete this backup (e.g. before a migration)"), ("unpin", "remove a pin")):
+        c = g.add_parser(verb, help=text)
+        c.add_argument("backup", help="`latest`, a backup id, or a key")
+        c.add_argument("--db", help="database name (needed unless a full key is given)")
+        c.add_argument("--reason", default="", help="why (recorded in the audit log)")
+        c.set_defaults(fn=cmd_backups_pin)
+
+    g = sub.add_parser("retention", help="retention").add_subparsers(dest="command", required=True)
+    c = g.add_parser("plan", help="what retention would keep and delete now, and why (changes nothing)")
+    c.add_argument("--db", action="append", help="database name (repeatable; default: all)")
+    c.set_defaults(fn=cmd_retention_plan)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        env = environment(args.env_file)
+        return int(args.fn(args, env))
+    except ConfigError as exc:
+        print("error: invalid configuration or arguments:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    except DrkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
