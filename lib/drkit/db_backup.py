@@ -179,7 +179,8 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
         try:
             with store.open_upload(data_key, part_size=cfg.part_size_mb * 1024 * 1024,
                                    concurrency=cfg.upload_concurrency, deadline=deadline) as upload:
-                compressor = zstandard.ZstdCompressor(level=cfg.zstd_level)
+                # zstd worker threads compress outside the GIL, beside pg_dump and the uploads
+                compressor = zstandard.ZstdCompressor(level=cfg.zstd_level, threads=cfg.zstd_threads)
                 reader = compressor.stream_reader(counter, read_size=1 << 20, closefd=False)  # type: ignore[arg-type]
                 crypto.encrypt_stream(reader, upload, recipients)
                 code = proc.wait()
@@ -212,7 +213,7 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
         "sha256": upload.sha256.hexdigest(),
         "dump": {"tool": "pg_dump", "tool_version": tool.version, "format": "custom", "compress": "none (-Z 0)",
                  "options": list(db.pg_dump_args), "snapshot": "exported" if source.snapshot else "own"},
-        "compression": {"algorithm": "zstd", "level": cfg.zstd_level, "frame": "single"},
+        "compression": {"algorithm": "zstd", "level": cfg.zstd_level, "threads": cfg.zstd_threads},
         "encryption": {"format": "age-encryption.org/v1", "recipients": list(cfg.recipients)},
         "source": {"display": db.display, "server_version": source.server_version,
                    "server_version_num": source.server_version_num, "database_size": source.database_size},
