@@ -47,12 +47,19 @@ ensure_pgbin() {
   export DRKIT_PG_BIN="$ROOT/build/pgbin/bin"
 }
 
-ensure_system_postgres() {
-  # An SSL-capable PostgreSQL 15 server (Debian's) for the SSL and old-server tests.
-  if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then return 0; fi
+ensure_system_tools() {
+  # Debian packages some tests use: an SSL-capable PostgreSQL 15 server (SSL and
+  # old-server tests) and the age and zstd CLIs (the standard-tools restore test).
+  local missing=()
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+  command -v age >/dev/null || missing+=(age)
+  command -v zstd >/dev/null || missing+=(zstd)
+  [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing Debian's PostgreSQL server (SSL tests) ..." >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
-      || echo "could not install postgresql; SSL tests will be skipped with a reason" >&2
+    echo "installing Debian packages: ${missing[*]} ..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || echo "could not install ${missing[*]}; the tests that need them are skipped with a reason" >&2
+  else
+    echo "missing ${missing[*]} (not root: cannot apt-get); the tests that need them are skipped" >&2
   fi
 }

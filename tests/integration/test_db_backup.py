@@ -189,3 +189,46 @@ def test_restore_refuses_a_corrupted_object(pg: PgServer, dbname: str, make_env:
     with pytest.raises(Exception) as info:
         restore_into(env, pg, "app", age_keys[0])
     assert "SHA-256" in str(info.value) or "tampered" in str(info.value)
+
+
+def test_restore_with_standard_tools_only(pg: PgServer, dbname: str, make_env: Any, s3_client: Any, bucket: str,
+                                          age_keys: tuple[str, str], tmp_path: Any) -> None:
+    """docs/restore-standard-tools.md, executed: any S3 client, sha256, age CLI, zstd CLI, pg_restore."""
+    import shutil
+    import subprocess
+
+    from conftest import PGBIN
+
+    for tool in ("age", "zstd"):
+        if not shutil.which(tool):
+            pytest.skip(f"the {tool} CLI is not installed (scripts/test installs Debian's package when run as root)")
+    fill_rich(pg, dbname)
+    env = make_env({"app": pg.url(dbname)})
+    b = run_backup(env)["databases"][0]
+    obj = tmp_path / "backup.dump.zst.age"
+    s3_client.download_file(bucket, b["key"], str(obj))  # any S3 client: aws s3 cp / s3cmd get
+    manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=b["key"].replace(
+        layout.DATA_SUFFIX, layout.MANIFEST_SUFFIX))["Body"].read())
+    assert hashlib.sha256(obj.read_bytes()).hexdigest() == manifest["sha256"]  # sha256sum backup.dump.zst.age
+    key = tmp_path / "key.txt"
+    key.write_text(age_keys[0] + "\n")
+    dump = tmp_path / "backup.dump"
+    subprocess.run(f"age -d -i {key} {obj} | zstd -d -q -o {dump}", shell=True, check=True)
+    target = f"r_{uuid.uuid4().hex[:10]}"
+    pg.create_database(target)
+    try:
+        # a local file allows parallel restore
+        subprocess.run([str(PGBIN / "pg_restore"), "--no-owner", "--jobs", "2", "--exit-on-error",
+                        "--dbname", pg.url(target), str(dump)], check=True, capture_output=True)
+        assert table_fingerprints(pg, target) == table_fingerprints(pg, dbname)
+    finally:
+        pg.drop_database(target)
+    # and streamed, without a file: age -d | zstd -d | pg_restore
+    target2 = f"r_{uuid.uuid4().hex[:10]}"
+    pg.create_database(target2)
+    try:
+        subprocess.run(f"age -d -i {key} {obj} | zstd -d -q | {PGBIN / 'pg_restore'} --no-owner --exit-on-error "
+                       f"--dbname '{pg.url(target2)}'", shell=True, check=True, capture_output=True)
+        assert table_fingerprints(pg, target2) == table_fingerprints(pg, dbname)
+    finally:
+        pg.drop_database(target2)
