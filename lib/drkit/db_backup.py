@@ -39,6 +39,7 @@ from .store import Store
 FUNCTION = "db-backup"
 ABORT_MARGIN_S = 25.0  # stop pg_dump this long before the deadline: abort + report must fit
 MIN_START_S = 40.0  # do not start a database with less time than this left
+ZSTD_JOB_SIZE = 2 * 1024 * 1024
 
 Clock = Callable[[], dt.datetime]
 
@@ -74,6 +75,15 @@ class CountingReader:
         data = self.raw.read(n)
         self.count += len(data)
         return bytes(data)
+
+
+def zstd_params(cfg: Config) -> Any:
+    """zstd workers compress outside the GIL, beside pg_dump and the uploads. 2 MiB jobs keep
+    the workers' buffers at ~16 MB instead of ~54 MB for 8 % more time (scripts/bench_backup)."""
+    if cfg.zstd_threads == 0:
+        return zstandard.ZstdCompressionParameters.from_level(cfg.zstd_level)
+    return zstandard.ZstdCompressionParameters.from_level(
+        cfg.zstd_level, threads=cfg.zstd_threads, job_size=ZSTD_JOB_SIZE)
 
 
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
@@ -179,8 +189,7 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
         try:
             with store.open_upload(data_key, part_size=cfg.part_size_mb * 1024 * 1024,
                                    concurrency=cfg.upload_concurrency, deadline=deadline) as upload:
-                # zstd worker threads compress outside the GIL, beside pg_dump and the uploads
-                compressor = zstandard.ZstdCompressor(level=cfg.zstd_level, threads=cfg.zstd_threads)
+                compressor = zstandard.ZstdCompressor(compression_params=zstd_params(cfg))
                 reader = compressor.stream_reader(counter, read_size=1 << 20, closefd=False)  # type: ignore[arg-type]
                 crypto.encrypt_stream(reader, upload, recipients)
                 code = proc.wait()
