@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, audit, catalog, crypto, db_backup, layout, runtime
+from . import __version__, audit, catalog, crypto, db_backup, layout, log, runtime
 from .config import Config
 from .errors import ConfigError, DrkitError
 from .store import Store
@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Configuration: environment variables (see .env.example), read from --env-file or ./.env too.")
     ap.add_argument("--version", action="version", version=f"drkit {__version__}")
     ap.add_argument("--env-file", help="KEY=VALUE file to read (default: ./.env if present)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="JSON log lines (info level) on stderr")
     sub = ap.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     p = sub.add_parser("keygen", help="create an age identity (private key file) and print its public key")
@@ -296,6 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         env = environment(args.env_file)
+        # stdout is for results (tables, --json); logs go to stderr, quiet unless asked for
+        if args.verbose:
+            env["DRKIT_LOG_LEVEL"] = "info"
+        env.setdefault("DRKIT_LOG_LEVEL", "warning")
+        log.configure(env["DRKIT_LOG_LEVEL"], sys.stderr)
         return int(args.fn(args, env))
     except ConfigError as exc:
         print("error: invalid configuration or arguments:", file=sys.stderr)

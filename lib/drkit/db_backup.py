@@ -22,6 +22,7 @@ import datetime as dt
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -151,13 +152,18 @@ def _one(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any], r
             decision += "; retention skipped (prune=false)"
         result["decision"] = decision
         return result
-    except DrkitError as exc:
-        status = exc.status if exc.status in ("timed_out", "invalid_config") else "failed"
-        log.error("backup failed", status=status, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one database's failure must not stop the others
+        if isinstance(exc, DrkitError):
+            status = exc.status if exc.status in ("timed_out", "invalid_config") else "failed"
+            message = str(exc)
+            log.error("backup failed", status=status, error=message)
+        else:
+            status, message = "error", f"internal error: {type(exc).__name__}: {exc}"
+            log.error("backup failed", status=status, error=message, traceback=traceback.format_exc())
         if not request.dry_run:
             _record_failure(db, store, status, exc, time.monotonic() - started, clock)
-        return {"database": db.name, "status": status, "error": str(exc),
-                "decision": f"{db.name} {status.replace('_', ' ')}: {exc}; nothing pruned"}
+        return {"database": db.name, "status": status, "error": message,
+                "decision": f"{db.name} {status.replace('_', ' ')}: {message}; nothing pruned"}
     finally:
         log.unbind("database")
 
@@ -182,9 +188,11 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
             timed_out.set()
             proc.stop("deadline reached")
 
-        watchdog = threading.Timer(max(0.0, deadline.remaining() - ABORT_MARGIN_S), on_deadline)
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog: threading.Timer | None = None
+        if deadline.remaining() != float("inf"):  # the CLI runs without a deadline
+            watchdog = threading.Timer(max(0.0, deadline.remaining() - ABORT_MARGIN_S), on_deadline)
+            watchdog.daemon = True
+            watchdog.start()
         counter = CountingReader(proc.stdout)
         try:
             with store.open_upload(data_key, part_size=cfg.part_size_mb * 1024 * 1024,
@@ -203,7 +211,8 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
             proc.stop("backup aborted")
             raise
         finally:
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             proc.wait()
 
     finished_at = clock()

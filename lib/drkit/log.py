@@ -61,10 +61,15 @@ def redact_obj(obj: Any) -> Any:
     return obj
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> None:
+_KEEP: Any = object()
+
+
+def configure(level: str = "info", stream: TextIO | None = _KEEP) -> None:
+    """Set the level; `stream` only when given (None = stdout)."""
     global _min_level, _stream
     _min_level = _levels.get(level.lower(), 20)
-    _stream = stream
+    if stream is not _KEEP:
+        _stream = stream
 
 
 def reset(**context: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,23 +39,57 @@ class Measure:
     wall_s: float
     peak_rss_mb: float
     out_bytes: int
+    cpu_s: float = 0.0  # the pipeline's own processes (user + system)
+    server_cpu_s: float = 0.0  # the PostgreSQL server (postmaster + backends)
+    s3_cpu_s: float = 0.0  # the local S3 server (moto): remote in production
 
 
-def _run_measured(argv: list[str], env: dict[str, str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float]:
-    """Wall time and the child's own peak RSS (wait4), for a command without children of note."""
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of a process, its threads and its reaped children (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """CPU used by the PostgreSQL server and the S3 server during one step."""
+
+    def __init__(self, pg_pid: int, s3_pid: int):
+        self.pg_pid, self.s3_pid = pg_pid, s3_pid
+
+    def __enter__(self) -> CpuWatch:
+        self.pg0, self.s30, self.self0 = proc_cpu(self.pg_pid), proc_cpu(self.s3_pid), _self_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server = proc_cpu(self.pg_pid) - self.pg0
+        self.s3 = proc_cpu(self.s3_pid) - self.s30
+        self.own = _self_cpu() - self.self0
+
+    def apply(self, m: Measure) -> Measure:
+        m.server_cpu_s, m.s3_cpu_s = round(self.server, 2), round(self.s3, 2)
+        return m
+
+
+def _self_cpu() -> float:
+    r = os.times()
+    return r.user + r.system
+
+
+def _run_measured(argv: list[str], env: dict[str, str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float, float]:
+    """Wall time, peak RSS and CPU seconds (wait4: the child and its reaped descendants)."""
     t = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - t
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv[0]} failed: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def bare(pgbin: Path, url: str) -> Measure:
     env = dict(os.environ, LC_ALL="C")
-    wall, rss = _run_measured([str(pgbin / "pg_dump"), "-Fc", "-Z0", "--dbname", url], env)
-    return Measure(wall, rss, 0)
+    wall, rss, cpu = _run_measured([str(pgbin / "pg_dump"), "-Fc", "-Z0", "--dbname", url], env)
+    return Measure(wall, rss, 0, cpu)
 
 
 def old_pipeline(pgbin: Path, url: str, work: Path, s3: Any, bucket: str) -> Measure:
@@ -63,14 +98,15 @@ def old_pipeline(pgbin: Path, url: str, work: Path, s3: Any, bucket: str) -> Mea
     dump = work / "old.dump"
     t = time.monotonic()
     with open(dump, "wb") as f:
-        _, rss1 = _run_measured([str(pgbin / "pg_dump"), "-Fc", "--dbname", url], env, stdout=f)
-    _, rss2 = _run_measured(["gzip", "-f", str(dump)], env)
+        _, rss1, cpu1 = _run_measured([str(pgbin / "pg_dump"), "-Fc", "--dbname", url], env, stdout=f)
+    _, rss2, cpu2 = _run_measured(["gzip", "-f", str(dump)], env)
     gz = work / "old.dump.gz"
+    c0 = _self_cpu()
     s3.upload_file(str(gz), bucket, "old/old.dump.gz")
     wall = time.monotonic() - t
     size = gz.stat().st_size
     gz.unlink()
-    return Measure(wall, max(rss1, rss2), size)
+    return Measure(wall, max(rss1, rss2), size, cpu1 + cpu2 + _self_cpu() - c0)
 
 
 CHILD = r"""
@@ -86,16 +122,19 @@ print("RESULT " + json.dumps({"ok": r["ok"], "db": r["databases"][0], "hwm_kb": 
 
 def drkit_backup(env: dict[str, str]) -> tuple[Measure, dict[str, Any]]:
     t = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(env)], capture_output=True, text=True,
                           env=dict(os.environ, DRKIT_LOG_LEVEL="warning"))
     wall = time.monotonic() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if not line:
         raise RuntimeError(f"db-backup child failed: {proc.stdout[-800:]} {proc.stderr[-800:]}")
     out = json.loads(line[0][7:])
     if not out["ok"]:
         raise RuntimeError(f"db-backup failed: {out['db']}")
-    return Measure(wall, out["hwm_kb"] / 1024, out["db"]["bytes_out"]), out["db"]
+    return Measure(wall, out["hwm_kb"] / 1024, out["db"]["bytes_out"], cpu), out["db"]
 
 
 def plain_upload(size: int, work: Path, s3: Any, bucket: str) -> Measure:
@@ -107,10 +146,11 @@ def plain_upload(size: int, work: Path, s3: Any, bucket: str) -> Measure:
             fh.write(block[: min(left, len(block))])
             left -= len(block)
     t = time.monotonic()
+    c0 = _self_cpu()
     s3.upload_file(str(f), bucket, "plain/plain.bin")
     wall = time.monotonic() - t
     f.unlink()
-    return Measure(wall, 0, size)
+    return Measure(wall, 0, size, _self_cpu() - c0)
 
 
 def interpreter_baseline() -> float:
@@ -126,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="0.25,2", help="database sizes in GB, comma-separated (default: %(default)s)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--zstd-threads", default=None, help="DRKIT_ZSTD_THREADS for db-backup (default: drkit's default)")
+    ap.add_argument("--zstd-level", default=None, help="DRKIT_ZSTD_LEVEL for db-backup (default: drkit's default)")
     args = ap.parse_args(argv)
     sizes = [float(x) for x in args.sizes.split(",")]
     pgbin = Path(os.environ["DRKIT_PG_BIN"])
@@ -156,14 +197,23 @@ def main(argv: list[str] | None = None) -> int:
                    "DRKIT_PG_BIN": str(pgbin), "DRKIT_LOG_LEVEL": "warning"}
             if args.zstd_threads is not None:
                 env["DRKIT_ZSTD_THREADS"] = args.zstd_threads
-            with console.status("bare pg_dump -Fc -Z0 > /dev/null ..."):
+            if args.zstd_level is not None:
+                env["DRKIT_ZSTD_LEVEL"] = args.zstd_level
+            pg_pid = int((pg.datadir / "postmaster.pid").read_text().split()[0])
+            assert s3srv.proc is not None
+            s3_pid = s3srv.proc.pid
+            with console.status("bare pg_dump -Fc -Z0 > /dev/null ..."), CpuWatch(pg_pid, s3_pid) as w:
                 m_bare = bare(pgbin, url)
-            with console.status("old pipeline: pg_dump -Fc > file; gzip; upload ..."):
+            w.apply(m_bare)
+            with console.status("old pipeline: pg_dump -Fc > file; gzip; upload ..."), CpuWatch(pg_pid, s3_pid) as w:
                 m_old = old_pipeline(pgbin, url, work, s3, bucket)
-            with console.status("db-backup ..."):
+            w.apply(m_old)
+            with console.status("db-backup ..."), CpuWatch(pg_pid, s3_pid) as w:
                 m_drkit, result = drkit_backup(env)
-            with console.status("plain upload of the same number of bytes ..."):
+            w.apply(m_drkit)
+            with console.status("plain upload of the same number of bytes ..."), CpuWatch(pg_pid, s3_pid) as w:
                 m_up = plain_upload(m_drkit.out_bytes, work, s3, bucket)
+            w.apply(m_up)
             row = {"target_gb": gb, "db_bytes": size, "dump_bytes": result["bytes_in"],
                    "drkit_backup_s": result["duration_s"],
                    "bare": m_bare.__dict__, "old": m_old.__dict__, "drkit": m_drkit.__dict__, "upload": m_up.__dict__,
@@ -182,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_size(console: Console, r: dict[str, Any]) -> None:
-    t = Table("pipeline", "wall s", "peak RSS MB", "output MB", "MB/s of dump",
+    t = Table("pipeline", "wall s", "peak RSS MB", "output MB", "MB/s of dump", "CPU s", "PG server CPU s",
+              "S3 server CPU s",
               title=f"{r['db_bytes'] / 1e9:.2f} GB database, {r['dump_bytes'] / 1e6:.0f} MB uncompressed dump")
     dump = r["dump_bytes"] / 1e6
     for key, label in (("bare", "bare pg_dump -Fc -Z0 > /dev/null"), ("old", "old: pg_dump -Fc, gzip, upload"),
@@ -190,8 +241,13 @@ def print_size(console: Console, r: dict[str, Any]) -> None:
         m = r[key]
         t.add_row(label, f"{m['wall_s']:.1f}", f"{m['peak_rss_mb']:.0f}" if m["peak_rss_mb"] else "-",
                   f"{m['out_bytes'] / 1e6:.0f}" if m["out_bytes"] else "-",
-                  f"{dump / m['wall_s']:.0f}" if key != "upload" else "-")
+                  f"{dump / m['wall_s']:.0f}" if key != "upload" else "-", f"{m['cpu_s']:.1f}",
+                  f"{m['server_cpu_s']:.1f}", f"{m['s3_cpu_s']:.1f}")
     console.print(t)
+    busy = r["drkit"]["cpu_s"] + r["drkit"]["server_cpu_s"] + r["drkit"]["s3_cpu_s"]
+    cores = os.cpu_count() or 1
+    console.print(f"  db-backup step: {busy:.1f} CPU-s on {cores} cores in {r['drkit']['wall_s']:.1f} s wall "
+                  f"({busy / (cores * r['drkit']['wall_s']):.0%} of the machine; the S3 server is remote in production)")
     console.print(f"  db-backup itself (snapshot, dump, compress, encrypt, upload, manifest): {r['drkit_backup_s']:.1f} s; "
                   f"the rest of its wall time is process start and imports")
     console.print(f"  drkit/bare {r['ratio_vs_bare']:.2f}x (target <= 2), drkit/old {r['ratio_vs_old']:.2f}x (<= 0.5), "

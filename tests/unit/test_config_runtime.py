@@ -104,7 +104,7 @@ def test_log_lines_are_json_with_context_and_redacted() -> None:
     log.info("hello", url="postgresql://u:topsecret@h/db")
     log.unbind("database")
     log.debug("not shown")
-    log.configure("info")
+    log.configure("info", None)
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]
     assert len(lines) == 1
     assert list(lines[0])[:5] == ["ts", "level", "function", "activation_id", "database"]

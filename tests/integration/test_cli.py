@@ -1,0 +1,115 @@
+"""The operator CLI end to end (real PostgreSQL, real S3 server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import keys
+from drkit import cli, layout
+from drkit_dev.pgserver import PgServer
+
+
+@pytest.fixture
+def env_file(tmp_path: Path, make_env: Any, pg: PgServer, dbname: str) -> Any:
+    pg.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 2000) g", dbname)
+
+    def write(**extra: str) -> str:
+        env = make_env({"app": pg.url(dbname)}, **extra)
+        path = tmp_path / "drkit.env"
+        path.write_text("# test\n" + "".join(f"export {k}='{v}'\n" for k, v in env.items()))
+        return str(path)
+
+    return write
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Exit code, stdout, stderr. Human output is wrapped by rich: whitespace is normalised unless --json."""
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    if "--json" in argv:
+        return code, out.out, out.err
+    return code, " ".join(out.out.split()), " ".join(out.err.split())
+
+
+def test_keygen_writes_a_private_file_and_refuses_to_overwrite(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "id.txt"
+    code, out, _ = run(capsys, "keygen", "--out", str(target))
+    assert code == 0
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert "AGE-SECRET-KEY-1" in target.read_text()
+    assert out.split()[-1].startswith("age1")  # the public key, last, for scripts
+    assert "AGE-SECRET-KEY" not in out
+    code, _, err = run(capsys, "keygen", "--out", str(target))
+    assert code == 2 and "refusing to overwrite" in err
+
+
+def test_config_check(env_file: Any, capsys: pytest.CaptureFixture[str], pg: PgServer) -> None:
+    code, out, _ = run(capsys, "--env-file", env_file(), "config", "check", "--connect")
+    assert code == 0, out
+    assert "configuration is valid" in out and "PostgreSQL 18" in out and "compatible" in out
+    assert pg.password not in out
+
+    code, _, err = run(capsys, "--env-file", env_file(DRKIT_SPACES_BUCKET="", DRKIT_ZSTD_LEVEL="x"), "config", "check")
+    assert code == 2
+    assert "DRKIT_SPACES_BUCKET is not set" in err and "DRKIT_ZSTD_LEVEL" in err
+
+    bad = env_file(DRKIT_DB_APP_URL=pg.url("postgres", password="nope-Wrong-1"))
+    code, out, _ = run(capsys, "--env-file", bad, "config", "check", "--connect")
+    assert code == 1 and "password authentication failed" in out and "nope-Wrong-1" not in out
+
+
+def test_backup_list_show_pin_and_plan(env_file: Any, capsys: pytest.CaptureFixture[str], s3_client: Any,
+                                       bucket: str) -> None:
+    path = env_file(DRKIT_RETENTION="keep_last=1")
+    code, out, _ = run(capsys, "--env-file", path, "backup", "--db", "app")  # no deadline: the CLI path
+    assert code == 0, out
+    assert "backed up app" in out
+
+    code, out, _ = run(capsys, "--env-file", path, "backups", "list", "--json")
+    listed = json.loads(out)
+    assert code == 0 and len(listed) == 1 and listed[0]["complete"] and not listed[0]["pinned"]
+    first = listed[0]["id"]
+
+    code, out, _ = run(capsys, "--env-file", path, "backups", "show", "latest", "--db", "app", "--json")
+    manifest = json.loads(out)
+    assert code == 0 and manifest["id"] == first and manifest["database"] == "app"
+    code, out, _ = run(capsys, "--env-file", path, "backups", "show", listed[0]["key"])
+    assert code == 0 and "restore with standard tools" in out and "public" in out
+
+    code, out, _ = run(capsys, "--env-file", path, "backups", "pin", first, "--db", "app", "--reason", "audit")
+    assert code == 0 and "pinned" in out
+    assert layout.marker_key("app", first, layout.PINNED_SUFFIX) in keys(s3_client, bucket)
+
+    # keep_last=1 would delete the first backup; the pin keeps it
+    code, out, _ = run(capsys, "--env-file", path, "backup", "--db", "app", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["databases"][0]["retention"]["deleted"] == []
+    code, out, _ = run(capsys, "--env-file", path, "retention", "plan", "--db", "app")
+    assert code == 0 and "pinned" in out and "newest completed backup" in out
+
+    code, out, _ = run(capsys, "--env-file", path, "backups", "unpin", first, "--db", "app")
+    assert code == 0
+    code, out, _ = run(capsys, "--env-file", path, "retention", "plan", "--db", "app")
+    assert "delete" in out and "would delete 1" in out
+    events = [k for k in keys(s3_client, bucket, "audit/") if "-cli-" in k]
+    assert any("backup.pinned" in k for k in events) and any("backup.unpinned" in k for k in events)
+
+
+def test_cli_errors_say_what_to_do(env_file: Any, capsys: pytest.CaptureFixture[str], pg: PgServer) -> None:
+    path = env_file()
+    code, _, err = run(capsys, "--env-file", path, "retention", "plan", "--db", "nope")
+    assert code == 2 and "unknown database 'nope'; configured: app" in err
+    code, _, err = run(capsys, "--env-file", path, "backups", "show", "latest", "--db", "app")
+    assert code == 2 and "no complete backups" in err
+    code, _, err = run(capsys, "--env-file", "/nonexistent/file", "backups", "list")
+    assert code == 2 and "does not exist" in err
+    partial = env_file(DRKIT_DATABASES="app,other", DRKIT_DB_OTHER_URL=pg.url("postgres", password="bad-Pw-123"))
+    code, out, _ = run(capsys, "--env-file", partial, "backup")
+    assert code == 3 and "partial" in out and "bad-Pw-123" not in out
