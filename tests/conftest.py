@@ -106,7 +106,7 @@ def dbname(pg: PgServer) -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _quiet_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
-    log.configure("info")
+    log.configure("info", None)
     yield
 
 

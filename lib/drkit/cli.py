@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             env["DRKIT_LOG_LEVEL"] = "info"
         env.setdefault("DRKIT_LOG_LEVEL", "warning")
-        log.configure(env["DRKIT_LOG_LEVEL"], sys.stderr)
+        log.configure(env["DRKIT_LOG_LEVEL"], log.STDERR)
         return int(args.fn(args, env))
     except ConfigError as exc:
         print("error: invalid configuration or arguments:", file=sys.stderr)

@@ -62,10 +62,11 @@ def redact_obj(obj: Any) -> Any:
 
 
 _KEEP: Any = object()
+STDERR: Any = object()  # resolved to sys.stderr when a line is written
 
 
 def configure(level: str = "info", stream: TextIO | None = _KEEP) -> None:
-    """Set the level; `stream` only when given (None = stdout)."""
+    """Set the level; `stream` only when given (None = sys.stdout, STDERR = sys.stderr, at write time)."""
     global _min_level, _stream
     _min_level = _levels.get(level.lower(), 20)
     if stream is not _KEEP:
@@ -102,7 +103,7 @@ def _emit(level: str, msg: str, fields: dict[str, Any]) -> None:
     record["msg"] = msg
     record.update(fields)
     line = redact(json.dumps(record, default=str, ensure_ascii=False))
-    out = _stream or sys.stdout
+    out = sys.stderr if _stream is STDERR else (_stream or sys.stdout)
     out.write(line + "\n")
     out.flush()
 
