@@ -104,8 +104,8 @@ class Config:
     spaces: SpacesConfig
     databases: Mapping[str, DatabaseConfig]
     recipients: tuple[str, ...]
-    zstd_level: int = 3
-    zstd_threads: int = 2
+    zstd_level: int = 1
+    zstd_threads: int = 0
     part_size_mb: int = 8
     upload_concurrency: int = 3
     log_level: str = "info"
@@ -116,8 +116,8 @@ class Config:
         spaces = _spaces_from_env(environ, problems)
         recipients = _recipients_from_env(environ, problems)
         databases = _databases_from_env(environ, problems, required=need_databases)
-        zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 3, 1, 19, problems)
-        zstd_threads = _int_env(environ, "DRKIT_ZSTD_THREADS", 2, 0, 8, problems)
+        zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 1, 1, 19, problems)
+        zstd_threads = _int_env(environ, "DRKIT_ZSTD_THREADS", 0, 0, 8, problems)
         part_size_mb = _int_env(environ, "DRKIT_PART_SIZE_MB", 8, 5, 512, problems)
         concurrency = _int_env(environ, "DRKIT_UPLOAD_CONCURRENCY", 3, 1, 10, problems)
         log_level = environ.get("DRKIT_LOG_LEVEL", "info").strip().lower() or "info"

@@ -148,35 +148,29 @@ class Store:
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
             return bytes(resp["Body"].read())
+        except botocore.exceptions.ClientError as exc:
+            if _missing(exc):
+                raise _Missing(f"{key} does not exist") from None
+            raise self._fail(exc, f"reading {key}") from None
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, f"reading {key}") from None
 
     def get_json(self, key: str) -> Any:
-        data = self.get_bytes(key)
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise StoreError(f"{key} is not valid JSON ({exc})") from None
+        return _parse_json(key, self.get_bytes(key))
 
     def get_json_or_none(self, key: str) -> Any | None:
+        """The object's JSON, or None if the key does not exist."""
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise self._fail(exc, f"reading {key}") from None
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc, f"reading {key}") from None
-        try:
-            return json.loads(resp["Body"].read())
-        except ValueError as exc:
-            raise StoreError(f"{key} is not valid JSON ({exc})") from None
+            data = self.get_bytes(key)
+        except _Missing:
+            return None
+        return _parse_json(key, data)
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
             r = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
         except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if _missing(exc):
                 return None
             raise self._fail(exc, f"inspecting {key}") from None
         return ObjectInfo(key, int(r["ContentLength"]), r["LastModified"], r.get("ETag", "").strip('"'))
@@ -242,6 +236,21 @@ class Store:
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                 raise self._fail(exc, f"aborting upload of {key}") from None
+
+
+class _Missing(StoreError):
+    """The key does not exist (a StoreError to callers that do not expect it)."""
+
+
+def _missing(exc: botocore.exceptions.ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound")
+
+
+def _parse_json(key: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise StoreError(f"{key} is not valid JSON ({exc})") from None
 
 
 def part_size_for(part_number: int, base: int) -> int:

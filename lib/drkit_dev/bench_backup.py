@@ -61,6 +61,7 @@ class CpuWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)  # let the postmaster reap the backend, so its CPU is counted here
         self.server = proc_cpu(self.pg_pid) - self.pg0
         self.s3 = proc_cpu(self.s3_pid) - self.s30
         self.own = _self_cpu() - self.self0
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     floor = interpreter_baseline()
     console.print(f"Python + db-backup imports alone: peak RSS {floor:.0f} MB; {os.cpu_count()} CPUs")
-    with PgServer(settings={"max_wal_size": "'4GB'", "checkpoint_timeout": "'30min'"}) as pg, S3Server() as s3srv, \
+    with PgServer(settings={"max_wal_size": "'4GB'", "checkpoint_timeout": "'30min'", "autovacuum": "off"}) as pg, \
+            S3Server() as s3srv, \
             tempfile.TemporaryDirectory(prefix="drkit-bench-") as tmp:
         work = Path(tmp)
         s3 = boto3.client("s3", endpoint_url=s3srv.endpoint, aws_access_key_id="BENCH00ACCESSKEY",
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             with console.status(f"building a {gb} GB sample database ..."):
                 sampledb.fill(pg, name, int(gb * 1000))
+                # settle: no freeze/analyze/checkpoint work may run during the measurements
+                pg.execute("VACUUM (FREEZE, ANALYZE)", name)
+                pg.execute("CHECKPOINT", name)
             size = sampledb.database_size(pg, name)
             console.print(f"[bold]{gb} GB target[/bold]: database {size / 1e9:.2f} GB built in {time.monotonic() - t:.0f} s")
             url = pg.url(name)

@@ -194,3 +194,14 @@ def test_retention_and_garbage_in_the_store(pg: PgServer, dbname: str, make_env:
     assert open_uploads(s3_client, bucket) == []
     deleted_events = [k for k in keys(s3_client, bucket, "audit/") if "backup.deleted" in k]
     assert len(deleted_events) >= 2
+
+
+def test_rejected_spaces_credentials_say_so(pg: PgServer, dbname: str, make_env: Any, s3_server: S3Server) -> None:
+    proxy = FaultProxy(s3_server.endpoint, [Rule("HEAD", "/", 403)]).start()
+    try:
+        result = run(make_env({"app": pg.url(dbname)}, DRKIT_SPACES_ENDPOINT=proxy.endpoint))
+    finally:
+        proxy.stop()
+    assert result["status"] == "failed"
+    assert "rejected the credentials" in result["error"] and "DRKIT_SPACES_KEY" in result["error"]
+    assert not any(s.startswith("PUT") or s.startswith("POST") for s in proxy.seen)  # nothing was written

@@ -85,10 +85,22 @@ print("RESULT " + json.dumps({"result": result, "pg_dump": str(pg.find_binary("p
 """
 
 
-def test_built_function_runs_from_its_own_folder(tmp_path: Path, pg: PgServer, dbname: str, make_env: Any,
-                                                 s3_client: Any, bucket: str) -> None:
-    archive = ROOT / "build" / "dist" / "dr-db-backup.zip"
-    assert archive.exists(), "build/dist/dr-db-backup.zip is missing: ./scripts/test runs scripts/build first"
+# A sample event for every function; a new function must add one here.
+SAMPLE_EVENTS: dict[str, dict[str, Any]] = {
+    "db-backup": {"database": "app"},
+}
+FUNCTIONS = sorted(p.parent.name for p in (ROOT / "packages" / "dr").glob("*/__main__.py"))
+
+
+def test_every_function_has_a_sample_event() -> None:
+    assert set(FUNCTIONS) == set(SAMPLE_EVENTS)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, pg: PgServer, dbname: str,
+                                                 make_env: Any, s3_client: Any, bucket: str) -> None:
+    archive = ROOT / "build" / "dist" / f"dr-{function}.zip"
+    assert archive.exists(), f"{archive} is missing: ./scripts/test runs scripts/build first"
     assert archive.stat().st_size < 48 * 1024 * 1024
     fn = tmp_path / "action"
     with zipfile.ZipFile(archive) as zf:
@@ -97,7 +109,7 @@ def test_built_function_runs_from_its_own_folder(tmp_path: Path, pg: PgServer, d
     pg.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g", dbname)
     env = make_env({"app": pg.url(dbname)})
     env.update({"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})  # nothing of the dev venv
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", RUNNER, str(fn), json.dumps({"database": "app"})],
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", RUNNER, str(fn), json.dumps(SAMPLE_EVENTS[function])],
                           env=env, capture_output=True, text=True, timeout=120)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -111,6 +123,6 @@ def test_built_function_runs_from_its_own_folder(tmp_path: Path, pg: PgServer, d
     # the activation's log lines are JSON and carry no secrets
     for raw in proc.stdout.splitlines():
         if raw.startswith("{"):
-            assert json.loads(raw)["function"] == "db-backup"
+            assert json.loads(raw)["function"] == function
     assert "spaces-Secret-Value-123" not in proc.stdout + proc.stderr
     assert pg.password not in proc.stdout + proc.stderr
