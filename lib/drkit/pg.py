@@ -271,14 +271,15 @@ def check_compatible(tool: ToolVersion, server_version_num: int) -> None:
 class Process:
     """A pg tool child process: stdout as a raw pipe, stderr kept as a redacted tail."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], *, stdin: IO[bytes] | int | None = None, tool: str):
+    def __init__(self, argv: list[str], env: dict[str, str], *, stdin: IO[bytes] | int | None = None,
+                 stdout: IO[bytes] | int | None = subprocess.PIPE, tool: str):
         self.tool = tool
         self.argv = argv
         self._tail: collections.deque[str] = collections.deque(maxlen=40)
         self.killed_reason: str | None = None
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0
+                argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, bufsize=0
             )
         except OSError as exc:
             raise PgError(f"cannot start {argv[0]}: {exc}", tool=tool) from None
@@ -319,9 +320,12 @@ class Process:
             self.stop("did not exit")
             code = self.proc.returncode
         self._stderr_thread.join(timeout=5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if pipe is not None:
-                pipe.close()
+                try:
+                    pipe.close()
+                except OSError:  # a stdin whose reader died
+                    pass
         return code
 
     def check(self, code: int) -> None:
@@ -342,3 +346,87 @@ def start_dump(db: DatabaseConfig, snapshot: str | None) -> Process:
     argv += ["--dbname", conninfo(db)]
     log.debug("starting pg_dump", argv=argv[:-1], database=db.name)
     return Process(argv, child_env(db), tool="pg_dump")
+
+
+# -- restore targets ---------------------------------------------------------------------
+
+# Session settings pg_restore 18 always sends that older servers reject, with the
+# first server version that knows them. For such targets drkit restores through
+# `pg_restore -f -` (a script), drops exactly these statements outside COPY data,
+# and runs the script with `psql -v ON_ERROR_STOP=1`: still strict, no ignored errors.
+UNKNOWN_BEFORE: dict[bytes, int] = {
+    b"SET transaction_timeout = 0;\n": 170000,
+}
+
+
+def restore_strategy(server_version_num: int) -> tuple[str, frozenset[bytes]]:
+    """("direct", {}) or ("script", statements to drop) for a target server version."""
+    drop = frozenset(stmt for stmt, since in UNKNOWN_BEFORE.items() if server_version_num < since)
+    return ("script", drop) if drop else ("direct", frozenset())
+
+
+def filter_script(lines: Any, drop: frozenset[bytes]) -> Any:
+    """Yield script lines, dropping `drop` statements outside COPY ... FROM stdin data."""
+    in_copy = False
+    for line in lines:
+        if in_copy:
+            if line == b"\\.\n":
+                in_copy = False
+        elif line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+            in_copy = True
+        elif line in drop:
+            continue
+        yield line
+
+
+def server_version_num(db: DatabaseConfig, dbname: str | None = None) -> int:
+    with connect(db, dbname, autocommit=True) as conn:
+        return int(conn.execute("SHOW server_version_num").fetchone()[0])
+
+
+def database_exists(db: DatabaseConfig, name: str) -> bool:
+    with connect(db, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def user_table_count(db: DatabaseConfig, name: str) -> int:
+    with connect(db, name, autocommit=True) as conn:
+        return int(conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg\\_toast%'").fetchone()[0])
+
+
+def create_database(db: DatabaseConfig, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with connect(db, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise PgError(f"cannot create database {name!r} on {db.display}: {describe_pg_error(exc)}") from None
+
+
+def drop_database(db: DatabaseConfig, name: str) -> None:
+    """Drop a database, disconnecting its sessions (PostgreSQL 13+: WITH (FORCE))."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with connect(db, autocommit=True) as conn:
+            version = int(conn.execute("SHOW server_version_num").fetchone()[0])
+            if version >= 130000:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            else:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise PgError(f"cannot drop database {name!r} on {db.display}: {describe_pg_error(exc)}") from None
+
+
+def list_databases(db: DatabaseConfig, prefix: str) -> list[str]:
+    with connect(db, autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1",
+                            (prefix,)).fetchall()
+    return [str(r[0]) for r in rows]

@@ -1,16 +1,25 @@
-"""Stream a stored backup into a PostgreSQL database.
+"""Stream a stored backup into a PostgreSQL database, strictly.
 
-Spaces object -> size/SHA-256 check (against the manifest) -> age decrypt ->
-zstd decompress -> `pg_restore` reading stdin. No temporary files. The
-checksum is verified as the bytes arrive; a mismatch raises before the stream
-ends cleanly, so pg_restore never sees a "complete" corrupt archive.
-(restore-verify and the operator CLI build on this module.)
+Spaces object -> size/SHA-256 check against the manifest -> age decrypt ->
+zstd decompress -> the restore tool. No temporary files. age authenticates
+every 64 KiB chunk, so corrupted ciphertext never reaches PostgreSQL; after a
+decryption failure the rest of the object is read so that the report can say
+whether the stored bytes differ from the manifest (storage corruption) or the
+identity is wrong.
+
+Targets: PostgreSQL 17+ get `pg_restore --exit-on-error --single-transaction`
+directly. Older targets reject a session setting pg_restore 18 always sends,
+so they get `pg_restore -f -` (a script), filtered of exactly those
+statements outside COPY data, into `psql -v ON_ERROR_STOP=1
+--single-transaction` (see pg.UNKNOWN_BEFORE). Either way no error is ignored.
+(restore-verify and `drkit restore` build on this module.)
 """
 
 from __future__ import annotations
 
 import io
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,8 +30,11 @@ import zstandard
 from . import crypto, log, pg
 from .catalog import Entry, read_manifest
 from .config import DatabaseConfig
-from .errors import CryptoError, DrkitError, IntegrityError, PgError
+from .deadline import Deadline
+from .errors import CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError
 from .store import Store, VerifyingReader
+
+ABORT_MARGIN_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -32,10 +44,16 @@ class RestoreResult:
     bytes_restored: int
     duration_s: float
     pg_restore_version: str
+    target_version_num: int
+    strategy: str
+
+    @property
+    def throughput_mb_s(self) -> float:
+        return round(self.bytes_restored / 1e6 / max(self.duration_s, 1e-3), 1)
 
 
 class _PipeWriter(io.RawIOBase):
-    """Writes into pg_restore's stdin; counts; turns a closed pipe into a PgError."""
+    """Writes into a child's stdin; counts; a closed pipe becomes a PgError naming the child."""
 
     def __init__(self, proc: pg.Process):
         super().__init__()
@@ -51,49 +69,9 @@ class _PipeWriter(io.RawIOBase):
         try:
             stdin.write(b)
         except BrokenPipeError:
-            raise PgError("pg_restore stopped reading its input", tool="pg_restore") from None
+            raise PgError(f"{self.proc.tool} stopped reading its input", tool=self.proc.tool) from None
         self.count += len(b)
         return len(b)
-
-
-def restore(store: Store, entry: Entry, identities: Sequence[Any], target: DatabaseConfig, dbname: str, *,
-            extra_args: Sequence[str] = (), progress: Callable[[int], None] | None = None) -> RestoreResult:
-    """Restore `entry` into database `dbname` on `target`'s server (it must exist and be empty)."""
-    manifest = read_manifest(store, entry)
-    tool = pg.tool_version("pg_restore")
-    need = int(manifest.get("restore", {}).get("min_pg_restore_major", 0))
-    if tool.major < need:
-        raise PgError(f"pg_restore {tool.version} cannot read this archive; it needs {need} or newer", tool="pg_restore")
-    t0 = time.monotonic()
-    argv = [tool.path, "--no-password", "--exit-on-error", "--no-owner", *extra_args,
-            "--dbname", pg.conninfo(target, dbname)]
-    proc = pg.Process(argv, pg.child_env(target), stdin=subprocess.PIPE, tool="pg_restore")
-    raw = store.open_read(entry.data_key)
-    reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
-    sink = _PipeWriter(proc)
-    counted = _Progress(reader, progress) if progress else reader
-    try:
-        decompressor = zstandard.ZstdDecompressor().stream_writer(sink, closefd=False)  # type: ignore[arg-type]
-        crypto.decrypt_stream(counted, decompressor, identities)
-        decompressor.flush()  # type: ignore[no-untyped-call]
-        assert proc.proc.stdin is not None
-        proc.proc.stdin.close()
-        code = proc.wait()
-        proc.check(code)
-    except (DrkitError, OSError, zstandard.ZstdError) as exc:
-        proc.stop("restore aborted")
-        proc.wait()
-        if isinstance(exc, PgError) and proc.stderr_tail:
-            raise PgError(f"{exc}: {proc.stderr_tail.splitlines()[-1]}", tool="pg_restore",
-                          stderr_tail=proc.stderr_tail) from None
-        if isinstance(exc, (IntegrityError, CryptoError, PgError)):
-            raise
-        raise IntegrityError(f"backup stream is not a valid zstd/pg_dump archive: {exc}") from None
-    finally:
-        raw.close()
-    duration = round(time.monotonic() - t0, 3)
-    log.info("restore finished", backup_id=entry.id, bytes_read=reader.size, duration_s=duration)
-    return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version)
 
 
 class _Progress(io.RawIOBase):
@@ -110,3 +88,131 @@ class _Progress(io.RawIOBase):
         if n:
             self.callback(n)
         return n
+
+
+def _filter_pump(source: pg.Process, dest: pg.Process, drop: frozenset[bytes], errors: list[BaseException]) -> None:
+    """Copy the script from pg_restore to psql, dropping statements the target rejects."""
+    stdin = dest.proc.stdin
+    assert stdin is not None
+    try:
+        reader = io.BufferedReader(source.stdout, buffer_size=1 << 20)  # type: ignore[type-var]
+        for line in pg.filter_script(iter(reader.readline, b""), drop):
+            stdin.write(line)
+    except BrokenPipeError:
+        errors.append(PgError("psql stopped reading the restore script", tool="psql"))
+    except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+        errors.append(exc)
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+
+def restore(store: Store, entry: Entry, identities: Sequence[Any], target: DatabaseConfig, dbname: str, *,
+            manifest: dict[str, Any] | None = None, deadline: Deadline | None = None,
+            options: Sequence[str] = ("--no-owner",), progress: Callable[[int], None] | None = None) -> RestoreResult:
+    """Restore `entry` into the existing, empty database `dbname` on `target`'s server."""
+    manifest = manifest or read_manifest(store, entry)
+    deadline = deadline or Deadline(None)
+    tool = pg.tool_version("pg_restore")
+    need = int(manifest.get("restore", {}).get("min_pg_restore_major", 0))
+    if tool.major < need:
+        raise PgError(f"pg_restore {tool.version} cannot read this archive; it needs {need} or newer", tool="pg_restore")
+    target_num = pg.server_version_num(target, dbname)
+    strategy, drop = pg.restore_strategy(target_num)
+    env = pg.child_env(target)
+    conninfo = pg.conninfo(target, dbname)
+    procs: list[pg.Process] = []
+    pump: threading.Thread | None = None
+    pump_errors: list[BaseException] = []
+    if strategy == "direct":
+        procs.append(pg.Process([tool.path, "--no-password", "--exit-on-error", "--single-transaction", *options,
+                                 "--dbname", conninfo], env, stdin=subprocess.PIPE, tool="pg_restore"))
+    else:
+        psql = pg.tool_version("psql")
+        procs.append(pg.Process([tool.path, "--file=-", *options], env, stdin=subprocess.PIPE, tool="pg_restore"))
+        procs.append(pg.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
+                                 "--single-transaction", "--dbname", conninfo], env, stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, tool="psql"))
+        pump = threading.Thread(target=_filter_pump, args=(procs[0], procs[1], drop, pump_errors), daemon=True)
+        pump.start()
+    log.info("restore starting", backup_id=entry.id, target=target.display, database=dbname,
+             target_version=target_num, strategy=strategy)
+
+    timed_out = threading.Event()
+
+    def on_deadline() -> None:
+        timed_out.set()
+        for p in procs:
+            p.stop("deadline reached")
+
+    watchdog = None
+    if deadline.remaining() != float("inf"):
+        watchdog = threading.Timer(max(0.0, deadline.remaining() - ABORT_MARGIN_S), on_deadline)
+        watchdog.daemon = True
+        watchdog.start()
+
+    t0 = time.monotonic()
+    raw = store.open_read(entry.data_key)
+    reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
+    sink = _PipeWriter(procs[0])
+    source: Any = _Progress(reader, progress) if progress else reader
+    try:
+        try:
+            decompressor = zstandard.ZstdDecompressor().stream_writer(sink, closefd=False)  # type: ignore[arg-type]
+            crypto.decrypt_stream(source, decompressor, identities)
+            decompressor.flush()  # type: ignore[no-untyped-call]
+        except CryptoError:
+            _explain_crypto_failure(reader)
+            raise
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"backup is not a valid zstd stream after decryption: {exc}") from None
+        first_stdin = procs[0].proc.stdin
+        assert first_stdin is not None
+        first_stdin.close()
+        if pump is not None:
+            pump.join()  # ends at pg_restore's EOF (or psql's broken pipe); only then close pipes
+        codes = [p.wait() for p in procs]
+        if timed_out.is_set():
+            raise DeadlineExceeded(f"restore stopped {ABORT_MARGIN_S:.0f}s before the function deadline "
+                                   f"after {reader.size / 1e6:.0f} MB")
+        for p, code in zip(procs, codes, strict=True):
+            p.check(code)
+        if pump_errors:
+            raise pump_errors[0]
+    except BaseException as exc:
+        for p in procs:
+            p.stop("restore aborted")
+        if pump is not None:
+            pump.join(10)
+        for p in procs:
+            p.wait()
+        if timed_out.is_set() and not isinstance(exc, DeadlineExceeded):
+            raise DeadlineExceeded(f"restore stopped {ABORT_MARGIN_S:.0f}s before the function deadline") from None
+        if isinstance(exc, PgError):
+            failing = next((p for p in procs if p.proc.returncode not in (0, None) and p.stderr_tail), None)
+            if failing is not None and exc.tool != failing.tool:
+                raise PgError(f"{failing.tool} failed: {failing.stderr_tail.splitlines()[-1]}", tool=failing.tool,
+                              stderr_tail=failing.stderr_tail) from None
+        if isinstance(exc, (DrkitError, KeyboardInterrupt)):
+            raise
+        raise PgError(f"restore failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        raw.close()
+    duration = round(time.monotonic() - t0, 3)
+    log.info("restore finished", backup_id=entry.id, bytes_read=reader.size, duration_s=duration)
+    return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version, target_num, strategy)
+
+
+def _explain_crypto_failure(reader: VerifyingReader) -> None:
+    """After a decryption failure, read the rest: a checksum mismatch means corrupted storage."""
+    try:
+        while reader.read(1 << 20):
+            pass
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc} (detected before any of it reached PostgreSQL)") from None
+    raise CryptoError("decryption failed although the stored bytes match the manifest: "
+                      "wrong age identity (DRKIT_AGE_IDENTITY) for this backup's recipients")

@@ -86,7 +86,7 @@ def build_pgbin(dest: Path) -> Path:
     for lib in libs.iterdir():
         shutil.copy2(lib, dest / "lib" / lib.name)
     patchelf = _patchelf()
-    for tool in ("pg_dump", "pg_restore"):
+    for tool in ("pg_dump", "pg_restore", "psql"):
         target = dest / "bin" / tool
         shutil.copy2(ep_bin / tool, target)
         needed = subprocess.run([patchelf, "--print-needed", str(target)], capture_output=True, text=True,

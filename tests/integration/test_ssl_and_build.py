@@ -126,3 +126,29 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
             assert json.loads(raw)["function"] == function
     assert "spaces-Secret-Value-123" not in proc.stdout + proc.stderr
     assert pg.password not in proc.stdout + proc.stderr
+
+
+def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg: PgServer, dbname: str,
+                                                           make_env: Any, age_keys: tuple[str, str]) -> None:
+    """pg_restore 18 archives into a PostgreSQL 15 target: script mode, no ignored errors."""
+    from drkit import catalog, crypto, restore
+    from drkit.config import Config
+    from drkit.store import Store
+
+    fill_rich(pg, dbname)
+    # a row whose text is exactly the filtered statement must survive
+    pg.execute("INSERT INTO audit_log (note) VALUES ('SET transaction_timeout = 0;')", dbname)
+    env = make_env({"app": pg.url(dbname)})
+    assert handle("db-backup", db_backup.run, {}, None, env)["ok"]
+    target = f"r15_{uuid.uuid4().hex[:8]}"
+    ssl_pg.create_database(target)
+    try:
+        env15 = dict(env, DRKIT_DB_APP_URL=ssl_pg.url("postgres", sslmode="require"))
+        cfg = Config.from_env(env15)
+        store = Store(cfg.spaces)
+        entry = catalog.find(store, "latest", "app")
+        result = restore.restore(store, entry, [crypto.parse_identity(age_keys[0])], cfg.databases["app"], target)
+        assert result.strategy == "script" and result.target_version_num // 10000 == 15
+        assert table_fingerprints(ssl_pg, target) == table_fingerprints(pg, dbname)
+    finally:
+        ssl_pg.drop_database(target)
