@@ -29,7 +29,7 @@ from typing import Any
 
 import zstandard
 
-from . import __version__, audit, catalog, crypto, layout, log, pg
+from . import __version__, audit, catalog, crypto, layout, log, pg, state
 from .config import Config, DatabaseConfig
 from .deadline import Deadline
 from .errors import ConfigError, DeadlineExceeded, DrkitError, PgError, StoreError
@@ -253,8 +253,9 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
         _best_effort_delete(store, data_key)
         raise
     log.info("backup stored", backup_id=backup_id, bytes_in=counter.count, bytes_out=stored.size, duration_s=duration)
-    _update_state(store, db.name, {"id": backup_id, "status": "ok", "at": finished_at.isoformat(),
-                                   "duration_s": duration, "bytes_out": stored.size}, success=True)
+    state.record_run(store, layout.state_key(db.name), db.name, {
+        "id": backup_id, "status": "ok", "at": finished_at.isoformat(), "duration_s": duration,
+        "bytes_out": stored.size}, success=True)
     audit.record(store, FUNCTION, "backup.created", {
         "database": db.name, "backup_id": backup_id, "key": data_key, "bytes_out": stored.size,
         "sha256": manifest["sha256"], "duration_s": duration})
@@ -315,8 +316,8 @@ def _delete_backup(store: Store, entry: catalog.Entry) -> None:
     leaves an orphan data object, which garbage collection removes later."""
     store.delete(entry.manifest_key)
     store.delete(entry.data_key)
-    for suffix in (layout.VERIFIED_SUFFIX,):
-        if suffix in entry.objects:
+    for suffix in entry.objects:
+        if suffix not in (layout.MANIFEST_SUFFIX, layout.DATA_SUFFIX):
             store.delete(layout.marker_key(entry.database, entry.id, suffix))
 
 
@@ -340,27 +341,11 @@ def _record_failure(db: DatabaseConfig, store: Store, status: str, exc: Exceptio
     if isinstance(exc, PgError) and exc.stderr_tail:
         details["stderr_tail"] = exc.stderr_tail[-2000:]
     try:
-        _update_state(store, db.name, {"status": status, "at": at, "error": str(exc)}, success=False)
+        state.record_run(store, layout.state_key(db.name), db.name, {"status": status, "at": at, "error": str(exc)},
+                         success=False)
     except StoreError as err:
         log.error("could not record failure state", error=str(err))
     audit.record(store, FUNCTION, "backup.failed", details)
-
-
-def _update_state(store: Store, name: str, run_info: dict[str, Any], *, success: bool) -> None:
-    """state/db/<name>.json: last run, last success, consecutive failures (for health-probe)."""
-    key = layout.state_key(name)
-    try:
-        state = store.get_json_or_none(key) or {}
-    except StoreError:
-        state = {}
-    state["database"] = name
-    state["last_run"] = run_info
-    if success:
-        state["last_success"] = run_info
-        state["consecutive_failures"] = 0
-    else:
-        state["consecutive_failures"] = int(state.get("consecutive_failures", 0)) + 1
-    store.put_json(key, state)
 
 
 def _best_effort_delete(store: Store, key: str) -> None:

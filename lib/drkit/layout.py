@@ -2,9 +2,11 @@
 
     db/<name>/<YYYY>/<MM>/<DD>/<id>.dump.zst.age   encrypted backup (written first)
     db/<name>/<YYYY>/<MM>/<DD>/<id>.manifest.json  manifest (written last: the commit marker)
-    db/<name>/<YYYY>/<MM>/<DD>/<id>.verified       marker: a restore of this backup was verified
+    db/<name>/<YYYY>/<MM>/<DD>/<id>.verify.json    restore-verify's latest report on this backup
+    db/<name>/<YYYY>/<MM>/<DD>/<id>.verified       marker: the latest verification passed
     db/<name>/<YYYY>/<MM>/<DD>/<id>.pinned         marker: never delete (operator)
     state/db/<name>.json                           last run / last success of db-backup
+    state/verify/<name>.json                       last run / last pass of restore-verify (RTO figures)
     audit/<YYYY>/<MM>/<DD>/<stamp>-<function>-<action>-<rand>.json   one event per state change
 
 `<id>` is `<YYYYMMDDTHHMMSSZ>-<6 hex>`: sortable by time, unique across
@@ -23,7 +25,8 @@ DATA_SUFFIX = ".dump.zst.age"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified"
 PINNED_SUFFIX = ".pinned"
-SUFFIXES = (DATA_SUFFIX, MANIFEST_SUFFIX, VERIFIED_SUFFIX, PINNED_SUFFIX)
+REPORT_SUFFIX = ".verify.json"
+SUFFIXES = (DATA_SUFFIX, MANIFEST_SUFFIX, REPORT_SUFFIX, VERIFIED_SUFFIX, PINNED_SUFFIX)
 
 ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-([0-9a-f]{6})$")
 
@@ -62,6 +65,10 @@ def marker_key(name: str, backup_id: str, suffix: str) -> str:
 
 def state_key(name: str) -> str:
     return f"state/db/{name}.json"
+
+
+def verify_state_key(name: str) -> str:
+    return f"state/verify/{name}.json"
 
 
 def audit_key(now: dt.datetime, function: str, action: str) -> str:

@@ -88,6 +88,7 @@ print("RESULT " + json.dumps({"result": result, "pg_dump": str(pg.find_binary("p
 # A sample event for every function; a new function must add one here.
 SAMPLE_EVENTS: dict[str, dict[str, Any]] = {
     "db-backup": {"database": "app"},
+    "restore-verify": {"database": "app", "backup": "latest"},
 }
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "packages" / "dr").glob("*/__main__.py"))
 
@@ -98,7 +99,8 @@ def test_every_function_has_a_sample_event() -> None:
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, pg: PgServer, dbname: str,
-                                                 make_env: Any, s3_client: Any, bucket: str) -> None:
+                                                 make_env: Any, s3_client: Any, bucket: str,
+                                                 age_keys: tuple[str, str]) -> None:
     archive = ROOT / "build" / "dist" / f"dr-{function}.zip"
     assert archive.exists(), f"{archive} is missing: ./scripts/test runs scripts/build first"
     assert archive.stat().st_size < 48 * 1024 * 1024
@@ -107,7 +109,9 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
         zf.extractall(fn)  # like the runtime's unzip: exec bits are not restored
     assert not os.access(fn / "pgbin" / "bin" / "pg_dump", os.X_OK)
     pg.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g", dbname)
-    env = make_env({"app": pg.url(dbname)})
+    env = make_env({"app": pg.url(dbname)}, DRKIT_STAGING_URL=pg.url("postgres"), DRKIT_AGE_IDENTITY=age_keys[0])
+    if function == "restore-verify":
+        assert handle("db-backup", db_backup.run, {}, None, env)["ok"]  # something to verify
     env.update({"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})  # nothing of the dev venv
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", RUNNER, str(fn), json.dumps(SAMPLE_EVENTS[function])],
                           env=env, capture_output=True, text=True, timeout=120)
@@ -119,7 +123,11 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
     assert out["pg_dump"].startswith(str(fn / "pgbin" / "bin"))
     assert not [p for p in out["path"] if ".venv" in p or "site-packages" in p and str(fn) not in p]
     assert {"boto3", "psycopg", "pyrage", "zstandard"} <= set(out["modules"])
-    assert len(keys(s3_client, bucket, "db/app/")) == 2
+    stored = keys(s3_client, bucket, "db/app/")
+    if function == "db-backup":
+        assert len(stored) == 2
+    else:
+        assert any(k.endswith(".verified") for k in stored) and any(k.endswith(".verify.json") for k in stored)
     # the activation's log lines are JSON and carry no secrets
     for raw in proc.stdout.splitlines():
         if raw.startswith("{"):

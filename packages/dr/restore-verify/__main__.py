@@ -1,0 +1,8 @@
+"""DO Functions entry point for dr/restore-verify (all logic lives in drkit.restore_verify)."""
+
+from drkit import restore_verify
+from drkit.runtime import handle
+
+
+def main(event, context=None):  # type: ignore[no-untyped-def]
+    return handle("restore-verify", restore_verify.run, event, context)
