@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from drkit import crypto, log
-from drkit_dev.pgserver import PgServer
+from drkit_dev.pgserver import PgServer, installed_bindirs
 from drkit_dev.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,16 @@ def s3_server() -> Iterator[S3Server]:
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PgServer]:
     with PgServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ssl_pg() -> Iterator[PgServer]:
+    """An SSL-only (hostssl + SCRAM) PostgreSQL 15 server, like Supabase's."""
+    dirs = installed_bindirs()
+    if 15 not in dirs:
+        pytest.skip("Debian's postgresql-15 server is not installed (scripts/test installs it when run as root)")
+    with PgServer(dirs[15], ssl_only=True) as server:
         yield server
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,7 @@ import pytest
 from conftest import ROOT, fill_rich, keys, table_fingerprints
 from drkit import db_backup
 from drkit.runtime import handle
-from drkit_dev.pgserver import PgServer, installed_bindirs
-
-
-@pytest.fixture(scope="module")
-def ssl_pg() -> Iterator[PgServer]:
-    """An SSL-only (hostssl + SCRAM) PostgreSQL 15 server, like Supabase's."""
-    dirs = installed_bindirs()
-    if 15 not in dirs:
-        pytest.skip("Debian's postgresql-15 server is not installed (scripts/test installs it when run as root)")
-    with PgServer(dirs[15], ssl_only=True) as server:
-        yield server
+from drkit_dev.pgserver import PgServer
 
 
 def test_vendored_pg_dump_speaks_ssl_to_an_ssl_only_server(ssl_pg: PgServer, pg: PgServer, make_env: Any,

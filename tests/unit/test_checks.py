@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+
 from drkit.checks import evaluate, parse_checks
 
 T = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)

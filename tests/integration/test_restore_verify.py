@@ -1,0 +1,302 @@
+"""restore-verify against a real PostgreSQL (staging), a real S3 server and local webhooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import PGBIN, fill_rich, keys
+from drkit import crypto, db_backup, layout, restore, restore_verify
+from drkit.runtime import handle
+from drkit_dev.pgserver import PgServer
+from drkit_dev.s3server import free_port
+from support.shims import make_shim
+
+CHECKS = json.dumps([
+    {"name": "customers exist", "sql": "SELECT count(*) FROM customers", "expect": "> 0"},
+    {"name": "recent customers", "sql": "SELECT max(created_at) FROM customers", "expect": "age <= 3650d"},
+    {"name": "happy view", "sql": "SELECT count(*) FROM happy_customers", "expect": "== 1000"},
+])
+
+
+@pytest.fixture
+def verify_env(pg: PgServer, dbname: str, make_env: Any, age_keys: tuple[str, str]) -> Any:
+    fill_rich(pg, dbname)
+
+    def make(**extra: str) -> dict[str, str]:
+        base = {"DRKIT_STAGING_URL": pg.url("postgres"), "DRKIT_AGE_IDENTITY": age_keys[0],
+                "DRKIT_DB_APP_COUNT_TABLES": "*", "DRKIT_DB_APP_CHECKS": CHECKS}
+        return make_env({"app": pg.url(dbname)}, **(base | extra))
+
+    return make
+
+
+def backup(env: dict[str, str]) -> dict[str, Any]:
+    result = handle("db-backup", db_backup.run, {}, None, env)
+    assert result["ok"], result
+    return dict(result["databases"][0])
+
+
+def verify(env: dict[str, str], context: Any = None, **params: Any) -> dict[str, Any]:
+    return handle("restore-verify", restore_verify.run, params, context, env)
+
+
+def scratch_dbs(pg: PgServer) -> list[str]:
+    with pg.connect() as conn:
+        return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'drkit_verify_%'")]
+
+
+def test_happy_path_proves_and_times_the_restore(verify_env: Any, pg: PgServer, s3_client: Any, bucket: str) -> None:
+    env = verify_env()
+    b = backup(env)
+    result = verify(env)
+    assert result["ok"], result
+    db = result["databases"][0]
+    assert db["status"] == "passed" and db["backup_id"] == b["backup_id"]
+    by = {c["name"]: c for c in db["checks"]}
+    assert list(by)[:4] == ["checksum", "restore", "table count", "row counts"]
+    assert all(c["passed"] for c in db["checks"]), db["checks"]
+    # customers, events (partitioned) + 2 partitions, audit_log, "Odd Schema"."Mixed Case"
+    assert by["table count"]["detail"] == "6 tables restored, manifest lists 6"
+    assert by["row counts"]["value"] == str(3000 + 5000 + 3000 + 3)  # customers + events partitions + audit + odd
+    assert by["happy view"]["detail"].startswith("1000 == 1000")
+    assert db["restore"]["target_version"] == 18 and db["restore"]["strategy"] == "direct"
+    assert db["restore"]["duration_s"] > 0 and db["restore"]["throughput_mb_s"] > 0
+    assert result["decision"].startswith(f"verified app {b['backup_id']}: 7 checks passed; restored in")
+    stored = keys(s3_client, bucket, "db/app/")
+    base = layout.backup_base("app", b["backup_id"])
+    assert base + layout.VERIFIED_SUFFIX in stored and base + layout.REPORT_SUFFIX in stored
+    report = json.loads(s3_client.get_object(Bucket=bucket, Key=base + layout.REPORT_SUFFIX)["Body"].read())
+    assert report["status"] == "passed" and len(report["checks"]) == 7
+    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/verify/app.json")["Body"].read())
+    assert state["last_success"]["throughput_mb_s"] == db["restore"]["throughput_mb_s"]
+    assert any("verify.passed" in k for k in keys(s3_client, bucket, "audit/"))
+    assert scratch_dbs(pg) == []
+
+
+def test_bit_flip_is_caught_by_the_checksum(verify_env: Any, pg: PgServer, s3_client: Any, bucket: str) -> None:
+    env = verify_env()
+    b = backup(env)
+    assert verify(env)["ok"]  # verified once ...
+    body = bytearray(s3_client.get_object(Bucket=bucket, Key=b["key"])["Body"].read())
+    body[len(body) // 3] ^= 0x10
+    s3_client.put_object(Bucket=bucket, Key=b["key"], Body=bytes(body))
+    result = verify(env)  # ... then the stored object rots
+    db = result["databases"][0]
+    assert db["status"] == "failed"
+    check = next(c for c in db["checks"] if c["name"] == "checksum")
+    assert not check["passed"] and "SHA-256" in check["detail"] and "before any of it reached PostgreSQL" in check["detail"]
+    assert layout.backup_base("app", b["backup_id"]) + layout.VERIFIED_SUFFIX not in keys(s3_client, bucket)
+    assert scratch_dbs(pg) == []
+
+
+def test_truncated_object(verify_env: Any, pg: PgServer, s3_client: Any, bucket: str) -> None:
+    env = verify_env()
+    b = backup(env)
+    body = s3_client.get_object(Bucket=bucket, Key=b["key"])["Body"].read()
+    s3_client.put_object(Bucket=bucket, Key=b["key"], Body=body[: len(body) // 2])
+    db = verify(env)["databases"][0]
+    assert db["status"] == "failed" and "truncated" in db["error"]
+    assert scratch_dbs(pg) == []
+
+
+def test_wrong_identity(verify_env: Any, pg: PgServer) -> None:
+    env = verify_env()
+    backup(env)
+    other, _ = crypto.generate_identity()
+    db = verify(dict(env, DRKIT_AGE_IDENTITY=other))["databases"][0]
+    by = {c["name"]: c for c in db["checks"]}
+    assert db["status"] == "failed" and by["checksum"]["passed"] and not by["decrypt"]["passed"]
+    assert "wrong age identity" in by["decrypt"]["detail"]
+    assert other not in json.dumps(db)
+    assert scratch_dbs(pg) == []
+
+
+def test_missing_and_unparsable_manifest(verify_env: Any, s3_client: Any, bucket: str) -> None:
+    env = verify_env()
+    b = backup(env)
+    manifest_key = b["key"].replace(layout.DATA_SUFFIX, layout.MANIFEST_SUFFIX)
+    s3_client.put_object(Bucket=bucket, Key=manifest_key, Body=b"{not json")
+    db = verify(env)["databases"][0]
+    assert db["status"] == "failed" and not db["checks"][0]["passed"] and db["checks"][0]["name"] == "manifest"
+    s3_client.delete_object(Bucket=bucket, Key=manifest_key)
+    db = verify(env)["databases"][0]
+    assert db["status"] == "failed" and "no complete backups" in db["error"]
+
+
+def test_staging_server_down(verify_env: Any, pg: PgServer) -> None:
+    env = verify_env()
+    backup(env)
+    result = verify(dict(env, DRKIT_STAGING_URL=f"postgresql://postgres:x-Secret-1@127.0.0.1:{free_port()}/postgres"))
+    assert not result["ok"]
+    assert "Connection refused" in (result.get("error") or json.dumps(result))
+    assert "x-Secret-1" not in json.dumps(result)
+
+
+def test_failing_operator_check_fails_the_verification(verify_env: Any, pg: PgServer, s3_client: Any,
+                                                       bucket: str) -> None:
+    checks = json.dumps([{"name": "too many", "sql": "SELECT count(*) FROM customers", "expect": "< 10"},
+                         {"name": "broken sql", "sql": "SELECT nope FROM nowhere", "expect": "> 0"},
+                         {"name": "writes refused", "sql": "DELETE FROM customers RETURNING 1", "expect": "> 0"}])
+    env = verify_env(DRKIT_DB_APP_CHECKS=checks)
+    backup(env)
+    db = verify(env)["databases"][0]
+    by = {c["name"]: c for c in db["checks"]}
+    assert db["status"] == "failed"
+    assert by["row counts"]["passed"] and not by["too many"]["passed"] and "3000 < 10: no" in by["too many"]["detail"]
+    assert "query failed" in by["broken sql"]["detail"]
+    assert "read-only transaction" in by["writes refused"]["detail"]
+    assert "too many" in db["decision"]
+    assert scratch_dbs(pg) == []
+
+
+def test_deadline_mid_restore_drops_the_scratch_database(verify_env: Any, pg: PgServer, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    env = verify_env()
+    backup(env)
+    make_shim(tmp_path / "bin", PGBIN, "#!{python}\nimport os, sys, time\ntime.sleep({delay})\n"
+              "os.execv({real!r}, [{real!r}] + sys.argv[1:])\n", delay=30)
+    shim = tmp_path / "bin" / "pg_restore"
+    shim.unlink()  # the shim must be pg_restore here: swap the names
+    (tmp_path / "bin" / "pg_dump").rename(shim)
+    shim.write_text(shim.read_text().replace("pg_dump", "pg_restore").replace(
+        "time.sleep", "time.sleep(0) if '--version' in sys.argv else time.sleep"))
+    (tmp_path / "bin" / "psql").symlink_to(PGBIN / "psql")
+    monkeypatch.setenv("DRKIT_PG_BIN", str(tmp_path / "bin"))
+    monkeypatch.setattr(restore, "ABORT_MARGIN_S", 1.0)
+    monkeypatch.setattr(restore_verify, "MARGIN_S", 1.0)
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 9_000
+
+    t0 = dt.datetime.now()
+    db = verify(env, Context())["databases"][0]
+    assert (dt.datetime.now() - t0).total_seconds() < 20
+    assert db["status"] == "timed_out" and "deadline" in db["error"]
+    assert scratch_dbs(pg) == []
+
+
+def test_not_enough_time_is_skipped_with_advice(verify_env: Any) -> None:
+    env = verify_env()
+    backup(env)
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 30_000
+
+    db = verify(env, Context())["databases"][0]
+    assert db["status"] == "skipped" and "scripts/drkit restore --db app" in db["error"]
+
+
+def test_two_concurrent_runs_do_not_collide(verify_env: Any, pg: PgServer) -> None:
+    env = verify_env()
+    backup(env)
+    results: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda: results.append(verify(env))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r["ok"] for r in results] == [True, True], results
+    names = {r["databases"][0]["scratch_database"] for r in results}
+    assert len(names) == 2
+    assert scratch_dbs(pg) == []
+
+
+def test_leftovers_of_crashed_runs_are_dropped_but_not_live_ones(verify_env: Any, pg: PgServer) -> None:
+    env = verify_env()
+    backup(env)
+    old = "drkit_verify_20200101000000_abcd_app"
+    live = restore_verify.scratch_name("app", dt.datetime.now(dt.UTC))
+    pg.create_database(old)
+    pg.create_database(live)
+    try:
+        result = verify(env)
+        assert result["leftovers_dropped"] == [old]
+        assert scratch_dbs(pg) == [live]
+    finally:
+        pg.drop_database(live)
+        pg.drop_database(old)
+
+
+def test_random_pick_within_a_window_and_dry_run(verify_env: Any, s3_client: Any, bucket: str) -> None:
+    env = verify_env(DRKIT_RETENTION="keep_last=10")  # three backups in one hour: keep them all
+    ids = {backup(env)["backup_id"] for _ in range(3)}
+    picked = {verify(env, backup="random", dry_run="true")["databases"][0]["backup_id"] for _ in range(8)}
+    assert picked <= ids and len(picked) >= 2
+    dry = verify(env, dry_run="true")
+    assert dry["status"] == "dry_run" and "would restore" in dry["decision"]
+    assert not [k for k in keys(s3_client, bucket) if k.endswith((".verify.json", ".verified"))]
+    bad = verify(env, backup="random", window_days="0")
+    assert bad["status"] == "invalid_config"
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, dict(self.headers), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+
+
+def test_failure_notifies_slack_and_a_signed_webhook(verify_env: Any, webhook: Any) -> None:
+    url, received = webhook
+    secret = "notify-Secret-0123456789"
+    env = verify_env(DRKIT_DB_APP_CHECKS=json.dumps([{"name": "none", "sql": "SELECT 0", "expect": "> 0"}]),
+                     DRKIT_NOTIFY_SLACK_URL=f"{url}/slack", DRKIT_NOTIFY_WEBHOOK_URL=f"{url}/hook",
+                     DRKIT_NOTIFY_SECRET=secret)
+    backup(env)
+    result = verify(env)
+    assert not result["ok"]
+    assert [n["ok"] for n in result["notifications"]] == [True, True]
+    by_path = {path: (headers, body) for path, headers, body in received}
+    slack = json.loads(by_path["/slack"][1])
+    assert "restore-verify" in slack["text"] and "none" in slack["text"]
+    headers, body = by_path["/hook"]
+    expected = hmac.new(secret.encode(), f"{headers['X-Drkit-Timestamp']}.".encode() + body, hashlib.sha256).hexdigest()
+    assert headers["X-Drkit-Signature"] == f"sha256={expected}"
+    assert json.loads(body)["event"] == "restore_verify.failed"
+    assert secret not in json.dumps(result) and "/slack" not in json.dumps(result)
+
+
+def test_verification_into_a_postgresql_15_staging_server(verify_env: Any, ssl_pg: PgServer) -> None:
+    env = verify_env(DRKIT_STAGING_URL=ssl_pg.url("postgres", sslmode="require"))
+    backup(env)
+    db = verify(env)["databases"][0]
+    assert db["status"] == "passed", db
+    assert db["restore"]["target_version"] == 15 and db["restore"]["strategy"] == "script"
+
+
+def test_invalid_verify_config_changes_nothing(verify_env: Any, s3_client: Any, bucket: str) -> None:
+    env = verify_env(DRKIT_STAGING_URL="", DRKIT_AGE_IDENTITY="age1notanidentity", DRKIT_DB_APP_CHECKS="[{]",
+                     DRKIT_NOTIFY_SLACK_URL="http://example.com/x")
+    result = verify(env)
+    assert result["status"] == "invalid_config"
+    text = " ".join(result["problems"])
+    for part in ("DRKIT_STAGING_URL is not set", "DRKIT_AGE_IDENTITY is not set", "DRKIT_DB_APP_CHECKS",
+                 "DRKIT_NOTIFY_SLACK_URL must be an https:// URL"):
+        assert part in text
+    assert keys(s3_client, bucket) == []
