@@ -221,6 +221,52 @@ def cmd_backups_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def _identities(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:
+    if args.identity:
+        path = Path(args.identity)
+        if not path.exists():
+            raise ConfigError(f"identity file {path} does not exist")
+        text = path.read_text()
+    elif env.get("DRKIT_AGE_IDENTITY"):
+        text = env["DRKIT_AGE_IDENTITY"]
+    else:
+        raise ConfigError("say which age identity decrypts the backup: --identity FILE (or DRKIT_AGE_IDENTITY)")
+    return [crypto.parse_identity(line) for line in text.split() if line.startswith("AGE-SECRET-KEY-")] or \
+        [crypto.parse_identity(text)]
+
+
+def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from . import operator_restore
+
+    _, store = _store(env)
+    identities = _identities(args, env)
+    plan = operator_restore.make_plan(store, args.db, args.backup, args.before, args.target,
+                                      download_to=args.download_to, jobs=args.jobs, force=args.force,
+                                      no_privileges=args.no_privileges)
+    con = _console()
+    con.print("[bold]restore plan[/bold]")
+    for line in plan.lines():
+        con.print("  " + line)
+    if args.dry_run:
+        con.print("dry run: nothing was changed")
+        return 0
+    ask = (lambda prompt: con.input(prompt)) if sys.stdin.isatty() else None
+    operator_restore.guard(plan, force=args.force, yes_i_know=args.yes_i_know, ask=ask)
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=con, transient=False) as bar:
+        task = bar.add_task("restoring", total=plan.manifest["bytes_out"])
+        detail = operator_restore.execute(store, plan, identities, progress=lambda n: bar.advance(task, n))
+    con.print(f"[green]restored[/green] {detail['database']} {detail['backup_id']} into {detail['target']} in "
+              f"{detail['duration_s']:.1f} s ({detail['strategy']})")
+    for check in detail["checks"]:
+        con.print(f"  {'PASS' if check['passed'] else 'FAIL'} {check['name']}: {check['detail']}")
+    if not args.download_to:
+        con.print("for large databases: --download-to PATH --jobs N restores in parallel from a verified local copy")
+    return 0
+
+
 def cmd_retention_plan(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
@@ -285,6 +331,23 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--db", help="database name (needed unless a full key is given)")
         c.add_argument("--reason", default="", help="why (recorded in the audit log)")
         c.set_defaults(fn=cmd_backups_pin)
+
+    p = sub.add_parser("restore", help="restore a backup into a database (plan, guard, progress)",
+                       description="Restore a backup. Shows the plan first; a target database that holds tables "
+                                   "needs --force and the name typed (or --yes-i-know NAME).")
+    p.add_argument("--db", required=True, help="database name (as in DRKIT_DATABASES)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--backup", default="latest", help="latest (default), a backup id, or a key")
+    which.add_argument("--before", help="the newest backup taken at or before this UTC time (2026-11-26T02:00)")
+    p.add_argument("--target", required=True, help="libpq URL of the target database (created if missing)")
+    p.add_argument("--identity", help="age identity file (default: DRKIT_AGE_IDENTITY)")
+    p.add_argument("--download-to", help="write the verified archive here, then pg_restore --jobs from it")
+    p.add_argument("--jobs", type=int, default=4, help="parallel jobs with --download-to (default: %(default)s)")
+    p.add_argument("--no-privileges", action="store_true", help="skip GRANT/REVOKE (roles missing on the target)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan only")
+    p.add_argument("--force", action="store_true", help="allow replacing a database that holds tables")
+    p.add_argument("--yes-i-know", metavar="NAME", help="confirm --force without a prompt (the target's name)")
+    p.set_defaults(fn=cmd_restore)
 
     g = sub.add_parser("retention", help="retention").add_subparsers(dest="command", required=True)
     c = g.add_parser("plan", help="what retention would keep and delete now, and why (changes nothing)")

@@ -216,3 +216,64 @@ def _explain_crypto_failure(reader: VerifyingReader) -> None:
         raise IntegrityError(f"{exc} (detected before any of it reached PostgreSQL)") from None
     raise CryptoError("decryption failed although the stored bytes match the manifest: "
                       "wrong age identity (DRKIT_AGE_IDENTITY) for this backup's recipients")
+
+
+def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *,
+             manifest: dict[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> int:
+    """Verify, decrypt and decompress a backup into a local pg_dump archive file (for `pg_restore --jobs`).
+
+    Written to `<path>.partial` and renamed only when the checksum matched, so a
+    file at `path` is always complete. Returns the archive's size.
+    """
+    import os
+
+    manifest = manifest or read_manifest(store, entry)
+    partial = f"{path}.partial"
+    raw = store.open_read(entry.data_key)
+    reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
+    source: Any = _Progress(reader, progress) if progress else reader
+    try:
+        with open(partial, "wb") as f:
+            decompressor = zstandard.ZstdDecompressor().stream_writer(f, closefd=False)
+            try:
+                crypto.decrypt_stream(source, decompressor, identities)
+            except CryptoError:
+                _explain_crypto_failure(reader)
+                raise
+            decompressor.flush()  # type: ignore[no-untyped-call]
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise
+    finally:
+        raw.close()
+    return os.path.getsize(path)
+
+
+def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 4,
+                 options: Sequence[str] = ("--no-owner",)) -> tuple[float, str]:
+    """pg_restore a local archive: in parallel for PostgreSQL 17+, through psql (one job) for older targets."""
+    tool = pg.tool_version("pg_restore")
+    strategy, drop = pg.restore_strategy(pg.server_version_num(target, dbname))
+    env = pg.child_env(target)
+    conninfo = pg.conninfo(target, dbname)
+    t0 = time.monotonic()
+    if strategy == "direct":
+        proc = pg.Process([tool.path, "--no-password", "--exit-on-error", f"--jobs={jobs}", *options,
+                           "--dbname", conninfo, path], env, stdout=subprocess.DEVNULL, tool="pg_restore")
+        proc.check(proc.wait())
+    else:
+        psql = pg.tool_version("psql")
+        source = pg.Process([tool.path, "--file=-", *options, path], env, tool="pg_restore")
+        sink = pg.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
+                           "--single-transaction", "--dbname", conninfo], env, stdin=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, tool="psql")
+        errors: list[BaseException] = []
+        _filter_pump(source, sink, drop, errors)
+        codes = (source.wait(), sink.wait())
+        sink.check(codes[1])
+        source.check(codes[0])
+        if errors:
+            raise errors[0]
+    return round(time.monotonic() - t0, 3), strategy

@@ -273,7 +273,8 @@ def _restore_and_check(db: DatabaseConfig, settings: Settings, store: Store, ent
         result["restore"] = {"duration_s": done.duration_s, "throughput_mb_s": done.throughput_mb_s,
                              "bytes_restored": done.bytes_restored, "target_version": done.target_version_num // 10000,
                              "target_version_num": done.target_version_num, "strategy": done.strategy}
-        outcomes.extend(_content_checks(settings, scratch, manifest, settings.checks.get(db.name, []), entry.time))
+        outcomes.extend(content_checks(settings.staging, scratch, manifest, settings.checks.get(db.name, []),
+                                       entry.time))
         result["status"] = "passed" if all(o.passed for o in outcomes) else "failed"
     finally:
         try:
@@ -283,13 +284,14 @@ def _restore_and_check(db: DatabaseConfig, settings: Settings, store: Store, ent
             log.error("scratch database could not be dropped; the next run drops it", error=str(exc))
 
 
-def _content_checks(settings: Settings, scratch: str, manifest: dict[str, Any], operator: list[checks.Check],
-                    backup_time: dt.datetime) -> list[checks.Outcome]:
+def content_checks(target: DatabaseConfig, dbname: str, manifest: dict[str, Any], operator: list[checks.Check],
+                   backup_time: dt.datetime) -> list[checks.Outcome]:
+    """Table count, exact row counts against the manifest, operator checks: in the restored database."""
     import psycopg
     from psycopg import sql
 
     out = []
-    with pg.connect(settings.staging, scratch, autocommit=True) as conn:
+    with pg.connect(target, dbname, autocommit=True) as conn:
         want = list(manifest.get("tables", []))
         rows = conn.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

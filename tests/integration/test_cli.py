@@ -113,3 +113,113 @@ def test_cli_errors_say_what_to_do(env_file: Any, capsys: pytest.CaptureFixture[
     partial = env_file(DRKIT_DATABASES="app,other", DRKIT_DB_OTHER_URL=pg.url("postgres", password="bad-Pw-123"))
     code, out, _ = run(capsys, "--env-file", partial, "backup")
     assert code == 3 and "partial" in out and "bad-Pw-123" not in out
+
+
+@pytest.fixture
+def restore_setup(tmp_path: Path, make_env: Any, pg: PgServer, dbname: str, age_keys: tuple[str, str]) -> Any:
+    from conftest import fill_rich
+
+    fill_rich(pg, dbname)
+    env = make_env({"app": pg.url(dbname)}, DRKIT_DB_APP_COUNT_TABLES="*", DRKIT_RETENTION="keep_last=10")
+    path = tmp_path / "drkit.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    identity = tmp_path / "id.txt"
+    identity.write_text(f"# test identity\n{age_keys[0]}\n")
+    return str(path), str(identity), dbname
+
+
+def test_restore_into_a_new_database(restore_setup: Any, capsys: pytest.CaptureFixture[str], pg: PgServer,
+                                     s3_client: Any, bucket: str) -> None:
+    from conftest import table_fingerprints
+
+    env_file, identity, source = restore_setup
+    assert run(capsys, "--env-file", env_file, "backup")[0] == 0
+    target = f"new_{os.urandom(4).hex()}"
+    code, out, _ = run(capsys, "--env-file", env_file, "restore", "--db", "app", "--target", pg.url(target),
+                       "--identity", identity, "--dry-run")
+    assert code == 0 and "will be created" in out and "dry run: nothing was changed" in out
+    with pg.connect() as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone() is None
+    try:
+        code, out, err = run(capsys, "--env-file", env_file, "restore", "--db", "app", "--target", pg.url(target),
+                             "--identity", identity)
+        assert code == 0, out + err
+        assert "PASS row counts" in out and "PASS table count" in out
+        assert table_fingerprints(pg, target) == table_fingerprints(pg, source)
+        assert any("restore.completed" in k for k in keys(s3_client, bucket, "audit/"))
+        assert pg.password not in out + err
+    finally:
+        pg.drop_database(target)
+
+
+def test_restore_guard_for_a_database_with_tables(restore_setup: Any, capsys: pytest.CaptureFixture[str],
+                                                  pg: PgServer, tmp_path: Path) -> None:
+    from conftest import table_fingerprints
+
+    env_file, identity, source = restore_setup
+    assert run(capsys, "--env-file", env_file, "backup")[0] == 0
+    target = f"busy_{os.urandom(4).hex()}"
+    pg.create_database(target)
+    pg.execute("CREATE TABLE customers (precious text); INSERT INTO customers VALUES ('keep me')", target)
+    try:
+        base = ["--env-file", env_file, "restore", "--db", "app", "--target", pg.url(target), "--identity", identity]
+        code, _, err = run(capsys, *base)
+        assert code == 2 and "already has 1 tables" in err and "--force" in err
+        code, _, err = run(capsys, *base, "--force")  # pytest has no terminal: cannot prompt
+        assert code == 2 and "--yes-i-know" in err
+        code, _, err = run(capsys, *base, "--force", "--yes-i-know", "other")
+        assert code == 2 and "does not name the target" in err
+        with pg.connect(target) as conn:
+            assert conn.execute("SELECT precious FROM customers").fetchall() == [("keep me",)]
+        download = tmp_path / "app.dump"
+        code, out, err = run(capsys, *base, "--force", "--yes-i-know", target, "--download-to", str(download),
+                             "--jobs", "2")
+        assert code == 0, out + err
+        assert "will be DROPPED and recreated: its 1 tables are lost" in out
+        assert download.exists() and download.read_bytes()[:5] == b"PGDMP"
+        assert table_fingerprints(pg, target) == table_fingerprints(pg, source)
+    finally:
+        pg.drop_database(target)
+
+
+def test_restore_before_a_time_and_into_postgresql_15(restore_setup: Any, capsys: pytest.CaptureFixture[str],
+                                                      pg: PgServer, ssl_pg: PgServer, tmp_path: Path) -> None:
+    import datetime as dt
+    import time
+
+    env_file, identity, source = restore_setup
+    assert run(capsys, "--env-file", env_file, "backup")[0] == 0
+    first = json.loads(run(capsys, "--env-file", env_file, "backups", "list", "--json")[1])[0]["id"]
+    time.sleep(1.1)
+    pg.execute("INSERT INTO customers (name) VALUES ('after the first backup')", source)
+    assert run(capsys, "--env-file", env_file, "backup")[0] == 0
+    cutoff = (layout.id_time(first) + dt.timedelta(milliseconds=500)).strftime("%Y-%m-%dT%H:%M:%S")
+    target = f"old_{os.urandom(4).hex()}"
+    try:
+        code, out, err = run(capsys, "--env-file", env_file, "restore", "--db", "app", "--before", cutoff,
+                             "--target", ssl_pg.url(target, sslmode="require"), "--identity", identity,
+                             "--no-privileges", "--download-to", str(tmp_path / "a.dump"))
+        assert code == 0, out + err
+        assert first in out and "PostgreSQL 15" in out and "script through psql" in out
+        with ssl_pg.connect(target) as conn:
+            assert conn.execute("SELECT count(*) FROM customers").fetchone() == (3000,)  # not the later row
+    finally:
+        ssl_pg.drop_database(target)
+
+
+def test_restore_over_the_postgres_database(restore_setup: Any, capsys: pytest.CaptureFixture[str],
+                                           pg: PgServer) -> None:
+    """A target named `postgres` is dropped and recreated through template1."""
+    from conftest import table_fingerprints
+
+    env_file, identity, source = restore_setup
+    assert run(capsys, "--env-file", env_file, "backup")[0] == 0
+    with PgServer() as fresh:
+        base = ["--env-file", env_file, "restore", "--db", "app", "--target", fresh.url("postgres"),
+                "--identity", identity]
+        assert run(capsys, *base)[0] == 0  # empty target: no guard
+        fresh.execute("DELETE FROM audit_log WHERE id > 10", "postgres")
+        code, out, err = run(capsys, *base, "--force", "--yes-i-know", "postgres")
+        assert code == 0, out + err
+        assert "will be DROPPED and recreated" in out
+        assert table_fingerprints(fresh, "postgres") == table_fingerprints(pg, source)
