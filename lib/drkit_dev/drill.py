@@ -21,7 +21,7 @@ import boto3
 from rich.console import Console
 from rich.table import Table
 
-from drkit import catalog, crypto, db_backup, log, restore
+from drkit import catalog, crypto, db_backup, log, restore, restore_verify
 from drkit.config import Config
 from drkit.runtime import handle
 from drkit.store import Store
@@ -86,10 +86,13 @@ def run(size_mb: int, keep: bool) -> int:
             "DRKIT_LOG_LEVEL": "warning",
             "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_DATABASES": "erp", "DRKIT_DB_ERP_URL": pg.url("erp"),
             "DRKIT_DB_ERP_COUNT_TABLES": "*",
+            "DRKIT_STAGING_URL": pg.url("postgres"), "DRKIT_AGE_IDENTITY": identity,
+            "DRKIT_DB_ERP_CHECKS": DRILL_CHECKS,
             "DRKIT_PG_BIN": pgbin, "PATH": os.environ.get("PATH", ""),
         }
         backup_step(drill, env)
         restore_step(drill, env, pg, identity)
+        verify_step(drill, env)
     if keep:
         console.print(f"kept {work}")
     else:
@@ -142,6 +145,35 @@ def restore_step(drill: Drill, env: dict[str, str], pg: PgServer, identity: str)
               else f"MISMATCH: {sorted(k for k in source if source[k] != restored.get(k))}")
     drill.facts["restore check"] = detail
     drill.step("compare", same and counts_ok, detail, time.monotonic() - t)
+
+
+DRILL_CHECKS = (
+    '[{"name": "partners exist", "sql": "SELECT count(*) FROM res_partner", "expect": "> 0"},'
+    ' {"name": "posted moves", "sql": "SELECT count(*) FROM account_move WHERE state = \'posted\'", "expect": "> 0"},'
+    ' {"name": "balanced lines", "sql": "SELECT count(*) FROM account_move_line WHERE debit < 0 OR credit < 0",'
+    ' "expect": "== 0"}]'
+)
+
+
+def verify_step(drill: Drill, env: dict[str, str]) -> None:
+    """restore-verify, exactly as the weekly trigger runs it; its checks become the report's table."""
+    if not drill.ok:
+        drill.step("restore-verify", False, "skipped: earlier step failed", 0.0)
+        return
+    t = time.monotonic()
+    result = handle("restore-verify", restore_verify.run, {"backup": "latest"}, _Context(900_000), env)
+    secs = time.monotonic() - t
+    db = result.get("databases", [{}])[0]
+    table = Table("check", "result", "detail", title="restore-verify checks")
+    for c in db.get("checks", []):
+        table.add_row(c["name"], "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", c["detail"])
+    drill.console.print(table)
+    if db.get("restore"):
+        r = db["restore"]
+        drill.facts["restore-verify (RTO evidence)"] = (f"{r['duration_s']:.1f} s restore into PostgreSQL "
+                                                       f"{r['target_version']} ({r['throughput_mb_s']} MB/s), "
+                                                       f"{len(db['checks'])} checks")
+    drill.step("restore-verify", bool(result["ok"]), str(result.get("decision")), secs)
 
 
 def report(drill: Drill) -> None:
