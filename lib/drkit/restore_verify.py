@@ -130,9 +130,15 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     store = store or Store(cfg.spaces)
     store.check_access()
     pg.tool_version("pg_restore")
-    cleaned = [] if request.dry_run else cleanup_leftovers(settings.staging, clock())
+    cleaned: list[str] = []
+    staging_error: PgError | None = None
+    if not request.dry_run:
+        try:
+            cleaned = cleanup_leftovers(settings.staging, clock())
+        except PgError as exc:  # reported per database below, and notified
+            staging_error = PgError(f"staging server: {exc}")
     rng = rng or random.Random()
-    results = [verify_one(cfg.databases[name], settings, store, request, deadline, clock, rng)
+    results = [verify_one(cfg.databases[name], settings, store, request, deadline, clock, rng, staging_error)
                for name in (request.databases or tuple(cfg.databases))]
     statuses = {r["status"] for r in results}
     ok = statuses <= {"passed", "dry_run"}
@@ -180,7 +186,7 @@ def pick(store: Store, db: str, request: Request, now: dt.datetime, rng: random.
 
 
 def verify_one(db: DatabaseConfig, settings: Settings, store: Store, request: Request, deadline: Deadline,
-               clock: Clock, rng: random.Random) -> dict[str, Any]:
+               clock: Clock, rng: random.Random, staging_error: PgError | None = None) -> dict[str, Any]:
     log.bind(database=db.name)
     started = clock()
     result: dict[str, Any] = {"database": db.name, "status": "failed", "checks": []}
@@ -196,6 +202,9 @@ def verify_one(db: DatabaseConfig, settings: Settings, store: Store, request: Re
         except (StoreError, IntegrityError) as exc:
             outcomes.append(checks.Outcome("manifest", False, str(exc), None))
             raise
+        if staging_error is not None:
+            result["infrastructure"] = True
+            raise staging_error
         estimate = _estimate_s(store, db.name, manifest)
         result["estimate_s"] = round(estimate, 1)
         if request.dry_run:
@@ -218,7 +227,14 @@ def verify_one(db: DatabaseConfig, settings: Settings, store: Store, request: Re
         log.error("verification failed", error=result["error"])
     if result["status"] == "failed" and not result.get("error") and any(not o.passed for o in outcomes):
         result["error"] = "; ".join(f"{o.name}: {o.detail}" for o in outcomes if not o.passed)
-    if entry is not None and result["status"] in ("passed", "failed", "timed_out"):
+    if entry is not None and result.get("infrastructure"):
+        # A staging problem is not evidence against the backup: keep its report and marker.
+        info = {"backup_id": entry.id, "status": "failed", "at": clock().isoformat(), "error": result.get("error")}
+        state.record_run(store, layout.verify_state_key(db.name), db.name, info, success=False)
+        audit.record(store, FUNCTION, "verify.failed", {"database": db.name, "backup_id": entry.id,
+                                                        "status": "failed", "error": result.get("error"),
+                                                        "infrastructure": True})
+    elif entry is not None and result["status"] in ("passed", "failed", "timed_out"):
         _record(store, db.name, entry, result, started, clock())
     return _finish(result)
 
@@ -251,7 +267,11 @@ def _restore_and_check(db: DatabaseConfig, settings: Settings, store: Store, ent
                        outcomes: list[checks.Outcome]) -> None:
     scratch = scratch_name(db.name, clock())
     result["scratch_database"] = scratch
-    pg.create_database(settings.staging, scratch)
+    try:
+        pg.create_database(settings.staging, scratch)
+    except PgError:
+        result["infrastructure"] = True  # says nothing about the backup
+        raise
     try:
         try:
             done = restore.restore(store, entry, settings.identities, settings.staging, scratch, manifest=manifest,

@@ -133,13 +133,22 @@ def test_missing_and_unparsable_manifest(verify_env: Any, s3_client: Any, bucket
     assert db["status"] == "failed" and "no complete backups" in db["error"]
 
 
-def test_staging_server_down(verify_env: Any, pg: PgServer) -> None:
+def test_staging_server_down_is_not_held_against_the_backup(verify_env: Any, pg: PgServer, s3_client: Any,
+                                                             bucket: str) -> None:
     env = verify_env()
-    backup(env)
+    b = backup(env)
+    assert verify(env)["ok"]  # verified once: report and marker exist
+    base = layout.backup_base("app", b["backup_id"])
+    before = s3_client.get_object(Bucket=bucket, Key=base + layout.REPORT_SUFFIX)["Body"].read()
     result = verify(dict(env, DRKIT_STAGING_URL=f"postgresql://postgres:x-Secret-1@127.0.0.1:{free_port()}/postgres"))
-    assert not result["ok"]
-    assert "Connection refused" in (result.get("error") or json.dumps(result))
+    db = result["databases"][0]
+    assert not result["ok"] and db["status"] == "failed" and db["infrastructure"]
+    assert "staging server" in db["error"] and "Connection refused" in db["error"]
     assert "x-Secret-1" not in json.dumps(result)
+    assert base + layout.VERIFIED_SUFFIX in keys(s3_client, bucket)  # still verified
+    assert s3_client.get_object(Bucket=bucket, Key=base + layout.REPORT_SUFFIX)["Body"].read() == before
+    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/verify/app.json")["Body"].read())
+    assert state["consecutive_failures"] == 1 and state["last_success"]["backup_id"] == b["backup_id"]
 
 
 def test_failing_operator_check_fails_the_verification(verify_env: Any, pg: PgServer, s3_client: Any,
