@@ -110,6 +110,15 @@ class Config:
     upload_concurrency: int = 3
     log_level: str = "info"
 
+    def select(self, names: tuple[str, ...] | None) -> list[DatabaseConfig]:
+        """The named databases (None: all), or a ConfigError naming the unknown ones."""
+        if names is None:
+            return list(self.databases.values())
+        unknown = [n for n in names if n not in self.databases]
+        if unknown:
+            raise ConfigError(f"unknown database {', '.join(map(repr, unknown))}; configured: {', '.join(self.databases)}")
+        return [self.databases[n] for n in names]
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, need_databases: bool = True) -> Config:
         problems: list[str] = []

@@ -32,7 +32,7 @@ import zstandard
 from . import __version__, audit, catalog, crypto, layout, log, pg, state
 from .config import Config, DatabaseConfig
 from .deadline import Deadline
-from .errors import ConfigError, DeadlineExceeded, DrkitError, PgError, StoreError
+from .errors import DeadlineExceeded, DrkitError, PgError, StoreError
 from .retention import Decision, Verdict, plan
 from .runtime import Params
 from .store import Store
@@ -58,9 +58,7 @@ class Request:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Request:
         p = Params(params, known=("database", "dry_run", "prune"))
-        raw = p.string("database", "all")
-        names = None if raw in ("all", "*", "") else tuple(n.strip() for n in raw.split(",") if n.strip())
-        request = cls(databases=names, dry_run=p.boolean("dry_run", False), prune=p.boolean("prune", True))
+        request = cls(databases=p.databases(), dry_run=p.boolean("dry_run", False), prune=p.boolean("prune", True))
         p.finish()
         return request
 
@@ -92,7 +90,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     request = Request.from_params(params)
     cfg = Config.from_env(environ)
     log.configure(cfg.log_level)
-    selected = _select(cfg, request)
+    selected = cfg.select(request.databases)
     recipients = crypto.parse_recipients(cfg.recipients)
     store = store or Store(cfg.spaces)
     store.check_access()
@@ -107,15 +105,6 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     if request.dry_run:
         status = "dry_run" if ok else status
     return {"ok": ok, "status": status, "decision": "; ".join(r["decision"] for r in results), "databases": results}
-
-
-def _select(cfg: Config, request: Request) -> list[DatabaseConfig]:
-    if request.databases is None:
-        return list(cfg.databases.values())
-    unknown = [n for n in request.databases if n not in cfg.databases]
-    if unknown:
-        raise ConfigError(f"unknown database {', '.join(map(repr, unknown))}; configured: {', '.join(cfg.databases)}")
-    return [cfg.databases[n] for n in request.databases]
 
 
 def _one(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any], request: Request,

@@ -109,6 +109,34 @@ def _filter_pump(source: pg.Process, dest: pg.Process, drop: frozenset[bytes], e
             pass
 
 
+def _start(target: DatabaseConfig, dbname: str, strategy: str, drop: frozenset[bytes], options: Sequence[str],
+           pg_restore_args: Sequence[str], archive: str | None) -> tuple[list[pg.Process], threading.Thread | None,
+                                                                    list[BaseException]]:
+    """The restore processes: pg_restore alone, or pg_restore -f - | filter | psql for older targets.
+
+    `archive`: a local file (pg_restore reads it; no stdin), or None (the archive arrives on stdin).
+    """
+    tool = pg.tool_version("pg_restore")
+    env = pg.child_env(target)
+    conninfo = pg.conninfo(target, dbname)
+    stdin = subprocess.PIPE if archive is None else None
+    source = [archive] if archive else []
+    errors: list[BaseException] = []
+    if strategy == "direct":
+        proc = pg.Process([tool.path, "--no-password", "--exit-on-error", *pg_restore_args, *options,
+                           "--dbname", conninfo, *source], env, stdin=stdin, stdout=subprocess.DEVNULL,
+                          tool="pg_restore")
+        return [proc], None, errors
+    psql = pg.tool_version("psql")
+    script = pg.Process([tool.path, "--file=-", *options, *source], env, stdin=stdin, tool="pg_restore")
+    sink = pg.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
+                       "--single-transaction", "--dbname", conninfo], env, stdin=subprocess.PIPE,
+                      stdout=subprocess.DEVNULL, tool="psql")
+    pump = threading.Thread(target=_filter_pump, args=(script, sink, drop, errors), daemon=True)
+    pump.start()
+    return [script, sink], pump, errors
+
+
 def restore(store: Store, entry: Entry, identities: Sequence[Any], target: DatabaseConfig, dbname: str, *,
             manifest: dict[str, Any] | None = None, deadline: Deadline | None = None,
             options: Sequence[str] = ("--no-owner",), progress: Callable[[int], None] | None = None) -> RestoreResult:
@@ -121,22 +149,7 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
         raise PgError(f"pg_restore {tool.version} cannot read this archive; it needs {need} or newer", tool="pg_restore")
     target_num = pg.server_version_num(target, dbname)
     strategy, drop = pg.restore_strategy(target_num)
-    env = pg.child_env(target)
-    conninfo = pg.conninfo(target, dbname)
-    procs: list[pg.Process] = []
-    pump: threading.Thread | None = None
-    pump_errors: list[BaseException] = []
-    if strategy == "direct":
-        procs.append(pg.Process([tool.path, "--no-password", "--exit-on-error", "--single-transaction", *options,
-                                 "--dbname", conninfo], env, stdin=subprocess.PIPE, tool="pg_restore"))
-    else:
-        psql = pg.tool_version("psql")
-        procs.append(pg.Process([tool.path, "--file=-", *options], env, stdin=subprocess.PIPE, tool="pg_restore"))
-        procs.append(pg.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
-                                 "--single-transaction", "--dbname", conninfo], env, stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, tool="psql"))
-        pump = threading.Thread(target=_filter_pump, args=(procs[0], procs[1], drop, pump_errors), daemon=True)
-        pump.start()
+    procs, pump, pump_errors = _start(target, dbname, strategy, drop, options, ["--single-transaction"], None)
     log.info("restore starting", backup_id=entry.id, target=target.display, database=dbname,
              target_version=target_num, strategy=strategy)
 
@@ -254,26 +267,14 @@ def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *
 def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 4,
                  options: Sequence[str] = ("--no-owner",)) -> tuple[float, str]:
     """pg_restore a local archive: in parallel for PostgreSQL 17+, through psql (one job) for older targets."""
-    tool = pg.tool_version("pg_restore")
     strategy, drop = pg.restore_strategy(pg.server_version_num(target, dbname))
-    env = pg.child_env(target)
-    conninfo = pg.conninfo(target, dbname)
     t0 = time.monotonic()
-    if strategy == "direct":
-        proc = pg.Process([tool.path, "--no-password", "--exit-on-error", f"--jobs={jobs}", *options,
-                           "--dbname", conninfo, path], env, stdout=subprocess.DEVNULL, tool="pg_restore")
-        proc.check(proc.wait())
-    else:
-        psql = pg.tool_version("psql")
-        source = pg.Process([tool.path, "--file=-", *options, path], env, tool="pg_restore")
-        sink = pg.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
-                           "--single-transaction", "--dbname", conninfo], env, stdin=subprocess.PIPE,
-                          stdout=subprocess.DEVNULL, tool="psql")
-        errors: list[BaseException] = []
-        _filter_pump(source, sink, drop, errors)
-        codes = (source.wait(), sink.wait())
-        sink.check(codes[1])
-        source.check(codes[0])
-        if errors:
-            raise errors[0]
+    procs, pump, errors = _start(target, dbname, strategy, drop, options, [f"--jobs={jobs}"], path)
+    if pump is not None:
+        pump.join()
+    codes = [p.wait() for p in procs]
+    for p, code in sorted(zip(procs, codes, strict=True), key=lambda pc: pc[0].tool != "psql"):
+        p.check(code)  # psql's error first: it names the failing statement
+    if errors:
+        raise errors[0]
     return round(time.monotonic() - t0, 3), strategy

@@ -58,8 +58,7 @@ class Request:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Request:
         p = Params(params, known=("database", "backup", "window_days", "dry_run"))
-        raw = p.string("database", "all")
-        names = None if raw in ("all", "*", "") else tuple(n.strip() for n in raw.split(",") if n.strip())
+        names = p.databases()
         backup = p.string("backup", "latest") or "latest"
         window = p.string("window_days", "7")
         if not window.isdigit() or not 1 <= int(window) <= 3650:
@@ -124,9 +123,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     cfg = Config.from_env(environ)
     settings = Settings.from_env(environ, cfg)
     log.configure(cfg.log_level)
-    unknown = [n for n in request.databases or () if n not in cfg.databases]
-    if unknown:
-        raise ConfigError(f"unknown database {', '.join(map(repr, unknown))}; configured: {', '.join(cfg.databases)}")
+    selected = cfg.select(request.databases)
     store = store or Store(cfg.spaces)
     store.check_access()
     pg.tool_version("pg_restore")
@@ -138,8 +135,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         except PgError as exc:  # reported per database below, and notified
             staging_error = PgError(f"staging server: {exc}")
     rng = rng or random.Random()
-    results = [verify_one(cfg.databases[name], settings, store, request, deadline, clock, rng, staging_error)
-               for name in (request.databases or tuple(cfg.databases))]
+    results = [verify_one(db, settings, store, request, deadline, clock, rng, staging_error) for db in selected]
     statuses = {r["status"] for r in results}
     ok = statuses <= {"passed", "dry_run"}
     status = "ok" if ok else ("failed" if statuses.isdisjoint({"passed"}) else "partial")

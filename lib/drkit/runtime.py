@@ -61,6 +61,11 @@ class Params:
         self.problems.append(f"parameter {name!r} must be true or false, not {str(value)[:40]!r}")
         return default
 
+    def databases(self) -> tuple[str, ...] | None:
+        """The `database` parameter: a name, a comma list, or all (None)."""
+        raw = self.string("database", "all")
+        return None if raw in ("all", "*", "") else tuple(n.strip() for n in raw.split(",") if n.strip())
+
     def finish(self) -> None:
         if self.problems:
             raise ConfigError(self.problems)
