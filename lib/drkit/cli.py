@@ -152,7 +152,7 @@ def _print_result(result: dict[str, Any], as_json: bool) -> int:
 
 
 def _store(env: Mapping[str, str]) -> tuple[Config, Store]:
-    cfg = Config.from_env(env, need_databases=False)
+    cfg = Config.from_env(env, need_databases=False, need_recipients=False)
     return cfg, Store(cfg.spaces)
 
 

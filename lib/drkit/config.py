@@ -120,10 +120,11 @@ class Config:
         return [self.databases[n] for n in names]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], *, need_databases: bool = True) -> Config:
+    def from_env(cls, environ: Mapping[str, str], *, need_databases: bool = True,
+                 need_recipients: bool = True) -> Config:
         problems: list[str] = []
         spaces = _spaces_from_env(environ, problems)
-        recipients = _recipients_from_env(environ, problems)
+        recipients = _recipients_from_env(environ, problems) if need_recipients else ()
         databases = _databases_from_env(environ, problems, required=need_databases)
         zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 1, 1, 19, problems)
         zstd_threads = _int_env(environ, "DRKIT_ZSTD_THREADS", 0, 0, 8, problems)
@@ -144,6 +145,24 @@ class Config:
             upload_concurrency=concurrency,
             log_level=log_level,
         )
+
+
+def spaces_from_env(environ: Mapping[str, str]) -> SpacesConfig:
+    """Only the bucket settings (for functions that read state but touch no database)."""
+    problems: list[str] = []
+    spaces = _spaces_from_env(environ, problems)
+    if problems or spaces is None:
+        raise ConfigError(problems)
+    return spaces
+
+
+def database_names(environ: Mapping[str, str]) -> list[str]:
+    """DRKIT_DATABASES, validated, without needing each database's URL."""
+    names = [n for n in re.split(r"[\s,]+", environ.get("DRKIT_DATABASES", "").strip()) if n]
+    bad = [n for n in names if not NAME_RE.match(n)]
+    if bad:
+        raise ConfigError(f"DRKIT_DATABASES: {', '.join(map(repr, bad))} must be lower-case a-z 0-9 _ -")
+    return list(dict.fromkeys(names))
 
 
 def env_name(db_name: str, suffix: str) -> str:

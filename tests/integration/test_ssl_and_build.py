@@ -69,7 +69,8 @@ class Context:
 
 from drkit import pg
 result = mod.main(json.loads(sys.argv[2]), Context())
-print("RESULT " + json.dumps({"result": result, "pg_dump": str(pg.find_binary("pg_dump")),
+shipped = os.path.join(fn, "pgbin", "bin", "pg_dump")
+print("RESULT " + json.dumps({"result": result, "pg_dump": str(pg.find_binary("pg_dump")) if os.path.exists(shipped) else None,
                               "path": sys.path, "modules": sorted(m for m in sys.modules if "." not in m)}))
 """
 
@@ -78,6 +79,7 @@ print("RESULT " + json.dumps({"result": result, "pg_dump": str(pg.find_binary("p
 SAMPLE_EVENTS: dict[str, dict[str, Any]] = {
     "db-backup": {"database": "app"},
     "restore-verify": {"database": "app", "backup": "latest"},
+    "health-probe": {"format": "json"},
 }
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "packages" / "dr").glob("*/__main__.py"))
 
@@ -96,11 +98,15 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
     fn = tmp_path / "action"
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(fn)  # like the runtime's unzip: exec bits are not restored
-    assert not os.access(fn / "pgbin" / "bin" / "pg_dump", os.X_OK)
+    ships_pg = (fn / "pgbin").exists()
+    assert ships_pg == ("pgbin" in (ROOT / "packages" / "dr" / function / ".include").read_text().split())
+    if ships_pg:
+        assert not os.access(fn / "pgbin" / "bin" / "pg_dump", os.X_OK)
     pg.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g", dbname)
-    env = make_env({"app": pg.url(dbname)}, DRKIT_STAGING_URL=pg.url("postgres"), DRKIT_AGE_IDENTITY=age_keys[0])
-    if function == "restore-verify":
-        assert handle("db-backup", db_backup.run, {}, None, env)["ok"]  # something to verify
+    env = make_env({"app": pg.url(dbname)}, DRKIT_STAGING_URL=pg.url("postgres"), DRKIT_AGE_IDENTITY=age_keys[0],
+                   DRKIT_PROBES=json.dumps([{"name": "db", "type": "tcp", "host": "127.0.0.1", "port": pg.port}]))
+    if function in ("restore-verify", "health-probe"):
+        assert handle("db-backup", db_backup.run, {}, None, env)["ok"]  # something to verify / to judge
     env.update({"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})  # nothing of the dev venv
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", RUNNER, str(fn), json.dumps(SAMPLE_EVENTS[function])],
                           env=env, capture_output=True, text=True, timeout=120)
@@ -109,12 +115,17 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
     out = json.loads(line[0][7:])
     assert out["result"]["ok"], out["result"]
     assert out["result"]["activation_id"] == "test-activation"
-    assert out["pg_dump"].startswith(str(fn / "pgbin" / "bin"))
+    if ships_pg:
+        assert out["pg_dump"].startswith(str(fn / "pgbin" / "bin"))
     assert not [p for p in out["path"] if ".venv" in p or "site-packages" in p and str(fn) not in p]
-    assert {"boto3", "psycopg", "pyrage", "zstandard"} <= set(out["modules"])
+    assert {"boto3", "drkit"} <= set(out["modules"])
     stored = keys(s3_client, bucket, "db/app/")
     if function == "db-backup":
         assert len(stored) == 2
+    elif function == "health-probe":
+        names = {t["name"]: t["ok"] for t in out["result"]["targets"]}
+        assert names["db"] and names["backup-age:app"] and not names["verify-age:app"]
+        assert "status/health.prom" in keys(s3_client, bucket, "status/")
     else:
         assert any(k.endswith(".verified") for k in stored) and any(k.endswith(".verify.json") for k in stored)
     # the activation's log lines are JSON and carry no secrets
