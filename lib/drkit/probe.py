@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 MAX_TARGETS = 500
-MAX_WORKERS = 32
+MAX_WORKERS = 128  # one wave for typical target counts: total time ~ the slowest timeout
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$")
 COMMON = {"name", "type", "timeout_s", "failure_threshold", "success_threshold", "failover"}
 KEYS = {

@@ -9,6 +9,7 @@ table, and prints a report. Exit status 0 only if every step passed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -21,12 +22,12 @@ import boto3
 from rich.console import Console
 from rich.table import Table
 
-from drkit import catalog, crypto, db_backup, log, restore, restore_verify
+from drkit import catalog, crypto, db_backup, health, log, restore, restore_verify
 from drkit.config import Config
 from drkit.runtime import handle
 from drkit.store import Store
 
-from . import sampledb
+from . import probeservers, sampledb
 from .pgserver import PgServer
 from .s3server import S3Server
 
@@ -90,9 +91,17 @@ def run(size_mb: int, keep: bool) -> int:
             "DRKIT_DB_ERP_CHECKS": DRILL_CHECKS,
             "DRKIT_PG_BIN": pgbin, "PATH": os.environ.get("PATH", ""),
         }
-        backup_step(drill, env)
-        restore_step(drill, env, pg, identity)
-        verify_step(drill, env)
+        web, web_port = probeservers.serve(probeservers.Behaviour())
+        env["DRKIT_PROBES"] = json.dumps([
+            {"name": "erp-web", "type": "http", "url": f"http://127.0.0.1:{web_port}/health", "body_contains": "UP"},
+            {"name": "erp-db", "type": "tcp", "host": "127.0.0.1", "port": pg.port}])
+        try:
+            backup_step(drill, env)
+            restore_step(drill, env, pg, identity)
+            verify_step(drill, env)
+            health_step(drill, env)
+        finally:
+            probeservers.stop(web)
     if keep:
         console.print(f"kept {work}")
     else:
@@ -174,6 +183,26 @@ def verify_step(drill: Drill, env: dict[str, str]) -> None:
                                                        f"{r['target_version']} ({r['throughput_mb_s']} MB/s), "
                                                        f"{len(db['checks'])} checks")
     drill.step("restore-verify", bool(result["ok"]), str(result.get("decision")), secs)
+
+
+def health_step(drill: Drill, env: dict[str, str]) -> None:
+    """health-probe, as the minutely trigger runs it: the RPO/RTO compliance table."""
+    t = time.monotonic()
+    result = handle("health-probe", health.run, {}, _Context(55_000), env)
+    secs = time.monotonic() - t
+    targets = {x["name"]: x for x in result.get("targets", [])}
+    table = Table("database", "backup age (RPO)", "last verified restore", "restore duration (RTO)",
+                  "failed runs", title="RPO / RTO compliance")
+    for name in env["DRKIT_DATABASES"].split(","):
+        cells = []
+        for key in ("backup-age", "verify-age", "restore-duration", "backup-failures"):
+            x = targets.get(f"{key}:{name}")
+            cells.append("-" if x is None else ("[green]ok[/green] " if x["ok"] else "[red]NO[/red] ") + x["detail"])
+        table.add_row(name, *cells)
+    drill.console.print(table)
+    others = [x for x in result.get("targets", []) if x["type"] not in ("backup", "verify")]
+    drill.facts["health-probe"] = "; ".join(f"{x['name']} {'up' if x['ok'] else 'DOWN'} ({x['detail']})" for x in others)
+    drill.step("health-probe", bool(result["ok"]), str(result.get("decision")), secs)
 
 
 def report(drill: Drill) -> None:

@@ -14,8 +14,8 @@ from conftest import keys
 from drkit import db_backup, health, layout, probe
 from drkit.runtime import handle
 from drkit_dev.pgserver import PgServer
+from drkit_dev.probeservers import Behaviour, self_signed, serve, stop
 from drkit_dev.s3server import free_port
-from support.probeservers import Behaviour, self_signed, serve, stop
 
 
 @pytest.fixture
