@@ -41,6 +41,14 @@ class PgError(DrkitError):
         super().__init__(message)
 
 
+class DoApiError(DrkitError):
+    """A DigitalOcean API call failed (after the retries that are safe for it)."""
+
+    def __init__(self, message: str, *, http_status: int | None = None):
+        self.http_status = http_status
+        super().__init__(message)
+
+
 class CryptoError(DrkitError):
     """Encryption/decryption failed (bad key, tampered data)."""
 

@@ -110,6 +110,48 @@ def handle(function: str, run: RunFn, event: Any, context: Any = None,
     return out
 
 
+WebFn = Callable[[Any, Mapping[str, str], Deadline], tuple[int, dict[str, Any]]]
+
+
+def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, context: Any = None,
+               environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A `web: raw` function: HTTP calls go to run_web and get {statusCode, headers, body};
+    plain invocations (doctl invoke, triggers) go to run_invoke through `handle`."""
+    from .webhook import WebhookError, from_event
+
+    environ = os.environ if environ is None else environ
+    try:
+        request = from_event(event if isinstance(event, Mapping) else {})
+    except WebhookError as exc:
+        return _web_reply(exc.http_status, {"ok": False, "error": str(exc)})
+    if request is None:
+        return handle(function, run_invoke, event, context, environ)
+    t0 = time.monotonic()
+    activation = getattr(context, "activation_id", None) or environ.get("__OW_ACTIVATION_ID")
+    log.configure(environ.get("DRKIT_LOG_LEVEL", "info"))
+    log.reset(function=function, activation_id=activation)
+    deadline = Deadline.from_context(context, 25.0)
+    try:
+        status, body = run_web(request, environ, deadline)
+    except WebhookError as exc:
+        status, body = exc.http_status, {"ok": False, "error": str(exc)}
+    except ConfigError as exc:
+        log.error("web call refused: the function is misconfigured", problems=exc.problems)
+        status, body = 500, {"ok": False, "error": "the function is misconfigured; see its activation log"}
+    except DrkitError as exc:
+        status, body = 502, {"ok": False, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - the edge
+        log.error("internal error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        status, body = 500, {"ok": False, "error": "internal error; see the activation log"}
+    body = log.redact_obj({"function": function, **body, "duration_s": round(time.monotonic() - t0, 3)})
+    log.info("web call answered", status=status, decision=body.get("decision"), error=body.get("error"))
+    return _web_reply(status, body)
+
+
+def _web_reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": body}
+
+
 def fit_result(result: dict[str, Any]) -> dict[str, Any]:
     """Keep the result under the platform's 1 MB limit by dropping detail, never the verdict."""
     if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:

@@ -111,6 +111,7 @@ class Store:
         self.bucket = spaces.bucket
         self.prefix = (spaces.prefix + "/") if spaces.prefix else ""
         self.client = client or make_client(spaces)
+        self._conditional: bool | None = None
 
     # -- key helpers -------------------------------------------------------
     def _full(self, key: str) -> str:
@@ -165,6 +166,54 @@ class Store:
         except _Missing:
             return None
         return _parse_json(key, data)
+
+    def conditional_writes(self) -> bool:
+        """Does the store enforce `If-None-Match: *` on PUT? Detected once per process.
+
+        Spaces' support is undocumented and reports conflict, so drkit tests it:
+        a probe key written twice must fail the second time with 412. Where it is
+        not enforced, `put_if_absent` falls back to HEAD-then-PUT (racy) and callers
+        must make duplicates harmless (see docs/dns-failover.md).
+        """
+        if self._conditional is None:
+            import secrets as _secrets
+
+            key = f"state/.capabilities/conditional-probe-{_secrets.token_hex(6)}"
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=b"1", IfNoneMatch="*")
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=b"2", IfNoneMatch="*")
+                    self._conditional = False
+                except botocore.exceptions.ClientError as exc:
+                    self._conditional = _precondition_failed(exc)
+            except botocore.exceptions.ClientError:
+                self._conditional = False  # the header itself is refused: NotImplemented / 400
+            finally:
+                try:
+                    self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+                except botocore.exceptions.BotoCoreError:
+                    pass
+                except botocore.exceptions.ClientError:
+                    pass
+            log.info("conditional writes detected", enforced=self._conditional)
+        return bool(self._conditional)
+
+    def put_if_absent(self, key: str, obj: Any) -> bool:
+        """Create key with obj as JSON unless it exists. True if this call created it."""
+        body = json.dumps(obj, sort_keys=True, default=str).encode()
+        if self.conditional_writes():
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=body,
+                                       ContentType="application/json", IfNoneMatch="*")
+                return True
+            except botocore.exceptions.ClientError as exc:
+                if _precondition_failed(exc):
+                    return False
+                raise self._fail(exc, f"creating {key}") from None
+        if self.head(key) is not None:
+            return False
+        self.put_bytes(key, body, "application/json")
+        return True
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
@@ -240,6 +289,11 @@ class Store:
 
 class _Missing(StoreError):
     """The key does not exist (a StoreError to callers that do not expect it)."""
+
+
+def _precondition_failed(exc: botocore.exceptions.ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code")) in ("PreconditionFailed", "412") or \
+        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
 
 
 def _missing(exc: botocore.exceptions.ClientError) -> bool:

@@ -35,6 +35,7 @@ class Rule:
 class FaultProxy:
     upstream: str
     rules: list[Rule] = field(default_factory=list)
+    strip_headers: tuple[str, ...] = ()  # e.g. ("if-none-match",): a store that ignores conditional writes
     seen: list[str] = field(default_factory=list)
 
     def start(self) -> FaultProxy:
@@ -63,7 +64,8 @@ class FaultProxy:
                         self.wfile.write(data)
                         return
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("connection", *proxy.strip_headers)}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()

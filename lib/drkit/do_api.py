@@ -1,0 +1,130 @@
+"""The DigitalOcean API, through pydo, wrapped once.
+
+* pydo's own retry policy is off (`retry_total=0`): it re-sends POSTs after a
+  5xx, which can duplicate a non-idempotent action. Here:
+  429 is retried after `Retry-After` (the request was not processed), within
+  the deadline; 5xx and connection errors are retried only for idempotent
+  calls (GET, and PATCH/PUT that set absolute values); a POST is never
+  retried blindly: the caller re-reads state and decides.
+* pydo returns some errors as dicts (any status the spec lists for the
+  operation, e.g. 404) instead of raising: those become `DoApiError` too.
+* Lists are paginated to the end (`links.pages.next`), 200 per page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import log
+from .config import Secret
+from .deadline import Deadline
+from .errors import DeadlineExceeded, DoApiError
+
+MAX_ATTEMPTS = 4
+MAX_WAIT_S = 30.0
+BACKOFF_S = 0.5  # 0.5, 1, 2 s: a web call must answer well under DO's 30 s
+
+
+class DoApi:
+    def __init__(self, token: Secret, *, endpoint: str = "https://api.digitalocean.com",
+                 ca_file: str | None = None, deadline: Deadline | None = None, timeout_s: int = 20):
+        import pydo
+
+        kwargs: dict[str, Any] = {"endpoint": endpoint, "retry_total": 0, "timeout": timeout_s}
+        if ca_file:
+            kwargs["connection_verify"] = ca_file
+        self.client = pydo.Client(token.reveal(), **kwargs)
+        self.deadline = deadline or Deadline(None)
+        self.calls = 0
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, idempotent: bool, expect: str | None = None,
+              **kwargs: Any) -> Any:
+        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            self.calls += 1
+            wait = 0.0
+            try:
+                result = fn(*args, **kwargs)
+            except HttpResponseError as exc:
+                status = exc.status_code or 0
+                message = _message(exc)
+                if status == 429:
+                    wait = _retry_after(exc, attempt)
+                elif status >= 500 and idempotent:
+                    wait = BACKOFF_S * 2 ** (attempt - 1)
+                else:
+                    raise DoApiError(f"{what}: HTTP {status}: {message}", http_status=status) from None
+                log.warning("DO API call will be retried", call=what, status=status, wait_s=wait, attempt=attempt)
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                if not idempotent:
+                    raise DoApiError(f"{what}: connection failed ({type(exc).__name__}); not retried (not idempotent)") from None
+                wait = BACKOFF_S * 2 ** (attempt - 1)
+            else:
+                if isinstance(result, dict) and "id" in result and "message" in result and (expect is None or expect not in result):
+                    raise DoApiError(f"{what}: {result['id']}: {result['message']}",
+                                     http_status=404 if result["id"] == "not_found" else None)
+                return result
+            if attempt == MAX_ATTEMPTS:
+                break
+            if wait > self.deadline.remaining() - 5:
+                raise DeadlineExceeded(f"{what}: DigitalOcean asked to wait {wait:.0f}s; not enough time left")
+            time.sleep(wait)
+        raise DoApiError(f"{what}: still failing after {MAX_ATTEMPTS} attempts (rate limited or DigitalOcean errors)")
+
+    def _pages(self, what: str, fn: Callable[..., Any], key: str, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        page = 1
+        while True:
+            resp = self._call(what, fn, *args, idempotent=True, expect=key, page=page, per_page=200, **kwargs)
+            yield from resp.get(key, [])
+            if "next" not in (resp.get("links") or {}).get("pages", {}):
+                return
+            page += 1
+
+    # -- DNS -------------------------------------------------------------------------------
+    def list_records(self, domain: str, *, name: str | None = None, rtype: str | None = None) -> list[dict[str, Any]]:
+        kwargs = {k: v for k, v in (("name", name), ("type", rtype)) if v}
+        return list(self._pages(f"list records of {domain}", self.client.domains.list_records, "domain_records",
+                                domain, **kwargs))
+
+    def update_record(self, domain: str, record_id: int, rtype: str, data: str, ttl: int) -> dict[str, Any]:
+        body = {"type": rtype, "data": data, "ttl": ttl}
+        resp = self._call(f"update record {record_id} of {domain}", self.client.domains.patch_record, domain,
+                          record_id, body, idempotent=True, expect="domain_record")
+        return dict(resp["domain_record"])
+
+    def create_record(self, domain: str, rtype: str, name: str, data: str, ttl: int) -> dict[str, Any]:
+        body = {"type": rtype, "name": name, "data": data, "ttl": ttl}
+        resp = self._call(f"create record {name} in {domain}", self.client.domains.create_record, domain, body,
+                          idempotent=False, expect="domain_record")
+        return dict(resp["domain_record"])
+
+    # -- reserved IPs, apps ------------------------------------------------------------------
+    def get_reserved_ip(self, ip: str) -> dict[str, Any]:
+        return dict(self._call(f"get reserved IP {ip}", self.client.reserved_ips.get, ip, idempotent=True,
+                               expect="reserved_ip")["reserved_ip"])
+
+    def assign_reserved_ip(self, ip: str, droplet_id: int) -> dict[str, Any]:
+        resp = self._call(f"assign reserved IP {ip}", self.client.reserved_ips_actions.post, ip,
+                          {"type": "assign", "droplet_id": droplet_id}, idempotent=False, expect="action")
+        return dict(resp["action"])
+
+    def redeploy_app(self, app_id: str) -> dict[str, Any]:
+        resp = self._call(f"redeploy app {app_id}", self.client.apps.create_deployment, app_id,
+                          {"force_build": False}, idempotent=False, expect="deployment")
+        return dict(resp["deployment"])
+
+
+def _message(exc: Any) -> str:
+    err = getattr(exc, "error", None)
+    return str(getattr(err, "message", None) or exc.reason or exc)[:300]
+
+
+def _retry_after(exc: Any, attempt: int) -> float:
+    try:
+        value = float(exc.response.headers.get("Retry-After", ""))
+    except (TypeError, ValueError, AttributeError):
+        value = 2.0 ** attempt
+    return max(0.0, min(value, MAX_WAIT_S))

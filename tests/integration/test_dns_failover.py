@@ -1,0 +1,297 @@
+"""dns-failover against a spec-checked fake DO API (HTTPS on 127.0.0.1) and the real S3 server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import keys
+from drkit import dns_failover
+from drkit.runtime import handle_web
+from drkit_dev.fakedo import FakeDO
+from drkit_dev.probeservers import Behaviour, serve, stop
+from drkit_dev.s3server import S3Server
+from support.faultproxy import FaultProxy
+
+BEARER = "alertmanager-Token-0123456789"
+HMAC_SECRET = "drkit-Signing-Secret-0123456789"
+GRAFANA_SECRET = "grafana-Signing-Secret-0123456789"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDO]:
+    f = FakeDO().start()
+    f.add_record("example.net", "A", "erp", "203.0.113.10", 60)
+    f.add_record("example.net", "A", "bi", "203.0.113.11", 60)
+    f.add_record("example.net", "TXT", "erp", "unrelated", 3600)
+    f.droplets |= {1111, 2222}
+    f.reserved_ips["203.0.113.50"] = {"ip": "203.0.113.50", "droplet": {"id": 1111}, "region": {"slug": "fra1"}}
+    f.apps["app-1"] = []
+    yield f
+    f.stop()
+    assert f.violations == [], f.violations  # every request the fake received matched the DO API spec
+
+
+@pytest.fixture
+def dr_site() -> Iterator[Behaviour]:
+    b = Behaviour()
+    server, port = serve(b)
+    b.port = port  # type: ignore[attr-defined]
+    yield b
+    stop(server)
+
+
+def plan(dr_site: Behaviour, **extra: Any) -> str:
+    port = dr_site.port  # type: ignore[attr-defined]
+    return json.dumps({
+        "sites": ["primary", "dr"],
+        "records": [
+            {"domain": "example.net", "name": "erp", "type": "A", "ttl": 60,
+             "values": {"primary": "203.0.113.10", "dr": "198.51.100.20"}},
+            {"domain": "example.net", "name": "bi", "type": "A", "ttl": 60,
+             "values": {"primary": "203.0.113.11", "dr": "198.51.100.21"}}],
+        "reserved_ips": [{"ip": "203.0.113.50", "droplets": {"primary": 1111, "dr": 2222}}],
+        "apps": [{"id": "app-1", "redeploy_on": ["dr"]}],
+        "health": {"dr": f"http://127.0.0.1:{port}/health"},
+        "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
+        "min_hold": "30m", **extra})
+
+
+@pytest.fixture
+def env(make_env: Any, fake: FakeDO, dr_site: Behaviour) -> dict[str, str]:
+    e = make_env({})
+    e.pop("DRKIT_DATABASES")
+    e.update({"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint, "DRKIT_DO_CA_FILE": fake.ca_file,
+              "DRKIT_FAILOVER_PLAN": plan(dr_site), "DRKIT_WEBHOOK_BEARER": BEARER,
+              "DRKIT_WEBHOOK_HMAC": f"old-Secret-Rotated-0000 {HMAC_SECRET}", "DRKIT_GRAFANA_HMAC": GRAFANA_SECRET,
+              "DRKIT_GRAFANA_TIMESTAMP_HEADER": "X-Grafana-Alerting-Timestamp"})
+    return e
+
+
+def invoke(env: dict[str, str], **params: Any) -> dict[str, Any]:
+    return handle_web("dns-failover", dns_failover.run_web, dns_failover.run, params, None, env)
+
+
+def web(env: dict[str, str], body: bytes, headers: dict[str, str], method: str = "POST", b64: bool = False) -> tuple[int, dict[str, Any]]:
+    http = {"method": method, "headers": headers, "path": "",
+            "body": base64.b64encode(body).decode() if b64 else body.decode(), "isBase64Encoded": b64}
+    reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, {"http": http}, None, env)
+    return reply["statusCode"], reply["body"]
+
+
+def alert_batch(status: str = "firing", name: str = "PrimarySiteDown", fingerprint: str = "abc123") -> bytes:
+    return json.dumps({"version": "4", "groupKey": '{}:{alertname="%s"}' % name, "status": status,
+                       "receiver": "drkit", "groupLabels": {"alertname": name}, "commonLabels": {},
+                       "alerts": [{"status": status, "labels": {"alertname": name, "site": "primary"},
+                                   "annotations": {}, "startsAt": "2026-11-26T03:00:00Z", "fingerprint": fingerprint}]}).encode()
+
+
+def signed(body: bytes, secret: str = HMAC_SECRET, ts: float | None = None) -> dict[str, str]:
+    stamp = str(int(ts if ts is not None else time.time()))
+    mac = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Drkit-Timestamp": stamp, "X-Drkit-Signature": f"sha256={mac}"}
+
+
+def dns(fake: FakeDO) -> dict[str, str]:
+    return {r["name"]: r["data"] for r in fake.records["example.net"] if r["type"] == "A"}
+
+
+def test_operator_status_dry_run_drill_failover_failback(env: dict[str, str], fake: FakeDO, s3_client: Any,
+                                                         bucket: str) -> None:
+    r = invoke(env, action="status")
+    assert r["ok"] and r["decision"].startswith("on primary since the start") and "DNS and IPs match" in r["decision"]
+    r = invoke(env, action="failover", dry_run="true")
+    assert r["status"] == "dry_run" and "A erp.example.net 203.0.113.10 -> 198.51.100.20 (ttl 60)" in r["decision"]
+    r = invoke(env, action="drill")
+    assert r["status"] == "dry_run" and len(r["changes"]) == 3
+    assert fake.writes() == [] and dns(fake)["erp"] == "203.0.113.10"
+    r = invoke(env, action="failover", reason="primary region outage")
+    assert r["ok"] and r["status"] == "applied" and r["generation"] == 1
+    assert dns(fake) == {"erp": "198.51.100.20", "bi": "198.51.100.21"}
+    assert fake.reserved_ips["203.0.113.50"]["droplet"] == {"id": 2222} and len(fake.apps["app-1"]) == 1
+    assert {r["data"] for r in fake.records["example.net"] if r["type"] == "TXT"} == {"unrelated"}
+    writes = len(fake.writes())
+    r = invoke(env, action="failover")
+    assert r["status"] == "noop" and "already on dr" in r["decision"] and len(fake.writes()) == writes
+    r = invoke(env, action="failback", reason="primary is back")
+    assert r["status"] == "applied" and dns(fake)["erp"] == "203.0.113.10" and len(fake.apps["app-1"]) == 1
+    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/failover.json")["Body"].read())
+    assert state["site"] == "primary" and state["generation"] == 2 and state["reason"] == "primary is back"
+    actions = [k.split("-dns-failover-")[1].rsplit("-", 1)[0] for k in keys(s3_client, bucket, "audit/")]
+    assert actions.count("failover.transition") == 2 and "failover.drill" in actions and "failover.dry_run" in actions
+
+
+def test_unhealthy_dr_site_is_refused_unless_forced(env: dict[str, str], fake: FakeDO, dr_site: Behaviour) -> None:
+    dr_site.health_status = 503
+    r = invoke(env, action="failover")
+    assert r["status"] == "refused" and "dr is not healthy" in r["decision"] and fake.writes() == []
+    r = invoke(env, action="failover", force="true")
+    assert r["status"] == "applied"
+
+
+@pytest.mark.parametrize("headers, status, message", [
+    ({}, 401, "no credentials"),
+    ({"Authorization": "Bearer wrong-token-0123456789"}, 401, "unknown bearer token"),
+    ({"Authorization": "Basic " + base64.b64encode(b"grafana:nope").decode()}, 401, "unknown user"),
+    ({"Authorization": "Basic !!!"}, 400, "malformed Basic"),
+    ({"X-Drkit-Signature": "sha256=" + "0" * 64, "X-Drkit-Timestamp": "TS"}, 403, "signature does not match"),
+    ({"X-Drkit-Signature": "md5=abc", "X-Drkit-Timestamp": "TS"}, 400, "malformed signature"),
+    ({"X-Drkit-Signature": "sha256=" + "0" * 64}, 401, "missing X-Drkit-Timestamp"),
+    ({"X-Grafana-Alerting-Signature": "0" * 64, "X-Grafana-Alerting-Timestamp": "TS"}, 403, "does not match"),
+])
+def test_refused_credentials_change_nothing(env: dict[str, str], fake: FakeDO, headers: dict[str, str], status: int,
+                                            message: str, s3_client: Any, bucket: str) -> None:
+    headers = {k: v.replace("TS", str(int(time.time()))) for k, v in headers.items()}
+    code, body = web(env, alert_batch(), headers)
+    assert code == status and message in body["error"]
+    assert fake.requests == [] and keys(s3_client, bucket, "state/") == []
+    assert BEARER not in json.dumps(body) and HMAC_SECRET not in json.dumps(body)
+
+
+def test_transport_errors(env: dict[str, str], fake: FakeDO) -> None:
+    auth = {"Authorization": f"Bearer {BEARER}"}
+    assert web(env, alert_batch(), auth, method="GET")[0] == 405
+    assert web(env, b"{" + b" " * 300_000 + b"}", auth)[0] == 413
+    code, body = web(env, b"{not json", auth)
+    assert code == 400 and "not JSON" in body["error"]
+    code, body = web(env, json.dumps({"hello": 1}).encode(), auth)
+    assert code == 400 and "unrecognised payload" in body["error"]
+    code, body = web(env, json.dumps({"action": "failover"}).encode(), auth)
+    assert code == 403 and "commands must be signed" in body["error"]
+    reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run,
+                       {"http": {"method": "POST", "headers": auth, "body": "***", "isBase64Encoded": True}}, None, env)
+    assert reply["statusCode"] == 400
+    assert fake.requests == []
+
+
+def test_stale_and_future_timestamps_are_refused(env: dict[str, str], fake: FakeDO) -> None:
+    body = json.dumps({"action": "failover"}).encode()
+    for skew in (-400, 400):
+        code, reply = web(env, body, signed(body, ts=time.time() + skew))
+        assert code == 403 and "outside ±300s" in reply["error"]
+    assert fake.requests == []
+
+
+def test_alertmanager_failover_replay_and_resolved(env: dict[str, str], fake: FakeDO) -> None:
+    auth = {"Authorization": f"Bearer {BEARER}", "Content-Type": "application/json"}
+    t0 = time.monotonic()
+    code, body = web(env, alert_batch(), auth, b64=True)
+    assert time.monotonic() - t0 < 10  # the web path answers well under DO's 30 s
+    assert code == 200 and body["outcome"] == "applied" and dns(fake)["erp"] == "198.51.100.20"
+    writes = len(fake.writes())
+    code, body = web(env, alert_batch(), auth)
+    assert code == 200 and body["duplicate"] and len(fake.writes()) == writes
+    code, body = web(env, alert_batch(status="resolved"), auth)
+    assert code == 200 and "resolved alerts never fail back" in body["decision"] and dns(fake)["erp"] == "198.51.100.20"
+    code, body = web(env, alert_batch(name="DiskAlmostFull", fingerprint="x"), auth)
+    assert code == 200 and "no firing alert matches" in body["decision"]
+
+
+def test_grafana_hmac_and_signed_commands_with_rotated_secrets(env: dict[str, str], fake: FakeDO) -> None:
+    body = alert_batch()
+    grafana = json.loads(body) | {"orgId": 1, "version": "1"}
+    raw = json.dumps(grafana).encode()
+    ts = str(int(time.time()))
+    mac = hmac.new(GRAFANA_SECRET.encode(), ts.encode() + b":" + raw, hashlib.sha256).hexdigest()
+    code, reply = web(env, raw, {"X-Grafana-Alerting-Signature": mac, "X-Grafana-Alerting-Timestamp": ts})
+    assert code == 200 and reply["outcome"] == "applied"
+    command = json.dumps({"action": "failback", "reason": "drill over"}).encode()
+    code, reply = web(env, command, signed(command, secret="old-Secret-Rotated-0000"))  # the older secret still works
+    assert code == 200 and reply["outcome"] == "applied" and dns(fake)["erp"] == "203.0.113.10"
+
+
+def test_flap_guard_and_no_automatic_failback(env: dict[str, str], fake: FakeDO) -> None:
+    auth = {"Authorization": f"Bearer {BEARER}"}
+    assert web(env, alert_batch(fingerprint="one"), auth)[1]["outcome"] == "applied"
+    assert invoke(env, action="failback")["status"] == "applied"  # operators may always move
+    code, body = web(env, alert_batch(fingerprint="two"), auth)
+    assert code == 200 and "flap guard" in body["decision"] and dns(fake)["erp"] == "203.0.113.10"
+
+
+def test_fifty_concurrent_identical_webhooks_make_one_transition(env: dict[str, str], fake: FakeDO, s3_client: Any,
+                                                                 bucket: str) -> None:
+    auth = {"Authorization": f"Bearer {BEARER}"}
+    body = alert_batch()
+    codes: list[int] = []
+    threads = [threading.Thread(target=lambda: codes.append(web(env, body, auth)[0])) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(codes)) <= [200, 202] and len(codes) == 50
+    patches = [r for r in fake.writes() if r[0] == "PATCH"]
+    assert len(patches) == 2  # erp and bi: one set of DNS writes
+    assert len([r for r in fake.writes() if "/reserved_ips/" in r[1]]) == 1 and len(fake.apps["app-1"]) == 1
+    assert keys(s3_client, bucket, "state/failover/") == ["state/failover/generation-000001.json"]
+
+
+def test_without_conditional_writes_duplicates_are_harmless(env: dict[str, str], fake: FakeDO,
+                                                            s3_server: S3Server) -> None:
+    proxy = FaultProxy(s3_server.endpoint, strip_headers=("if-none-match",)).start()
+    try:
+        e = dict(env, DRKIT_SPACES_ENDPOINT=proxy.endpoint)
+        from drkit.config import spaces_from_env
+        from drkit.store import Store
+
+        assert Store(spaces_from_env(e)).conditional_writes() is False  # detected
+        auth = {"Authorization": f"Bearer {BEARER}"}
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda: results.append(web(e, alert_batch(), auth)[0])) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        proxy.stop()
+    assert set(results) <= {200, 202}
+    assert dns(fake) == {"erp": "198.51.100.20", "bi": "198.51.100.21"}  # the same outcome, however many ran
+    assert fake.reserved_ips["203.0.113.50"]["droplet"] == {"id": 2222}
+
+
+def test_do_api_429_and_5xx_mid_failover_then_recovery(env: dict[str, str], fake: FakeDO, dr_site: Behaviour) -> None:
+    env = dict(env, DRKIT_FAILOVER_PLAN=plan(dr_site, min_hold="1s"))  # no flap guard in the way here
+    fake.fail("GET", r"/records$", 429, times=1, retry_after=1)
+    fake.fail("PATCH", r"/records/", 500, times=1)  # idempotent: retried
+    r = invoke(env, action="failover")
+    assert r["status"] == "applied" and dns(fake)["erp"] == "198.51.100.20"
+    # now a persistent failure half-way: the failover is recorded, the rest is reported and finished later
+    invoke(env, action="failback")
+    time.sleep(1.1)
+    fake.faults.clear()
+    fake.fail("PATCH", r"/records/\d+$", 503, times=None)
+    auth = {"Authorization": f"Bearer {BEARER}"}
+    code, body = web(env, alert_batch(fingerprint="late"), auth)
+    assert code == 500 and "NOT applied (next call retries)" in body["decision"]
+    status = invoke(env, action="status")
+    assert "MIXED" in status["decision"] and status["state"]["site"] == "dr"
+    fake.faults.clear()
+    code, body = web(env, alert_batch(fingerprint="late"), auth)  # Alertmanager's retry of the same delivery
+    assert code == 200 and dns(fake) == {"erp": "198.51.100.20", "bi": "198.51.100.21"}
+    assert "DNS and IPs match" in invoke(env, action="status")["decision"]
+
+
+def test_post_5xx_is_not_retried_blindly(env: dict[str, str], fake: FakeDO) -> None:
+    fake.fail("POST", r"/reserved_ips/.*/actions", 500, times=1)
+    r = invoke(env, action="failover")
+    assert r["status"] == "partial" and "HTTP 500" in r["decision"]
+    assert len([x for x in fake.requests if x[0] == "POST" and "/reserved_ips/" in x[1]]) == 1
+    r = invoke(env, action="failover")  # the next call finishes it
+    assert r["status"] == "applied" and fake.reserved_ips["203.0.113.50"]["droplet"] == {"id": 2222}
+
+
+def test_bad_plan_is_refused_before_any_call(env: dict[str, str], fake: FakeDO, dr_site: Behaviour) -> None:
+    bad = json.loads(plan(dr_site))
+    bad["records"][0]["ttl"] = 10
+    bad["records"][1]["values"] = {"primary": "1.1.1.1"}
+    r = invoke(dict(env, DRKIT_FAILOVER_PLAN=json.dumps(bad)), action="status")
+    assert r["status"] == "invalid_config" and len(r["problems"]) == 2
+    assert "at least 30" in r["problems"][0]
+    assert fake.requests == []
