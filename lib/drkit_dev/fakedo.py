@@ -205,7 +205,7 @@ class FakeDO:
 
         req = MockRequest(SPEC_HOST, method.lower(), path, args=parse_qs(query),
                           headers={k.lower(): v for k, v in headers.items()}, data=raw or None,
-                          content_type="application/json" if raw else None)
+                          content_type="application/json")
         try:
             api.validate_request(req)
         except Exception as exc:  # noqa: BLE001 - the reason is the fake's answer
@@ -251,7 +251,7 @@ class FakeDO:
             m = re.fullmatch(r"/v2/domains/([^/]+)/records/(\d+)", path)
             if m:
                 recs = self.records.get(m.group(1), [])
-                rec = next((r for r in recs if r["id"] == int(m.group(2))), None)
+                rec: dict[str, Any] | None = next((r for r in recs if r["id"] == int(m.group(2))), None)
                 if rec is None:
                     return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
                 if method in ("PATCH", "PUT"):
@@ -269,9 +269,10 @@ class FakeDO:
                         ip["droplet"] = {"id": body["droplet_id"]}
                     else:
                         ip["droplet"] = None
-                    action = {"id": self.next_id(), "status": "completed", "type": f"{body['type']}_ip",
+                    action_id = self.next_id()
+                    action = {"id": action_id, "status": "completed", "type": f"{body['type']}_ip",
                               "started_at": dt.datetime.now(dt.UTC).isoformat(), "resource_type": "reserved_ip"}
-                    self.actions[action["id"]] = action
+                    self.actions[action_id] = action
                     return 201, {"action": action}
                 return 200, {"reserved_ip": ip}
             m = re.fullmatch(r"/v2/apps/([^/]+)/deployments", path)

@@ -88,7 +88,7 @@ def web(env: dict[str, str], body: bytes, headers: dict[str, str], method: str =
 
 
 def alert_batch(status: str = "firing", name: str = "PrimarySiteDown", fingerprint: str = "abc123") -> bytes:
-    return json.dumps({"version": "4", "groupKey": '{}:{alertname="%s"}' % name, "status": status,
+    return json.dumps({"version": "4", "groupKey": f'{{}}:{{alertname="{name}"}}', "status": status,
                        "receiver": "drkit", "groupLabels": {"alertname": name}, "commonLabels": {},
                        "alerts": [{"status": status, "labels": {"alertname": name, "site": "primary"},
                                    "annotations": {}, "startsAt": "2026-11-26T03:00:00Z", "fingerprint": fingerprint}]}).encode()
