@@ -23,7 +23,7 @@ ensure_venv() {
   if [ ! -x "$PY" ]; then
     "$(find_python311)" -m venv "$VENV"
   fi
-  want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
+  want="$(cat "$ROOT/requirements.txt" "$ROOT"/requirements/*.txt "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
   stamp="$VENV/.drkit-deps"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing Python dependencies into .venv ..." >&2

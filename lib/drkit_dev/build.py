@@ -114,29 +114,40 @@ def _activate_this(venv: Path) -> None:
         shutil.copy2(Path(tmp) / "v" / "bin" / "activate_this.py", venv / "bin" / "activate_this.py")
 
 
-def build_virtualenv(fn_dir: Path, requirements: Path) -> Path:
+def build_virtualenv(fn_dir: Path) -> Path:
+    """The function's own requirements (packages/dr/<fn>/requirements.txt, else the root file),
+    plus requirements-nodeps.txt installed without dependencies."""
     venv = fn_dir / "virtualenv"
     if venv.exists():
         shutil.rmtree(venv)
     _activate_this(venv)
     site = venv / "lib" / f"python{PY}" / "site-packages"
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-           "--target", str(site), "--implementation", "cp", "--python-version", PY, "--only-binary=:all:",
-           "-r", str(requirements)]
-    for p in PLATFORMS:
-        cmd += ["--platform", p]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    noise = ("WARNING: Location", "[notice]")
-    for line in (proc.stdout + proc.stderr).splitlines():
-        if line.strip() and not line.startswith(noise):
-            print("  pip:", line)
-    if proc.returncode != 0:
-        raise SystemExit(f"pip could not install {requirements.name} for the runtime platform (see above)")
+    own = fn_dir / "requirements.txt"
+    _pip(site, own if own.exists() else ROOT / "requirements.txt", deps=True)
+    if (fn_dir / "requirements-nodeps.txt").exists():
+        _pip(site, fn_dir / "requirements-nodeps.txt", deps=False)
     _trim(site)
     bad = [(p, glibc_needed(p)) for p in site.rglob("*.so*") if p.is_file() and glibc_needed(p) > MAX_GLIBC]
     if bad:
         raise SystemExit("wheels need a newer glibc than 2.31: " + ", ".join(f"{p.name}" for p, _ in bad))
     return venv
+
+
+def _pip(site: Path, requirements: Path, *, deps: bool) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+           "--target", str(site), "--implementation", "cp", "--python-version", PY, "--only-binary=:all:",
+           "--upgrade", "-r", str(requirements)]
+    if not deps:
+        cmd.append("--no-deps")
+    for p in PLATFORMS:
+        cmd += ["--platform", p]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=requirements.parent)
+    noise = ("WARNING: Location", "[notice]", "WARNING: Target directory")
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if line.strip() and not line.startswith(noise):
+            print("  pip:", line)
+    if proc.returncode != 0:
+        raise SystemExit(f"pip could not install {requirements} for the runtime platform (see above)")
 
 
 def _trim(site: Path) -> None:
@@ -147,6 +158,8 @@ def _trim(site: Path) -> None:
             for d in data.iterdir():
                 if d.is_dir() and d.name not in BOTOCORE_KEEP:
                     shutil.rmtree(d)
+    # pydo's async client (21 MB) duplicates the sync one, which is all drkit uses.
+    shutil.rmtree(site / "pydo" / "aio", ignore_errors=True)
     # zstandard ships a C and a cffi backend (12 MB each); the C one is the default.
     for f in list((site / "zstandard").glob("_cffi*.so")) + [site / "zstandard" / "backend_cffi.py"]:
         f.unlink(missing_ok=True)
@@ -201,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building {fn_dir.name} ...")
         includes = [p.name for p in include_entries(fn_dir)]
         if "virtualenv" in includes:
-            build_virtualenv(fn_dir, ROOT / "requirements.txt")
+            build_virtualenv(fn_dir)
         if "pgbin" in includes:
             if (fn_dir / "pgbin").exists():
                 shutil.rmtree(fn_dir / "pgbin")

@@ -246,12 +246,12 @@ class FakeDO:
                         fqdn = query["name"][0]
                         recs = [r for r in recs if (r["name"] + "." + domain if r["name"] != "@" else domain) == fqdn]
                     return 200, self._page(recs, "domain_records", query, path)
-                rec = self.add_record(domain, body["type"], body["name"], body["data"], body.get("ttl", 1800))
-                return 201, {"domain_record": rec}
+                created = self.add_record(domain, body["type"], body["name"], body["data"], body.get("ttl", 1800))
+                return 201, {"domain_record": created}
             m = re.fullmatch(r"/v2/domains/([^/]+)/records/(\d+)", path)
             if m:
                 recs = self.records.get(m.group(1), [])
-                rec: dict[str, Any] | None = next((r for r in recs if r["id"] == int(m.group(2))), None)
+                rec = next((r for r in recs if r["id"] == int(m.group(2))), None)
                 if rec is None:
                     return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
                 if method in ("PATCH", "PUT"):

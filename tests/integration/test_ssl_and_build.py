@@ -80,6 +80,13 @@ SAMPLE_EVENTS: dict[str, dict[str, Any]] = {
     "db-backup": {"database": "app"},
     "restore-verify": {"database": "app", "backup": "latest"},
     "health-probe": {"format": "json"},
+    # a web call, as DO delivers it to a `web: raw` function: an authenticated Alertmanager alert
+    "dns-failover": {"http": {"method": "POST", "headers": {"authorization": "Bearer built-function-Token-0001",
+                                                            "content-type": "application/json"},
+                              "isBase64Encoded": False, "body": json.dumps({
+                                  "version": "4", "groupKey": "g", "status": "firing", "alerts": [
+                                      {"status": "firing", "labels": {"alertname": "PrimarySiteDown"},
+                                       "fingerprint": "f1", "startsAt": "2026-11-26T03:00:00Z"}]})}},
 }
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "packages" / "dr").glob("*/__main__.py"))
 
@@ -107,12 +114,29 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
                    DRKIT_PROBES=json.dumps([{"name": "db", "type": "tcp", "host": "127.0.0.1", "port": pg.port}]))
     if function in ("restore-verify", "health-probe"):
         assert handle("db-backup", db_backup.run, {}, None, env)["ok"]  # something to verify / to judge
+    fake = None
+    if function == "dns-failover":
+        from drkit_dev.fakedo import FakeDO
+
+        fake = FakeDO().start()
+        fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
+        env.update({"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint, "DRKIT_DO_CA_FILE": fake.ca_file,
+                    "DRKIT_WEBHOOK_BEARER": "built-function-Token-0001", "DRKIT_FAILOVER_PLAN": json.dumps({
+                        "sites": ["primary", "dr"], "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
+                        "records": [{"domain": "example.net", "name": "erp", "type": "A", "ttl": 60,
+                                     "values": {"primary": "203.0.113.10", "dr": "198.51.100.20"}}]})})
     env.update({"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})  # nothing of the dev venv
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", RUNNER, str(fn), json.dumps(SAMPLE_EVENTS[function])],
                           env=env, capture_output=True, text=True, timeout=120)
+    if fake is not None:
+        fake.stop()
+        assert fake.violations == [] and fake.records["example.net"][0]["data"] == "198.51.100.20"
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = json.loads(line[0][7:])
+    if function == "dns-failover":  # a web reply
+        assert out["result"]["statusCode"] == 200 and out["result"]["body"]["outcome"] == "applied", out["result"]
+        return
     assert out["result"]["ok"], out["result"]
     assert out["result"]["activation_id"] == "test-activation"
     if ships_pg:
