@@ -22,9 +22,9 @@ import boto3
 from rich.console import Console
 from rich.table import Table
 
-from drkit import catalog, crypto, db_backup, health, log, restore, restore_verify
+from drkit import catalog, crypto, db_backup, dns_failover, health, log, restore, restore_verify
 from drkit.config import Config
-from drkit.runtime import handle
+from drkit.runtime import handle, handle_web
 from drkit.store import Store
 
 from . import probeservers, sampledb
@@ -100,6 +100,7 @@ def run(size_mb: int, keep: bool) -> int:
             restore_step(drill, env, pg, identity)
             verify_step(drill, env)
             health_step(drill, env)
+            failover_step(drill, env, web_port)
         finally:
             probeservers.stop(web)
     if keep:
@@ -203,6 +204,51 @@ def health_step(drill: Drill, env: dict[str, str]) -> None:
     others = [x for x in result.get("targets", []) if x["type"] not in ("backup", "verify")]
     drill.facts["health-probe"] = "; ".join(f"{x['name']} {'up' if x['ok'] else 'DOWN'} ({x['detail']})" for x in others)
     drill.step("health-probe", bool(result["ok"]), str(result.get("decision")), secs)
+
+
+def failover_step(drill: Drill, env: dict[str, str], dr_port: int) -> None:
+    """A failover rehearsal on the fake DO API: signed alert -> DR, replay -> nothing, operator failback."""
+    import hashlib
+    import hmac
+
+    from .fakedo import FakeDO
+
+    t = time.monotonic()
+    fake = FakeDO().start()
+    try:
+        fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
+        secret = "drill-Signing-Secret-0001"
+        e = dict(env, DRKIT_DO_TOKEN=fake.token, DRKIT_DO_ENDPOINT=fake.endpoint, DRKIT_DO_CA_FILE=fake.ca_file,
+                 DRKIT_WEBHOOK_HMAC=secret, DRKIT_FAILOVER_PLAN=json.dumps({
+                     "sites": ["primary", "dr"], "health": {"dr": f"http://127.0.0.1:{dr_port}/health"},
+                     "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
+                     "records": [{"domain": "example.net", "name": "erp", "type": "A", "ttl": 60,
+                                  "values": {"primary": "203.0.113.10", "dr": "198.51.100.20"}}]}))
+        body = json.dumps({"version": "4", "groupKey": "drill", "status": "firing", "alerts": [{
+            "status": "firing", "labels": {"alertname": "PrimarySiteDown"}, "fingerprint": "drill",
+            "startsAt": "2026-11-26T00:00:00Z"}]}).encode()
+        ts = str(int(time.time()))
+        mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        call = {"http": {"method": "POST", "body": body.decode(), "isBase64Encoded": False,
+                         "headers": {"x-drkit-timestamp": ts, "x-drkit-signature": f"sha256={mac}"}}}
+        table = Table("step", "answer", "DNS erp.example.net", title="failover rehearsal (fake DO API)")
+        steps = []
+        for label, event in (("signed alert", call), ("replay of the same alert", call),
+                             ("operator failback", {"action": "failback", "reason": "drill"})):
+            reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, event, _Context(25_000), e)
+            answer = reply["body"]["decision"] if "statusCode" in reply else reply["decision"]
+            code = reply.get("statusCode", "invoke")
+            data = fake.records["example.net"][0]["data"]
+            steps.append(data)
+            table.add_row(label, f"{code}: {answer}", data)
+        drill.console.print(table)
+        ok = steps == ["198.51.100.20", "198.51.100.20", "203.0.113.10"] and not fake.violations
+        drill.facts["failover rehearsal"] = (f"alert -> DR, replay -> no change, failback -> primary; "
+                                             f"{len(fake.writes())} DO API writes, all valid for the API spec"
+                                             if ok else f"UNEXPECTED: {steps} {fake.violations[:2]}")
+        drill.step("dns-failover", ok, drill.facts["failover rehearsal"], time.monotonic() - t)
+    finally:
+        fake.stop()
 
 
 def report(drill: Drill) -> None:
