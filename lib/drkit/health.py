@@ -26,7 +26,7 @@ from typing import Any
 from . import audit, catalog, layout, log, probe
 from .config import database_names, env_name, spaces_from_env
 from .deadline import Deadline
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, DrkitError, StoreError
 from .notify import Notifier
 from .runtime import Params
 from .store import Store
@@ -222,19 +222,32 @@ def prometheus_text(results: list[probe.Result], states: Mapping[str, Mapping[st
     return "\n".join(lines) + "\n"
 
 
-def request_failover(store: Store, targets: list[str], now: dt.datetime) -> dict[str, Any]:
-    """HOOK POINT for automatic failover (docs/health-probe.md).
+def request_failover(store: Store, targets: list[str], now: dt.datetime, environ: Mapping[str, str],
+                     deadline: Deadline) -> dict[str, Any]:
+    """Called once when targets marked `failover: true` turn unhealthy (docs/health-probe.md).
 
-    Called once when targets marked `failover: true` turn unhealthy. dns-failover
-    (issue 4) is not part of drkit yet, so nothing is moved: the request is
-    recorded as an audit event and returned, and operators fail over by hand
-    (docs/runbook.md §7). When dns-failover lands, call its reconcile logic here,
-    in-process, with its own safety rules (flap guard, DR health check, dry run).
+    With DRKIT_AUTO_FAILOVER=true it runs dns-failover's logic in-process, as an
+    automatic move with all its safety rules (flap guard, DR health check, one
+    transition, no automatic failback). Otherwise it records the request only.
     """
-    audit.record(store, FUNCTION, "failover.requested", {"targets": targets, "at": now.isoformat(),
-                                                          "performed": False})
-    return {"requested_for": targets, "performed": False,
-            "reason": "dns-failover is not deployed: move traffic by hand (docs/runbook.md)"}
+    from .runtime import TRUE
+
+    audit.record(store, FUNCTION, "failover.requested", {"targets": targets, "at": now.isoformat()})
+    if environ.get("DRKIT_AUTO_FAILOVER", "").strip().lower() not in TRUE:
+        return {"requested_for": targets, "performed": False,
+                "reason": "automatic failover is off (DRKIT_AUTO_FAILOVER); alerting or an operator moves traffic"}
+    from . import dns_failover
+
+    try:
+        settings = dns_failover.Settings.from_env(environ, store)
+        result = dns_failover.execute(store, settings, settings.api(deadline), "failover", settings.plan.dr,
+                                      reason=f"health-probe: {', '.join(targets)} unhealthy", who=f"{FUNCTION}",
+                                      automatic=True, force=False, dry_run=False, now=now)
+    except DrkitError as exc:
+        log.error("automatic failover could not run", error=str(exc))
+        return {"requested_for": targets, "performed": False, "reason": f"dns-failover could not run: {exc}"}
+    return {"requested_for": targets, "performed": result["outcome"] == "applied", "outcome": result["outcome"],
+            "decision": result["sentence"]}
 
 
 # -- the function ----------------------------------------------------------------------------
@@ -292,7 +305,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     failing_over = [e["target"] for e in events if e["event"] == "down" and spec.get(e["target"]) is not None
                     and spec[e["target"]].failover]
     if failing_over:
-        out["failover"] = request_failover(store, failing_over, now)
+        out["failover"] = request_failover(store, failing_over, now, environ, deadline)
     if fmt == "prometheus":
         out["prometheus"] = prom
     else:

@@ -295,3 +295,28 @@ def test_bad_plan_is_refused_before_any_call(env: dict[str, str], fake: FakeDO, 
     assert r["status"] == "invalid_config" and len(r["problems"]) == 2
     assert "at least 30" in r["problems"][0]
     assert fake.requests == []
+
+
+def test_older_ow_event_shape_and_plan_from_the_bucket(env: dict[str, str], fake: FakeDO, dr_site: Behaviour,
+                                                       s3_client: Any, bucket: str) -> None:
+    s3_client.put_object(Bucket=bucket, Key="config/failover-plan.json", Body=plan(dr_site).encode())
+    e = {k: v for k, v in env.items() if k != "DRKIT_FAILOVER_PLAN"} | {"DRKIT_FAILOVER_PLAN_KEY": "config/failover-plan.json"}
+    body = alert_batch()
+    event = {"__ow_method": "post", "__ow_headers": {"authorization": f"Bearer {BEARER}"},
+             "__ow_body": base64.b64encode(body).decode()}
+    reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, event, None, e)
+    assert reply["statusCode"] == 200 and reply["body"]["outcome"] == "applied"
+    assert dns(fake)["erp"] == "198.51.100.20"
+
+
+def test_record_lists_are_read_past_the_first_page(fake: FakeDO) -> None:
+    from drkit.config import Secret
+    from drkit.do_api import DoApi
+
+    for i in range(450):
+        fake.add_record("example.net", "TXT", f"t{i}", f"v{i}")
+    api = DoApi(Secret(fake.token), endpoint=fake.endpoint, ca_file=fake.ca_file)
+    records = api.list_records("example.net")
+    assert len(records) == 453 and len({r["id"] for r in records}) == 453
+    pages = [r for r in fake.requests if r[0] == "GET" and r[1].endswith("/records")]
+    assert len(pages) == 3  # 200 + 200 + 53

@@ -200,3 +200,34 @@ def test_backup_freshness_from_the_bucket(health_env: Any, pg: PgServer, dbname:
     assert {"backup-age:stale", "backup-age:none", "backup-failures:failing"} <= set(third["down"])
     per_db = {e["target"] for e in third["changed"] if e["event"] == "down"}
     assert "backup-age:stale" in per_db and "backup-age:fresh" not in per_db
+
+
+def test_automatic_failover_runs_dns_failover_in_process(health_env: Any, web: tuple[Behaviour, int]) -> None:
+    from drkit_dev.fakedo import FakeDO
+
+    b, port = web
+    fake = FakeDO().start()
+    try:
+        fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
+        dr = Behaviour()
+        dr_server, dr_port = serve(dr)
+        failover_env = {"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint,
+                        "DRKIT_DO_CA_FILE": fake.ca_file, "DRKIT_FAILOVER_PLAN": json.dumps({
+                            "sites": ["primary", "dr"], "health": {"dr": f"http://127.0.0.1:{dr_port}/health"},
+                            "records": [{"domain": "example.net", "name": "erp", "type": "A", "ttl": 60,
+                                         "values": {"primary": "203.0.113.10", "dr": "198.51.100.20"}}]})}
+        off = health_env(**failover_env)
+        b.health_status = 500
+        results = [probe_run(off) for _ in range(3)]
+        assert results[2]["failover"]["performed"] is False and "DRKIT_AUTO_FAILOVER" in results[2]["failover"]["reason"]
+        assert fake.records["example.net"][0]["data"] == "203.0.113.10"
+        b.health_status = 200
+        probe_run(off), probe_run(off)  # recovered
+        on = health_env(DRKIT_AUTO_FAILOVER="true", **failover_env)
+        b.health_status = 500
+        results = [probe_run(on) for _ in range(3)]
+        assert results[2]["failover"]["performed"] is True, results[2]["failover"]
+        assert fake.records["example.net"][0]["data"] == "198.51.100.20" and fake.violations == []
+        stop(dr_server)
+    finally:
+        fake.stop()
