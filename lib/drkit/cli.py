@@ -267,6 +267,17 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_droplet_rebuild(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from . import snapshot_rotate
+
+    params = {"action": "rebuild", "droplet": args.droplet, "name": args.name or "", "region": args.region or "",
+              "size": args.size or "", "reserved_ip": args.reserved_ip or "", "wait": not args.no_wait,
+              "dry_run": args.dry_run}
+    with _console().status("rebuilding ..."):
+        result = runtime.handle("snapshot-rotate", snapshot_rotate.run, params, None, env, default_deadline_s=600)
+    return _print_result(result, args.json)
+
+
 def cmd_retention_plan(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
@@ -348,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="allow replacing a database that holds tables")
     p.add_argument("--yes-i-know", metavar="NAME", help="confirm --force without a prompt (the target's name)")
     p.set_defaults(fn=cmd_restore)
+
+    g = sub.add_parser("droplet", help="droplets").add_subparsers(dest="command", required=True)
+    c = g.add_parser("rebuild", help="create a droplet from the newest drkit snapshot of a (failed) droplet")
+    c.add_argument("droplet", help="name of the droplet to rebuild")
+    c.add_argument("--name", help="name of the new droplet (default: <name>-rebuilt-<time>)")
+    c.add_argument("--region", help="region (default: the original's; required if it no longer exists)")
+    c.add_argument("--size", help="size slug (default: the original's; required if it no longer exists)")
+    c.add_argument("--reserved-ip", help="move this reserved IP to the new droplet once it is active")
+    c.add_argument("--no-wait", action="store_true", help="return the new droplet's id without waiting")
+    c.add_argument("--dry-run", action="store_true", help="show the plan only")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_droplet_rebuild)
 
     g = sub.add_parser("retention", help="retention").add_subparsers(dest="command", required=True)
     c = g.add_parser("plan", help="what retention would keep and delete now, and why (changes nothing)")

@@ -39,6 +39,17 @@ class DoApi:
         self.deadline = deadline or Deadline(None)
         self.calls = 0
 
+    @classmethod
+    def from_env(cls, environ: Any, deadline: Deadline) -> DoApi:
+        """DRKIT_DO_TOKEN (required), DRKIT_DO_ENDPOINT and DRKIT_DO_CA_FILE (tests)."""
+        from .errors import ConfigError
+
+        token = str(environ.get("DRKIT_DO_TOKEN", "")).strip()
+        if not token:
+            raise ConfigError("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with the scopes this function needs)")
+        return cls(Secret(token), endpoint=str(environ.get("DRKIT_DO_ENDPOINT", "")).strip() or "https://api.digitalocean.com",
+                   ca_file=str(environ.get("DRKIT_DO_CA_FILE", "")).strip() or None, deadline=deadline)
+
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, idempotent: bool, expect: str | None = None,
               **kwargs: Any) -> Any:
         from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
@@ -110,6 +121,52 @@ class DoApi:
         resp = self._call(f"assign reserved IP {ip}", self.client.reserved_ips_actions.post, ip,
                           {"type": "assign", "droplet_id": droplet_id}, idempotent=False, expect="action")
         return dict(resp["action"])
+
+    # -- droplets, volumes, snapshots, actions ---------------------------------------------------
+    def droplets_by_tag(self, tag: str) -> list[dict[str, Any]]:
+        return list(self._pages(f"list droplets tagged {tag}", self.client.droplets.list, "droplets", tag_name=tag))
+
+    def droplets_by_tag_or_all(self, tag: str | None) -> list[dict[str, Any]]:
+        if tag:
+            return self.droplets_by_tag(tag)
+        return list(self._pages("list droplets", self.client.droplets.list, "droplets"))
+
+    def volumes_by_tag(self, tag: str) -> list[dict[str, Any]]:
+        return [v for v in self._pages("list volumes", self.client.volumes.list, "volumes") if tag in (v.get("tags") or [])]
+
+    def snapshots(self, resource_type: str) -> list[dict[str, Any]]:
+        return list(self._pages(f"list {resource_type} snapshots", self.client.snapshots.list, "snapshots",
+                                resource_type=resource_type))
+
+    def snapshot_droplet(self, droplet_id: int, name: str) -> dict[str, Any]:
+        resp = self._call(f"snapshot droplet {droplet_id}", self.client.droplet_actions.post, droplet_id,
+                          {"type": "snapshot", "name": name}, idempotent=False, expect="action")
+        return dict(resp["action"])
+
+    def snapshot_volume(self, volume_id: str, name: str, tags: list[str]) -> dict[str, Any]:
+        resp = self._call(f"snapshot volume {volume_id}", self.client.volume_snapshots.create, volume_id,
+                          {"name": name, "tags": tags}, idempotent=False, expect="snapshot")
+        return dict(resp["snapshot"])
+
+    def droplet_actions(self, droplet_id: int) -> list[dict[str, Any]]:
+        return list(self._pages(f"list actions of droplet {droplet_id}", self.client.droplet_actions.list, "actions",
+                                droplet_id))
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self._call(f"delete snapshot {snapshot_id}", self.client.snapshots.delete, snapshot_id, idempotent=True)
+
+    def get_action(self, action_id: int) -> dict[str, Any]:
+        return dict(self._call(f"get action {action_id}", self.client.actions.get, action_id, idempotent=True,
+                               expect="action")["action"])
+
+    def get_droplet(self, droplet_id: int) -> dict[str, Any]:
+        return dict(self._call(f"get droplet {droplet_id}", self.client.droplets.get, droplet_id, idempotent=True,
+                               expect="droplet")["droplet"])
+
+    def create_droplet(self, body: dict[str, Any]) -> dict[str, Any]:
+        resp = self._call(f"create droplet {body.get('name')}", self.client.droplets.create, body,
+                          idempotent=False, expect="droplet")
+        return dict(resp["droplet"])
 
     def redeploy_app(self, app_id: str) -> dict[str, Any]:
         resp = self._call(f"redeploy app {app_id}", self.client.apps.create_deployment, app_id,

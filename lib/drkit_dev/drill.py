@@ -22,7 +22,7 @@ import boto3
 from rich.console import Console
 from rich.table import Table
 
-from drkit import catalog, crypto, db_backup, dns_failover, health, log, restore, restore_verify
+from drkit import catalog, crypto, db_backup, dns_failover, health, log, restore, restore_verify, snapshot_rotate
 from drkit.config import Config
 from drkit.runtime import handle, handle_web
 from drkit.store import Store
@@ -101,6 +101,7 @@ def run(size_mb: int, keep: bool) -> int:
             verify_step(drill, env)
             health_step(drill, env)
             failover_step(drill, env, web_port)
+            snapshot_step(drill, env)
         finally:
             probeservers.stop(web)
     if keep:
@@ -247,6 +248,44 @@ def failover_step(drill: Drill, env: dict[str, str], dr_port: int) -> None:
                                              f"{len(fake.writes())} DO API writes, all valid for the API spec"
                                              if ok else f"UNEXPECTED: {steps} {fake.violations[:2]}")
         drill.step("dns-failover", ok, drill.facts["failover rehearsal"], time.monotonic() - t)
+    finally:
+        fake.stop()
+
+
+def snapshot_step(drill: Drill, env: dict[str, str]) -> None:
+    """One rotation on the fake DO API: two tagged resources with history, a manual snapshot that stays."""
+    import datetime as dt
+
+    from .fakedo import FakeDO
+
+    t = time.monotonic()
+    fake = FakeDO().start()
+    try:
+        now = dt.datetime.now(dt.UTC)
+        erp = fake.add_droplet("erp", ["dr:snapshot"])
+        data = fake.add_volume("erp-data", ["dr:snapshot"])
+        for weeks in range(1, 7):
+            when = now - dt.timedelta(weeks=weeks)
+            fake.add_snapshot(snapshot_rotate.snapshot_name("erp", when), erp["id"], "droplet", when)
+            fake.add_snapshot(snapshot_rotate.snapshot_name("erp-data", when), data["id"], "volume", when)
+        fake.add_snapshot("erp-before-upgrade", erp["id"], "droplet", now - dt.timedelta(days=100))
+        e = dict(env, DRKIT_DO_TOKEN=fake.token, DRKIT_DO_ENDPOINT=fake.endpoint, DRKIT_DO_CA_FILE=fake.ca_file,
+                 DRKIT_SNAPSHOT_POLICIES=json.dumps([{"tag": "dr:snapshot", "schedule": "0 3 * * 0",
+                                                     "retention": "keep_last=4"}]))
+        first = handle("snapshot-rotate", snapshot_rotate.run, {}, _Context(300_000), e)
+        second = handle("snapshot-rotate", snapshot_rotate.run, {}, _Context(300_000), e)  # actions completed
+        table = Table("run", "created", "pruned", "decision", title="snapshot rotation (fake DO API)")
+        for label, r in (("first", first), ("second", second)):
+            table.add_row(label, "\n".join(r.get("created", [])) or "-", "\n".join(r.get("deleted", [])) or "-",
+                          str(r.get("decision")))
+        drill.console.print(table)
+        kept = sorted(s["name"] for s in fake.snapshots)
+        ok = bool(first["ok"] and second["ok"]) and "erp-before-upgrade" in kept and not fake.violations \
+            and len([k for k in kept if k.startswith("drkit-erp-2")]) == 4
+        drill.facts["snapshot rotation"] = (f"created {len(first['created'])}, pruned "
+                                            f"{len(first['deleted']) + len(second['deleted'])} (keep_last=4 per "
+                                            "resource); the manual snapshot stays")
+        drill.step("snapshot-rotate", ok, drill.facts["snapshot rotation"], time.monotonic() - t)
     finally:
         fake.stop()
 

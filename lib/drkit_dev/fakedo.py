@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import tempfile
 import threading
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "do-openapi" / "digitalocean-public.v2.yaml"
+# shared/ lies beside the checkout (as CI lays it out); DRKIT_DO_SPEC overrides.
+SPEC = Path(os.environ.get("DRKIT_DO_SPEC") or
+            Path(__file__).resolve().parents[2].parent / "shared" / "do-openapi" / "digitalocean-public.v2.yaml")
 SPEC_HOST = "https://api.digitalocean.com"
 
 _spec_cache: dict[str, Any] = {}
@@ -34,6 +37,10 @@ _spec_cache: dict[str, Any] = {}
 def load_spec(path: Path = SPEC) -> tuple[dict[str, Any], Any]:
     if "spec" not in _spec_cache:
         import yaml
+
+        if not path.exists():
+            raise FileNotFoundError(f"DigitalOcean's OpenAPI spec is not at {path}: place shared/ beside the "
+                                    "checkout (as CI does) or set DRKIT_DO_SPEC to the file")
         from openapi_core import Config, OpenAPI
 
         spec = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
@@ -109,9 +116,13 @@ class FakeDO:
     token: str = "dop_v1_fake_test_token"
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # domain -> records
     reserved_ips: dict[str, dict[str, Any]] = field(default_factory=dict)
-    droplets: set[int] = field(default_factory=set)
+    droplets: set[int] = field(default_factory=set)  # ids that exist (reserved IP targets)
+    droplet_objs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    action_steps: int = 1  # GETs of an action before it completes (droplet snapshots)
     apps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # app id -> deployments
-    actions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    actions: dict[int, dict[str, Any]] = field(default_factory=dict)  # values: Any-typed JSON
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -127,6 +138,29 @@ class FakeDO:
                "ttl": ttl, "weight": None, "flags": None, "tag": None}
         self.records.setdefault(domain, []).append(rec)
         return rec
+
+    def add_droplet(self, name: str, tags: list[str], region: str = "fra1", size: str = "s-2vcpu-4gb") -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.next_id(), "name": name, "status": "active", "tags": tags, "region": {"slug": region},
+             "size_slug": size, "vpc_uuid": "vpc-1", "image": {"id": 1, "name": "ubuntu"},
+             "created_at": dt.datetime.now(dt.UTC).isoformat()}
+        self.droplet_objs[d["id"]] = d
+        self.droplets.add(d["id"])
+        return d
+
+    def add_volume(self, name: str, tags: list[str], region: str = "fra1") -> dict[str, Any]:
+        import uuid
+
+        v: dict[str, Any] = {"id": str(uuid.uuid4()), "name": name, "tags": tags, "region": {"slug": region},
+             "size_gigabytes": 10, "droplet_ids": []}
+        self.volumes[v["id"]] = v
+        return v
+
+    def add_snapshot(self, name: str, resource_id: Any, rtype: str, created: dt.datetime) -> dict[str, Any]:
+        s: dict[str, Any] = {"id": str(self.next_id()), "name": name, "created_at": created.isoformat().replace("+00:00", "Z"),
+             "regions": ["fra1"], "resource_id": str(resource_id), "resource_type": rtype, "min_disk_size": 20,
+             "size_gigabytes": 1.5, "tags": []}
+        self.snapshots.append(s)
+        return s
 
     def fail(self, method: str, path: str, status: int, times: int | None = 1, retry_after: int | None = None) -> Fault:
         f = Fault(method.upper(), path, status, times, retry_after)
@@ -275,6 +309,67 @@ class FakeDO:
                     self.actions[action_id] = action
                     return 201, {"action": action}
                 return 200, {"reserved_ip": ip}
+            if path == "/v2/droplets" and method == "GET":
+                items = list(self.droplet_objs.values())
+                if "tag_name" in query:
+                    items = [d for d in items if query["tag_name"][0] in d["tags"]]
+                return 200, self._page(items, "droplets", query, path)
+            if path == "/v2/droplets" and method == "POST":
+                d = self.add_droplet(body["name"], body.get("tags", []), body["region"], body["size"])
+                d["status"], d["image"] = "new", {"id": body["image"]}
+                return 202, {"droplet": d}
+            m = re.fullmatch(r"/v2/droplets/(\d+)(/actions)?", path)
+            if m:
+                drop = self.droplet_objs.get(int(m.group(1)))
+                if drop is None:
+                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                if m.group(2) and method == "GET":
+                    mine = [{k: v for k, v in a.items() if not k.startswith("_")} for a in self.actions.values()
+                            if a.get("resource_id") == drop["id"]]
+                    return 200, self._page(mine, "actions", query, path)
+                if m.group(2):
+                    action_id = self.next_id()
+                    started: dict[str, Any] = {"id": action_id, "status": "in-progress", "type": body["type"],
+                                               "resource_id": drop["id"],
+                              "resource_type": "droplet", "started_at": dt.datetime.now(dt.UTC).isoformat(),
+                              "_name": body.get("name"), "_gets": 0}
+                    self.actions[action_id] = started
+                    return 201, {"action": {k: v for k, v in started.items() if not k.startswith("_")}}
+                if drop["status"] == "new":
+                    drop["status"] = "active"  # becomes active on the next look
+                return 200, {"droplet": drop}
+            m = re.fullmatch(r"/v2/actions/(\d+)", path)
+            if m:
+                found = self.actions.get(int(m.group(1)))
+                if found is None:
+                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                gets = int(found.get("_gets", 0)) + 1
+                found["_gets"] = gets
+                if found["status"] == "in-progress" and gets >= self.action_steps:
+                    found["status"] = "completed"
+                    if found["type"] == "snapshot":
+                        self.add_snapshot(str(found["_name"]), found["resource_id"], "droplet", dt.datetime.now(dt.UTC))
+                return 200, {"action": {k: v for k, v in found.items() if not k.startswith("_")}}
+            if path == "/v2/volumes" and method == "GET":
+                return 200, self._page(list(self.volumes.values()), "volumes", query, path)
+            m = re.fullmatch(r"/v2/volumes/([^/]+)/snapshots", path)
+            if m and method == "POST":
+                if m.group(1) not in self.volumes:
+                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                s = self.add_snapshot(body["name"], m.group(1), "volume", dt.datetime.now(dt.UTC))
+                return 201, {"snapshot": s}
+            if path == "/v2/snapshots" and method == "GET":
+                items = self.snapshots
+                if "resource_type" in query:
+                    items = [s for s in items if s["resource_type"] == query["resource_type"][0]]
+                return 200, self._page(items, "snapshots", query, path)
+            m = re.fullmatch(r"/v2/snapshots/([^/]+)", path)
+            if m and method == "DELETE":
+                before = len(self.snapshots)
+                self.snapshots = [s for s in self.snapshots if s["id"] != m.group(1)]
+                if len(self.snapshots) == before:
+                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                return 204, None
             m = re.fullmatch(r"/v2/apps/([^/]+)/deployments", path)
             if m and method == "POST":
                 if m.group(1) not in self.apps:

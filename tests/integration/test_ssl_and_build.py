@@ -80,6 +80,7 @@ SAMPLE_EVENTS: dict[str, dict[str, Any]] = {
     "db-backup": {"database": "app"},
     "restore-verify": {"database": "app", "backup": "latest"},
     "health-probe": {"format": "json"},
+    "snapshot-rotate": {"dry_run": "true"},
     # a web call, as DO delivers it to a `web: raw` function: an authenticated Alertmanager alert
     "dns-failover": {"http": {"method": "POST", "headers": {"authorization": "Bearer built-function-Token-0001",
                                                             "content-type": "application/json"},
@@ -115,6 +116,13 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
     if function in ("restore-verify", "health-probe"):
         assert handle("db-backup", db_backup.run, {}, None, env)["ok"]  # something to verify / to judge
     fake = None
+    if function == "snapshot-rotate":
+        from drkit_dev.fakedo import FakeDO
+
+        fake = FakeDO().start()
+        fake.add_droplet("erp", ["dr:snapshot"])
+        env.update({"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint, "DRKIT_DO_CA_FILE": fake.ca_file,
+                    "DRKIT_SNAPSHOT_POLICIES": json.dumps([{"tag": "dr:snapshot", "retention": "keep_last=4"}])})
     if function == "dns-failover":
         from drkit_dev.fakedo import FakeDO
 
@@ -130,7 +138,9 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
                           env=env, capture_output=True, text=True, timeout=120)
     if fake is not None:
         fake.stop()
-        assert fake.violations == [] and fake.records["example.net"][0]["data"] == "198.51.100.20"
+        assert fake.violations == []
+        if function == "dns-failover":
+            assert fake.records["example.net"][0]["data"] == "198.51.100.20"
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = json.loads(line[0][7:])
@@ -146,6 +156,8 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
     stored = keys(s3_client, bucket, "db/app/")
     if function == "db-backup":
         assert len(stored) == 2
+    elif function == "snapshot-rotate":
+        assert out["result"]["created"] == ["droplet erp: drkit-erp-" + out["result"]["created"][0].split("drkit-erp-")[1]]
     elif function == "health-probe":
         names = {t["name"]: t["ok"] for t in out["result"]["targets"]}
         assert names["db"] and names["backup-age:app"] and not names["verify-age:app"]
