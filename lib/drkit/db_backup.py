@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ import zstandard
 
 from . import __version__, audit, catalog, crypto, layout, log, pg, state
 from .config import Config, DatabaseConfig
-from .deadline import Deadline
+from .deadline import Clock, Deadline, utcnow
 from .errors import DeadlineExceeded, DrkitError, PgError, StoreError
 from .retention import Decision, Verdict, plan
 from .runtime import Params
@@ -41,13 +41,6 @@ FUNCTION = "db-backup"
 ABORT_MARGIN_S = 25.0  # stop pg_dump this long before the deadline: abort + report must fit
 MIN_START_S = 40.0  # do not start a database with less time than this left
 ZSTD_JOB_SIZE = 2 * 1024 * 1024
-
-Clock = Callable[[], dt.datetime]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
 
 @dataclass(frozen=True)
 class Request:

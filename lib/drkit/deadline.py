@@ -1,8 +1,16 @@
-"""The function's deadline, as one object every long step consults."""
+"""Time: the function's deadline (one object every long step consults) and the wall clock."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from collections.abc import Callable
+
+Clock = Callable[[], dt.datetime]  # injected so that tests control "now"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class Deadline:

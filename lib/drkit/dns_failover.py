@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import audit, failover, log
 from .config import Secret, spaces_from_env
-from .deadline import Deadline
+from .deadline import Clock, Deadline, utcnow
 from .do_api import DoApi
 from .errors import ConfigError
 from .notify import Notifier
@@ -33,13 +33,6 @@ from .webhook import AuthConfig, HttpRequest, Trigger, authenticate, check_trans
 FUNCTION = "dns-failover"
 IDEM_PREFIX = "state/idempotency/dns-failover/"
 IN_PROGRESS_S = 120
-
-Clock = Callable[[], dt.datetime]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
 
 @dataclass(frozen=True)
 class Settings:

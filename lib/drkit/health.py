@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import audit, catalog, layout, log, probe
 from .config import database_names, env_name, spaces_from_env
-from .deadline import Deadline
+from .deadline import Clock, Deadline, utcnow
 from .errors import ConfigError, DrkitError, StoreError
 from .notify import Notifier
 from .runtime import Params
@@ -36,13 +36,6 @@ STATE_KEY = "state/health.json"
 STATUS_KEY = "status/health.json"
 PROM_KEY = "status/health.prom"
 _INTERVAL = re.compile(r"^(\d+)(s|m|h|d)$")
-
-Clock = Callable[[], dt.datetime]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
 
 def parse_interval(text: str, where: str) -> dt.timedelta:
     """`90s`, `75m`, `4h`, `8d` (m = minutes here)."""

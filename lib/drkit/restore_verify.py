@@ -21,13 +21,13 @@ import datetime as dt
 import random
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__, audit, catalog, checks, crypto, layout, log, pg, restore, state
 from .config import Config, DatabaseConfig, Secret, env_name, parse_db_url
-from .deadline import Deadline
+from .deadline import Clock, Deadline, utcnow
 from .errors import ConfigError, CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError, StoreError
 from .notify import Notifier
 from .runtime import Params
@@ -40,13 +40,6 @@ LEFTOVER_AGE = dt.timedelta(hours=1)
 DEFAULT_MB_S = 20.0  # assumed restore throughput before the first measurement
 MARGIN_S = 45.0  # drop the scratch database and write the report after a stop
 CHECK_TIMEOUT_MS = 60_000
-
-Clock = Callable[[], dt.datetime]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
 
 @dataclass(frozen=True)
 class Request:

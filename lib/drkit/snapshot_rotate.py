@@ -21,12 +21,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import audit, log
-from .deadline import Deadline
+from .deadline import Clock, Deadline, utcnow
 from .do_api import DoApi
 from .errors import ConfigError, DoApiError
 from .notify import Notifier
@@ -39,13 +39,6 @@ PREFIX = "drkit-"
 PENDING_KEY = "state/snapshots/pending.json"
 STUCK = dt.timedelta(hours=6)
 TAG_RE = re.compile(r"^[A-Za-z0-9_:\-]{1,255}$")
-
-Clock = Callable[[], dt.datetime]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
 
 @dataclass(frozen=True)
 class SnapshotPolicy:
