@@ -21,6 +21,9 @@ class Behaviour:
         self.health_status = 200
         self.requests = 0
         self.delay_s = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0  # proves concurrency without timing anything
+        self.lock = threading.Lock()
 
 
 def make_handler(b: Behaviour) -> type[BaseHTTPRequestHandler]:
@@ -40,7 +43,17 @@ def make_handler(b: Behaviour) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
         def do_GET(self) -> None:
-            b.requests += 1
+            with b.lock:
+                b.requests += 1
+                b.in_flight += 1
+                b.max_in_flight = max(b.max_in_flight, b.in_flight)
+            try:
+                self._route()
+            finally:
+                with b.lock:
+                    b.in_flight -= 1
+
+        def _route(self) -> None:
             if b.delay_s:
                 time.sleep(b.delay_s)
             path = self.path.split("?")[0]
@@ -66,8 +79,12 @@ def make_handler(b: Behaviour) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # socketserver's default listen backlog of 5 drops bursts of connections
+
+
 def serve(b: Behaviour, tls: ssl.SSLContext | None = None) -> tuple[ThreadingHTTPServer, int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(b))
+    server = _Server(("127.0.0.1", 0), make_handler(b))
     server.daemon_threads = True
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)

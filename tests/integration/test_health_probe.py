@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,9 +58,8 @@ def test_http_redirects_slowness_and_refusal(web: tuple[Behaviour, int]) -> None
     assert not r.ok and "302" in r.detail
     r = one({"name": "loop", "type": "http", "url": f"{base}/loop", "max_redirects": 4})
     assert not r.ok and "more than 4 redirects" in r.detail
-    t0 = time.monotonic()
     r = one({"name": "slow", "type": "http", "url": f"{base}/slow", "timeout_s": 0.5})
-    assert not r.ok and "Timeout" in r.detail and time.monotonic() - t0 < 1.5
+    assert not r.ok and "ReadTimeout" in r.detail  # the answer (after 2 s) was not waited for
     r = one({"name": "refused", "type": "http", "url": f"http://127.0.0.1:{free_port()}/"})
     assert not r.ok and "ConnectionError" in r.detail
     r = one({"name": "tcp-refused", "type": "tcp", "host": "127.0.0.1", "port": free_port()})
@@ -110,13 +108,13 @@ def test_dns() -> None:
 
 def test_targets_are_probed_concurrently(web: tuple[Behaviour, int]) -> None:
     b, port = web
-    b.delay_s = 0.3
+    b.delay_s = 1.0
     targets = probe.parse_targets(json.dumps([{"name": f"t{i}", "type": "http", "url": f"http://127.0.0.1:{port}/health"}
                                               for i in range(20)]))
-    t0 = time.monotonic()
     results = probe.run_all(targets)
     assert all(r.ok for r in results) and [r.name for r in results] == [f"t{i}" for i in range(20)]
-    assert time.monotonic() - t0 < 1.5  # 20 x 0.3 s sequentially would be 6 s
+    # the requests overlapped (sequential probing would show 1; wall-time figures: scripts/bench_probe)
+    assert b.max_in_flight >= 15
 
 
 @pytest.fixture
