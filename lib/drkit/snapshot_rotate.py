@@ -133,7 +133,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     store = Store(spaces_from_env(environ))
     now = clock()
     pending: dict[str, Any] = store.get_json_or_none(PENDING_KEY) or {}
-    events = reconcile_pending(api, pending, now, dry_run)
+    events = reconcile_pending(api, store, pending, now, dry_run)
     summary: dict[str, Any] = {"created": [], "skipped": [], "deleted": [], "errors": [], "pending": []}
     snapshots = {rt: api.snapshots(rt) for rt in ("droplet", "volume")}
     for policy in policies:
@@ -164,7 +164,8 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
             "decision": decision, "actions": events, **summary}
 
 
-def reconcile_pending(api: DoApi, pending: dict[str, Any], now: dt.datetime, dry_run: bool) -> list[dict[str, Any]]:
+def reconcile_pending(api: DoApi, store: Store, pending: dict[str, Any], now: dt.datetime,
+                      dry_run: bool) -> list[dict[str, Any]]:
     events = []
     for action_id, info in list(pending.items()):
         try:
@@ -173,14 +174,13 @@ def reconcile_pending(api: DoApi, pending: dict[str, Any], now: dt.datetime, dry
             events.append({"event": "unknown", "detail": f"{info['name']}: {exc}"})
             continue
         status = action.get("status")
-        if status == "completed":
-            events.append({"event": "completed", "detail": f"{info['name']} completed"})
+        if status in ("completed", "errored"):
+            detail = f"{info['name']} completed" if status == "completed" else \
+                f"snapshot {info['name']} of {info['resource_name']} FAILED"
+            events.append({"event": status, "detail": detail})
             if not dry_run:
                 pending.pop(action_id)
-        elif status == "errored":
-            events.append({"event": "errored", "detail": f"snapshot {info['name']} of {info['resource_name']} FAILED"})
-            if not dry_run:
-                pending.pop(action_id)
+                audit.record(store, FUNCTION, f"snapshot.{status}", {"action_id": action_id, **info})
         elif now - dt.datetime.fromisoformat(info["started"]) > STUCK:
             events.append({"event": "stuck", "detail": f"{info['name']} still in progress after {STUCK}"})
     return events

@@ -81,6 +81,7 @@ def test_rotation_creates_this_slot_and_keeps_the_last_four_per_resource(env: di
     assert names(fake, data) == {"drkit-erp-data-20261122T0300Z"}
     events = [k for k in keys(s3_client, bucket, "audit/") if "snapshot.deleted" in k]
     assert len(events) == 3
+    assert len([k for k in keys(s3_client, bucket, "audit/") if "snapshot.completed" in k]) == 2
 
 
 def test_dry_run_and_bad_config_change_nothing(env: dict[str, str], fake: FakeDO) -> None:
