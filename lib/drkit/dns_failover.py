@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import audit, failover, log
-from .config import Secret, spaces_from_env
+from .config import spaces_from_env
 from .deadline import Clock, Deadline, utcnow
 from .do_api import DoApi
 from .errors import ConfigError
@@ -37,9 +37,7 @@ IN_PROGRESS_S = 120
 @dataclass(frozen=True)
 class Settings:
     plan: failover.Plan
-    token: Secret
-    endpoint: str
-    ca_file: str | None
+    environ: Mapping[str, str]
     notifier: Notifier = field(default_factory=Notifier)
 
     @classmethod
@@ -54,21 +52,15 @@ class Settings:
             plan = failover.parse_plan(store.get_bytes(key).decode(), key)
         else:
             problems.append("set DRKIT_FAILOVER_PLAN (JSON) or DRKIT_FAILOVER_PLAN_KEY (an object in the bucket)")
-        token = environ.get("DRKIT_DO_TOKEN", "").strip()
-        if not token:
+        if not environ.get("DRKIT_DO_TOKEN", "").strip():
             problems.append("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with domain, reserved_ip and app scopes)")
-        try:
-            notifier = Notifier.from_env(environ)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            notifier = Notifier()
+        notifier = Notifier.collect(environ, problems)
         if problems or plan is None:
             raise ConfigError(problems)
-        return cls(plan, Secret(token), environ.get("DRKIT_DO_ENDPOINT", "").strip() or "https://api.digitalocean.com",
-                   environ.get("DRKIT_DO_CA_FILE", "").strip() or None, notifier)
+        return cls(plan, environ, notifier)
 
     def api(self, deadline: Deadline) -> DoApi:
-        return DoApi(self.token, endpoint=self.endpoint, ca_file=self.ca_file, deadline=deadline)
+        return DoApi.from_env(self.environ, deadline)
 
 
 def _context(environ: Mapping[str, str], deadline: Deadline) -> tuple[Store, Settings, DoApi]:

@@ -91,11 +91,7 @@ class Settings:
             protections.append(Protection(name, *(interval(env_name(name, suffix), text)
                                                   for suffix, text in defaults.items())))
         reminder = interval("DRKIT_ALERT_REMINDER", "1h")
-        try:
-            notifier = Notifier.from_env(environ)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            notifier = Notifier()
+        notifier = Notifier.collect(environ, problems)
         if not targets and not protections and not problems:
             problems.append("nothing to probe: set DRKIT_PROBES (JSON list of targets) and/or DRKIT_DATABASES")
         if problems:

@@ -52,6 +52,15 @@ class Notifier:
             raise ConfigError(problems)
         return cls(urls["DRKIT_NOTIFY_SLACK_URL"], urls["DRKIT_NOTIFY_WEBHOOK_URL"], Secret(secret) if secret else None)
 
+    @classmethod
+    def collect(cls, environ: Mapping[str, str], problems: list[str]) -> Notifier:
+        """from_env for a caller that gathers every configuration problem before raising."""
+        try:
+            return cls.from_env(environ)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return cls()
+
     @property
     def configured(self) -> bool:
         return self.slack_url is not None or self.webhook_url is not None

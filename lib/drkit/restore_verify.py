@@ -100,11 +100,7 @@ class Settings:
                 parsed[name] = checks.parse_checks(environ.get(var, ""), var)
             except ValueError as exc:
                 problems.append(str(exc))
-        try:
-            notifier = Notifier.from_env(environ)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            notifier = Notifier()
+        notifier = Notifier.collect(environ, problems)
         if problems or staging is None:
             raise ConfigError(problems)
         return cls(staging, identities, parsed, notifier)
