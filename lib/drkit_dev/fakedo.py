@@ -32,6 +32,7 @@ SPEC = Path(os.environ.get("DRKIT_DO_SPEC") or
 SPEC_HOST = "https://api.digitalocean.com"
 
 _spec_cache: dict[str, Any] = {}
+NOT_FOUND = {"id": "not_found", "message": "The resource you were accessing could not be found."}
 
 
 def load_spec(path: Path = SPEC) -> tuple[dict[str, Any], Any]:
@@ -271,7 +272,7 @@ class FakeDO:
             if m:
                 domain = m.group(1)
                 if domain not in self.records:
-                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                    return 404, NOT_FOUND
                 if method == "GET":
                     recs = self.records[domain]
                     if "type" in query:
@@ -287,7 +288,7 @@ class FakeDO:
                 recs = self.records.get(m.group(1), [])
                 rec = next((r for r in recs if r["id"] == int(m.group(2))), None)
                 if rec is None:
-                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                    return 404, NOT_FOUND
                 if method in ("PATCH", "PUT"):
                     rec.update({k: v for k, v in body.items() if k in ("type", "name", "data", "ttl")})
                 return 200, {"domain_record": rec}
@@ -295,7 +296,7 @@ class FakeDO:
             if m:
                 ip = self.reserved_ips.get(m.group(1))
                 if ip is None:
-                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                    return 404, NOT_FOUND
                 if m.group(2) and method == "POST":
                     if body["type"] == "assign":
                         if body["droplet_id"] not in self.droplets:
@@ -322,17 +323,17 @@ class FakeDO:
             if m:
                 drop = self.droplet_objs.get(int(m.group(1)))
                 if drop is None:
-                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                    return 404, NOT_FOUND
                 if m.group(2) and method == "GET":
                     mine = [{k: v for k, v in a.items() if not k.startswith("_")} for a in self.actions.values()
                             if a.get("resource_id") == drop["id"]]
                     return 200, self._page(mine, "actions", query, path)
                 if m.group(2):
                     action_id = self.next_id()
-                    started: dict[str, Any] = {"id": action_id, "status": "in-progress", "type": body["type"],
-                                               "resource_id": drop["id"],
-                              "resource_type": "droplet", "started_at": dt.datetime.now(dt.UTC).isoformat(),
-                              "_name": body.get("name"), "_gets": 0}
+                    started: dict[str, Any] = {
+                        "id": action_id, "status": "in-progress", "type": body["type"], "resource_id": drop["id"],
+                        "resource_type": "droplet", "started_at": dt.datetime.now(dt.UTC).isoformat(),
+                        "_name": body.get("name"), "_gets": 0}
                     self.actions[action_id] = started
                     return 201, {"action": {k: v for k, v in started.items() if not k.startswith("_")}}
                 if drop["status"] == "new":
@@ -342,7 +343,7 @@ class FakeDO:
             if m:
                 found = self.actions.get(int(m.group(1)))
                 if found is None:
-                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                    return 404, NOT_FOUND
                 gets = int(found.get("_gets", 0)) + 1
                 found["_gets"] = gets
                 if found["status"] == "in-progress" and gets >= self.action_steps:
@@ -355,7 +356,7 @@ class FakeDO:
             m = re.fullmatch(r"/v2/volumes/([^/]+)/snapshots", path)
             if m and method == "POST":
                 if m.group(1) not in self.volumes:
-                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                    return 404, NOT_FOUND
                 s = self.add_snapshot(body["name"], m.group(1), "volume", dt.datetime.now(dt.UTC))
                 return 201, {"snapshot": s}
             if path == "/v2/snapshots" and method == "GET":
@@ -368,7 +369,7 @@ class FakeDO:
                 before = len(self.snapshots)
                 self.snapshots = [s for s in self.snapshots if s["id"] != m.group(1)]
                 if len(self.snapshots) == before:
-                    return 404, {"id": "not_found", "message": "The resource you were accessing could not be found."}
+                    return 404, NOT_FOUND
                 return 204, None
             m = re.fullmatch(r"/v2/apps/([^/]+)/deployments", path)
             if m and method == "POST":
