@@ -121,11 +121,13 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, need_databases: bool = True,
-                 need_recipients: bool = True) -> Config:
+                 need_recipients: bool = True, with_databases: bool = True) -> Config:
+        """`with_databases=False`: ignore database settings (functions that never touch a database,
+        and must not need a PostgreSQL driver to parse their URLs)."""
         problems: list[str] = []
         spaces = _spaces_from_env(environ, problems)
         recipients = _recipients_from_env(environ, problems) if need_recipients else ()
-        databases = _databases_from_env(environ, problems, required=need_databases)
+        databases = _databases_from_env(environ, problems, required=need_databases) if with_databases else {}
         zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 1, 1, 19, problems)
         zstd_threads = _int_env(environ, "DRKIT_ZSTD_THREADS", 0, 0, 8, problems)
         part_size_mb = _int_env(environ, "DRKIT_PART_SIZE_MB", 8, 5, 512, problems)

@@ -23,6 +23,17 @@ from .deadline import Deadline
 from .errors import DeadlineExceeded, DoApiError
 
 MAX_ATTEMPTS = 4
+# inventory kind -> (pydo operation group, response key); all paginated
+INVENTORY_LISTS = {
+    "apps": ("apps", "apps"),
+    "firewalls": ("firewalls", "firewalls"),
+    "load_balancers": ("load_balancers", "load_balancers"),
+    "droplets": ("droplets", "droplets"),
+    "volumes": ("volumes", "volumes"),
+    "reserved_ips": ("reserved_ips", "reserved_ips"),
+    "vpcs": ("vpcs", "vpcs"),
+    "projects": ("projects", "projects"),
+}
 MAX_WAIT_S = 30.0
 BACKOFF_S = 0.5  # 0.5, 1, 2 s: a web call must answer well under DO's 30 s
 
@@ -111,6 +122,64 @@ class DoApi:
         resp = self._call(f"create record {name} in {domain}", self.client.domains.create_record, domain, body,
                           idempotent=False, expect="domain_record")
         return dict(resp["domain_record"])
+
+    def list_domains(self) -> list[dict[str, Any]]:
+        return list(self._pages("list domains", self.client.domains.list, "domains"))
+
+    def get_domain(self, domain: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call(f"get domain {domain}", self.client.domains.get, domain, idempotent=True,
+                                   expect="domain")["domain"])
+        except DoApiError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+
+    def create_domain(self, domain: str) -> dict[str, Any]:
+        resp = self._call(f"create domain {domain}", self.client.domains.create, {"name": domain},
+                          idempotent=False, expect="domain")
+        return dict(resp["domain"])
+
+    def create_record_from(self, domain: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Create a record with every field it carries (priority, port, weight, flags, tag for MX/SRV/CAA)."""
+        resp = self._call(f"create {record['type']} record {record['name']} in {domain}",
+                          self.client.domains.create_record, domain, record, idempotent=False, expect="domain_record")
+        return dict(resp["domain_record"])
+
+    def patch_record(self, domain: str, record_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        resp = self._call(f"update record {record_id} of {domain}", self.client.domains.patch_record, domain,
+                          record_id, body, idempotent=True, expect="domain_record")
+        return dict(resp["domain_record"])
+
+    def delete_record(self, domain: str, record_id: int) -> None:
+        self._call(f"delete record {record_id} of {domain}", self.client.domains.delete_record, domain, record_id,
+                   idempotent=True)
+
+    # -- inventory (config-backup) -------------------------------------------------------------
+    def list_all(self, kind: str) -> list[dict[str, Any]]:
+        """Every item of one paginated collection: apps, firewalls, load_balancers, droplets,
+        volumes, reserved_ips, vpcs, projects."""
+        group, key = INVENTORY_LISTS[kind]
+        return list(self._pages(f"list {kind}", getattr(self.client, group).list, key))
+
+    def database_clusters(self) -> list[dict[str, Any]]:
+        """Database clusters (one call: the API does not paginate this list)."""
+        resp = self._call("list database clusters", self.client.databases.list_clusters, idempotent=True,
+                          expect="databases")
+        return list(resp.get("databases") or [])
+
+    def database_config(self, cluster_id: str) -> dict[str, Any]:
+        return dict(self._call(f"get config of database cluster {cluster_id}", self.client.databases.get_config,
+                               cluster_id, idempotent=True, expect="config").get("config") or {})
+
+    def database_firewall(self, cluster_id: str) -> list[dict[str, Any]]:
+        return list(self._call(f"list trusted sources of database cluster {cluster_id}",
+                               self.client.databases.list_firewall_rules, cluster_id, idempotent=True,
+                               expect="rules").get("rules") or [])
+
+    def project_resources(self, project_id: str) -> list[dict[str, Any]]:
+        return list(self._pages(f"list resources of project {project_id}", self.client.projects.list_resources,
+                                "resources", project_id))
 
     # -- reserved IPs, apps ------------------------------------------------------------------
     def get_reserved_ip(self, ip: str) -> dict[str, Any]:

@@ -85,7 +85,8 @@ class Notifier:
 
 
 def slack_text(event: dict[str, Any]) -> str:
-    icon = {"passed": ":white_check_mark:", "failed": ":rotating_light:", "timed_out": ":hourglass:"}.get(
+    icon = {"passed": ":white_check_mark:", "failed": ":rotating_light:", "timed_out": ":hourglass:",
+            "partial": ":warning:"}.get(
         str(event.get("status")), ":information_source:")
     lines = [f"{icon} *drkit {event.get('function', '')}*: {event.get('decision', '')}"]
     for failed in event.get("failed_checks", [])[:10]:

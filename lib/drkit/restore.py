@@ -177,7 +177,7 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
             crypto.decrypt_stream(source, decompressor, identities)
             decompressor.flush()  # type: ignore[no-untyped-call]
         except CryptoError:
-            _explain_crypto_failure(reader)
+            explain_crypto_failure(reader)
             raise
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"backup is not a valid zstd stream after decryption: {exc}") from None
@@ -220,13 +220,13 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
     return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version, target_num, strategy)
 
 
-def _explain_crypto_failure(reader: VerifyingReader) -> None:
+def explain_crypto_failure(reader: VerifyingReader, reached: str = "PostgreSQL") -> None:
     """After a decryption failure, read the rest: a checksum mismatch means corrupted storage."""
     try:
         while reader.read(1 << 20):
             pass
     except IntegrityError as exc:
-        raise IntegrityError(f"{exc} (detected before any of it reached PostgreSQL)") from None
+        raise IntegrityError(f"{exc} (detected before any of it reached {reached})") from None
     raise CryptoError("decryption failed although the stored bytes match the manifest: "
                       "wrong age identity (DRKIT_AGE_IDENTITY) for this backup's recipients")
 
@@ -251,7 +251,7 @@ def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *
             try:
                 crypto.decrypt_stream(source, decompressor, identities)
             except CryptoError:
-                _explain_crypto_failure(reader)
+                explain_crypto_failure(reader)
                 raise
             decompressor.flush()  # type: ignore[no-untyped-call]
         os.replace(partial, path)

@@ -21,7 +21,9 @@ dailies at once.
 
 drkit adds a safety layer in `plan()` that no policy can override: the newest
 completed backup and the newest verified backup are never deleted, pinned
-backups are never deleted, and anything that is not a completed backup is
+backups are never deleted, a caller's own safety reason (`Item.keep_reason`,
+e.g. config-backup's "newest archive where source X succeeded") keeps an item,
+and anything that is not a completed backup is
 ignored (never counted, never deleted).
 """
 
@@ -152,6 +154,7 @@ class Item:
     done: bool = True  # a completed, successful backup
     pinned: bool = False
     verified: bool = False
+    keep_reason: str = ""  # a caller's safety rule that keeps this item whatever the policy says
 
 
 class Verdict(enum.StrEnum):
@@ -266,6 +269,8 @@ def plan(items: Sequence[Item], policy: Policy, now: dt.datetime) -> list[Decisi
             safety.append("newest verified backup")
         if item.time >= now:
             safety.append("dated in the future")
+        if item.keep_reason:
+            safety.append(item.keep_reason)
         if item.pinned:
             out.append(Decision(item.id, item.time, Verdict.PINNED, tuple(["pinned", *reasons, *safety])))
         elif reasons:

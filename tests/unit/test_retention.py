@@ -105,6 +105,16 @@ def test_future_dated_backups_are_not_latest_and_are_protected() -> None:
     assert decisions["future"].verdict is not Verdict.DELETE
 
 
+def test_a_callers_keep_reason_protects_an_item_the_policy_drops() -> None:
+    now = T0 + dt.timedelta(days=200)
+    items = daily(3) + [Item("recent", now - dt.timedelta(days=1))]
+    items[0] = Item("d000", items[0].time, keep_reason="newest archive where grafana succeeded")
+    decisions = {d.id: d for d in plan(items, parse_policy("keep_within=90d"), now)}
+    assert decisions["d000"].verdict is Verdict.PROTECTED
+    assert decisions["d000"].reasons == ("newest archive where grafana succeeded",)
+    assert decisions["d001"].verdict is Verdict.DELETE and decisions["recent"].verdict is Verdict.KEEP
+
+
 def test_iso_weeks_cross_the_year_boundary() -> None:
     # 2026-12-28 (Mon) .. 2027-01-03 (Sun) is ISO week 2026-W53
     items = [Item(f"y{i}", dt.datetime(2026, 12, 27, tzinfo=UTC) + dt.timedelta(days=i)) for i in range(9)]
