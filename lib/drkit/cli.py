@@ -313,10 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="drkit-identity.txt", help="where to write the identity (default: %(default)s)")
     p.set_defaults(fn=cmd_keygen)
 
-    g = sub.add_parser("config", help="configuration").add_subparsers(dest="command", required=True)
+    g = sub.add_parser("config", help="configuration check, and config backups (list, show, extract)").add_subparsers(
+        dest="command", required=True)
     c = g.add_parser("check", help="validate the configuration (and with --connect, reach the bucket and databases)")
     c.add_argument("--connect", action="store_true", help="also connect to the bucket and every database")
     c.set_defaults(fn=cmd_config_check)
+    from . import cli_config
+
+    cli_config.register(g, sub)
 
     p = sub.add_parser("backup", help="take a database backup now (what the hourly trigger runs)")
     p.add_argument("--db", action="append", help="database name (repeatable; default: all)")

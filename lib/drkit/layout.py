@@ -6,6 +6,10 @@
     db/<name>/<YYYY>/<MM>/<DD>/<id>.verified       marker: the latest verification passed
     db/<name>/<YYYY>/<MM>/<DD>/<id>.pinned         marker: never delete (operator)
     state/db/<name>.json                           last run / last success of db-backup
+    config/<YYYY>/<MM>/<DD>/<id>.tar.zst.age       config-backup archive (written first)
+    config/<YYYY>/<MM>/<DD>/<id>.manifest.json     its manifest (files, SHA-256, sources, drift; written last)
+    config/<YYYY>/<MM>/<DD>/<id>.pinned            marker: never delete (operator)
+    state/config.json                              last run / last success of config-backup
     state/verify/<name>.json                       last run / last pass of restore-verify (RTO figures)
     audit/<YYYY>/<MM>/<DD>/<stamp>-<function>-<action>-<rand>.json   one event per state change
 
@@ -87,4 +91,27 @@ def parse_key(key: str) -> tuple[str, str, str] | None:
             backup_id = leaf[: -len(suffix)]
             if ID_RE.match(backup_id):
                 return parts[1], backup_id, suffix
+    return None
+
+
+CONFIG_PREFIX = "config/"
+CONFIG_DATA_SUFFIX = ".tar.zst.age"
+CONFIG_SUFFIXES = (CONFIG_DATA_SUFFIX, MANIFEST_SUFFIX, PINNED_SUFFIX)
+CONFIG_STATE_KEY = "state/config.json"
+
+
+def config_base(backup_id: str) -> str:
+    return f"config/{id_time(backup_id):%Y/%m/%d}/{backup_id}"
+
+
+def parse_config_key(key: str) -> tuple[str, str] | None:
+    """`config/Y/M/D/<id><suffix>` -> (id, suffix); anything else -> None."""
+    parts = key.split("/")
+    if len(parts) != 5 or parts[0] != "config":
+        return None
+    for suffix in CONFIG_SUFFIXES:
+        if parts[4].endswith(suffix):
+            backup_id = parts[4][: -len(suffix)]
+            if ID_RE.match(backup_id):
+                return backup_id, suffix
     return None

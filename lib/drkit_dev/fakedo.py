@@ -123,6 +123,14 @@ class FakeDO:
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     action_steps: int = 1  # GETs of an action before it completes (droplet snapshots)
     apps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # app id -> deployments
+    # read-only inventory for config-backup: kind -> objects (apps, firewalls, load_balancers, vpcs, projects)
+    inventory: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    databases: list[dict[str, Any]] = field(default_factory=list)
+    database_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    database_rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    project_resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    domain_ttl: dict[str, int] = field(default_factory=dict)
+    page_cap: int = 200  # DO's maximum per_page; lower it to force many pages
     actions: dict[int, dict[str, Any]] = field(default_factory=dict)  # values: Any-typed JSON
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -134,11 +142,21 @@ class FakeDO:
         self._next_id += 1
         return self._next_id
 
-    def add_record(self, domain: str, rtype: str, name: str, data: str, ttl: int = 1800) -> dict[str, Any]:
+    def add_record(self, domain: str, rtype: str, name: str, data: str, ttl: int = 1800,
+                   **extra: Any) -> dict[str, Any]:
         rec = {"id": self.next_id(), "type": rtype, "name": name, "data": data, "priority": None, "port": None,
                "ttl": ttl, "weight": None, "flags": None, "tag": None}
+        rec.update({k: v for k, v in extra.items() if k in ("priority", "port", "weight", "flags", "tag")})
         self.records.setdefault(domain, []).append(rec)
         return rec
+
+    def add_domain(self, domain: str, ttl: int = 1800) -> None:
+        """A domain as DO creates it: SOA and three apex NS records."""
+        self.domain_ttl[domain] = ttl
+        self.records.setdefault(domain, [])
+        self.add_record(domain, "SOA", "@", "1800", 1800)
+        for n in (1, 2, 3):
+            self.add_record(domain, "NS", "@", f"ns{n}.digitalocean.com", 1800)
 
     def add_droplet(self, name: str, tags: list[str], region: str = "fra1", size: str = "s-2vcpu-4gb") -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.next_id(), "name": name, "status": "active", "tags": tags, "region": {"slug": region},
@@ -256,8 +274,46 @@ class FakeDO:
         return None
 
     # -- resources ---------------------------------------------------------------------------
+    def _route_inventory(self, method: str, path: str, query: dict[str, list[str]],
+                         body: Any) -> tuple[int, Any] | None:
+        """Domains and the read-only inventory config-backup collects (None: not one of these routes)."""
+        if path == "/v2/domains" and method == "GET":
+            items = [{"name": d, "ttl": self.domain_ttl.get(d, 1800), "zone_file": f"$ORIGIN {d}.\n"}
+                     for d in sorted(self.records)]
+            return 200, self._page(items, "domains", query, path)
+        if path == "/v2/domains" and method == "POST":
+            if body["name"] in self.records:
+                return 422, {"id": "unprocessable_entity", "message": "Name already exists"}
+            self.add_domain(body["name"])
+            return 201, {"domain": {"name": body["name"], "ttl": 1800, "zone_file": None}}
+        m = re.fullmatch(r"/v2/domains/([^/]+)", path)
+        if m and method == "GET":
+            if m.group(1) not in self.records:
+                return 404, NOT_FOUND
+            return 200, {"domain": {"name": m.group(1), "ttl": self.domain_ttl.get(m.group(1), 1800), "zone_file": ""}}
+        for kind in ("apps", "firewalls", "load_balancers", "vpcs", "projects"):
+            if path == f"/v2/{kind}" and method == "GET":
+                return 200, self._page(self.inventory.get(kind, []), kind, query, path)
+        if path == "/v2/reserved_ips" and method == "GET":
+            return 200, self._page(list(self.reserved_ips.values()), "reserved_ips", query, path)
+        if path == "/v2/databases" and method == "GET":
+            return 200, {"databases": self.databases}
+        m = re.fullmatch(r"/v2/databases/([^/]+)/(config|firewall)", path)
+        if m and method == "GET":
+            if not any(d["id"] == m.group(1) for d in self.databases):
+                return 404, NOT_FOUND
+            if m.group(2) == "config":
+                return 200, {"config": self.database_configs.get(m.group(1), {})}
+            return 200, {"rules": self.database_rules.get(m.group(1), [])}
+        m = re.fullmatch(r"/v2/projects/([^/]+)/resources", path)
+        if m and method == "GET":
+            if m.group(1) not in self.project_resources:
+                return 404, NOT_FOUND
+            return 200, self._page(self.project_resources[m.group(1)], "resources", query, path)
+        return None
+
     def _page(self, items: list[Any], key: str, query: dict[str, list[str]], path: str) -> dict[str, Any]:
-        per_page = int(query.get("per_page", ["20"])[0])
+        per_page = min(int(query.get("per_page", ["20"])[0]), self.page_cap)
         page = int(query.get("page", ["1"])[0])
         chunk = items[(page - 1) * per_page: page * per_page]
         pages: dict[str, str] = {}
@@ -268,6 +324,9 @@ class FakeDO:
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         with self.lock:
+            answer = self._route_inventory(method, path, query, body)
+            if answer is not None:
+                return answer
             m = re.fullmatch(r"/v2/domains/([^/]+)/records", path)
             if m:
                 domain = m.group(1)
@@ -281,7 +340,8 @@ class FakeDO:
                         fqdn = query["name"][0]
                         recs = [r for r in recs if (r["name"] + "." + domain if r["name"] != "@" else domain) == fqdn]
                     return 200, self._page(recs, "domain_records", query, path)
-                created = self.add_record(domain, body["type"], body["name"], body["data"], body.get("ttl", 1800))
+                created = self.add_record(domain, body["type"], body["name"], body["data"], body.get("ttl", 1800),
+                                          **{k: body[k] for k in ("priority", "port", "weight", "flags", "tag") if k in body})
                 return 201, {"domain_record": created}
             m = re.fullmatch(r"/v2/domains/([^/]+)/records/(\d+)", path)
             if m:
@@ -290,7 +350,11 @@ class FakeDO:
                 if rec is None:
                     return 404, NOT_FOUND
                 if method in ("PATCH", "PUT"):
-                    rec.update({k: v for k, v in body.items() if k in ("type", "name", "data", "ttl")})
+                    rec.update({k: v for k, v in body.items()
+                                if k in ("type", "name", "data", "ttl", "priority", "port", "weight", "flags", "tag")})
+                if method == "DELETE":
+                    recs.remove(rec)
+                    return 204, None
                 return 200, {"domain_record": rec}
             m = re.fullmatch(r"/v2/reserved_ips/([^/]+)(/actions)?", path)
             if m:

@@ -7,8 +7,6 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -248,27 +246,6 @@ def test_random_pick_within_a_window_and_dry_run(verify_env: Any, s3_client: Any
     assert not [k for k in keys(s3_client, bucket) if k.endswith((".verify.json", ".verified"))]
     bad = verify(env, backup="random", window_days="0")
     assert bad["status"] == "invalid_config"
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
-    received: list[tuple[str, dict[str, str], bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.path, dict(self.headers), body))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
 
 
 def test_failure_notifies_slack_and_a_signed_webhook(verify_env: Any, webhook: Any) -> None:

@@ -81,6 +81,7 @@ SAMPLE_EVENTS: dict[str, dict[str, Any]] = {
     "restore-verify": {"database": "app", "backup": "latest"},
     "health-probe": {"format": "json"},
     "snapshot-rotate": {"dry_run": "true"},
+    "config-backup": {"source": "digitalocean"},
     # a web call, as DO delivers it to a `web: raw` function: an authenticated Alertmanager alert
     "dns-failover": {"http": {"method": "POST", "headers": {"authorization": "Bearer built-function-Token-0001",
                                                             "content-type": "application/json"},
@@ -123,6 +124,14 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
         fake.add_droplet("erp", ["dr:snapshot"])
         env.update({"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint, "DRKIT_DO_CA_FILE": fake.ca_file,
                     "DRKIT_SNAPSHOT_POLICIES": json.dumps([{"tag": "dr:snapshot", "retention": "keep_last=4"}])})
+    if function == "config-backup":
+        from drkit_dev.fakedo import FakeDO
+
+        fake = FakeDO().start()
+        fake.add_domain("example.net")
+        fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
+        env.update({"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint, "DRKIT_DO_CA_FILE": fake.ca_file,
+                    "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "digitalocean", "include": ["domains", "firewalls"]}])})
     if function == "dns-failover":
         from drkit_dev.fakedo import FakeDO
 
@@ -156,6 +165,9 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
     stored = keys(s3_client, bucket, "db/app/")
     if function == "db-backup":
         assert len(stored) == 2
+    elif function == "config-backup":
+        assert [k for k in keys(s3_client, bucket, "config/") if k.endswith(".tar.zst.age")]
+        assert out["result"]["files"] == 3  # example.net records + zone, the domain index
     elif function == "snapshot-rotate":
         assert out["result"]["created"] == ["droplet erp: drkit-erp-" + out["result"]["created"][0].split("drkit-erp-")[1]]
     elif function == "health-probe":

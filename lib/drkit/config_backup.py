@@ -1,0 +1,429 @@
+"""config-backup: the infrastructure you would need to rebuild, exported, encrypted, diffed.
+
+Per run:
+
+1. every unit (a configured source; a DigitalOcean source is one unit per
+   resource kind) writes its files into ONE tar stream -> zstd -> age ->
+   multipart upload (archive.ArchiveWriter). A failing unit is recorded and
+   the others still run; a unit is not started with less than MIN_UNIT_S left;
+2. if no unit succeeded, or the archive itself failed, the upload is aborted:
+   nothing is stored, the failure is recorded (state, audit, notification);
+3. otherwise the upload completes, then the manifest is written last (every
+   file with size and SHA-256, each unit's status and details, the drift
+   report against the newest earlier manifest in which each unit succeeded),
+   then state and audit;
+4. retention (default keep_within=90d) on complete backups, with the shared
+   safety rules plus one of its own: the newest archive in which each unit
+   succeeded is kept, so a source that fails for months never loses its last
+   good copy; then leftovers of killed runs are removed;
+5. a notification when the run failed or partly failed, or when the drift
+   touches what DRKIT_CONFIG_NOTIFY_ON names (default: DNS and firewalls).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__, audit, config_catalog, drift, fetch, inventory, layout, log, state
+from .archive import ArchiveWriter, FileEntry
+from .config import Config, SpacesConfig
+from .config_sources import DO_KINDS, Source, parse_sources
+from .deadline import Clock, Deadline, utcnow
+from .do_api import DoApi
+from .errors import ConfigError, DrkitError, StoreError
+from .notify import Notifier
+from .retention import Policy, Verdict, parse_policy, plan
+from .runtime import Params
+from .store import Store
+
+FUNCTION = "config-backup"
+DEFAULT_RETENTION = "keep_within=90d"
+DEFAULT_NOTIFY_ON = ("failures", "dns", "firewalls")
+NOTIFY_TOKENS = ("failures", "dns", "firewalls", "files")
+MIN_UNIT_S = 45.0
+ZSTD_LEVEL = 3  # config archives are small; level 3 costs little and saves a fifth over level 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    cfg: Config
+    sources: tuple[Source, ...]
+    retention: Policy
+    notify_on: frozenset[str]
+    notifier: Notifier
+    do_endpoint: str
+    do_ca_file: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        problems: list[str] = []
+        cfg: Config | None = None
+        try:
+            cfg = Config.from_env(environ, need_databases=False, with_databases=False)
+        except ConfigError as exc:
+            problems += exc.problems
+        sources: list[Source] = []
+        try:
+            sources = parse_sources(environ.get("DRKIT_CONFIG_SOURCES", ""), environ)
+        except ConfigError as exc:
+            problems += exc.problems
+        raw_policy = environ.get("DRKIT_CONFIG_RETENTION", "").strip() or DEFAULT_RETENTION
+        try:
+            policy = parse_policy(raw_policy)
+        except ValueError as exc:
+            problems.append(f"DRKIT_CONFIG_RETENTION {raw_policy!r}: {exc}")
+            policy = parse_policy(DEFAULT_RETENTION)
+        raw_notify = environ.get("DRKIT_CONFIG_NOTIFY_ON", "").strip().lower()
+        tokens = [t for t in raw_notify.replace(",", " ").split() if t] if raw_notify else list(DEFAULT_NOTIFY_ON)
+        if tokens == ["none"]:
+            tokens = []
+        bad = [t for t in tokens if t not in NOTIFY_TOKENS]
+        if bad:
+            problems.append(f"DRKIT_CONFIG_NOTIFY_ON: {', '.join(bad)} unknown; use none or a list of "
+                            f"{', '.join(NOTIFY_TOKENS)}")
+        notifier = Notifier.collect(environ, problems)
+        if problems or cfg is None:
+            raise ConfigError(problems)
+        return cls(cfg, tuple(sources), policy, frozenset(tokens), notifier,
+                   environ.get("DRKIT_DO_ENDPOINT", "").strip() or "https://api.digitalocean.com",
+                   environ.get("DRKIT_DO_CA_FILE", "").strip() or None)
+
+
+@dataclass(frozen=True)
+class Request:
+    sources: tuple[str, ...] | None
+    dry_run: bool = False
+    prune: bool = True
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Request:
+        p = Params(params, known=("source", "dry_run", "prune"))
+        raw = p.string("source", "all")
+        names = None if raw in ("all", "*", "") else tuple(n.strip() for n in raw.split(",") if n.strip())
+        request = cls(names, p.boolean("dry_run", False), p.boolean("prune", True))
+        p.finish()
+        return request
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str  # directory in the archive, and the name in the manifest
+    source: Source
+    kind: str | None = None  # DigitalOcean resource kind
+
+
+def units_of(sources: tuple[Source, ...]) -> list[Unit]:
+    out = []
+    for s in sources:
+        if s.type == "digitalocean":
+            out += [Unit(f"{s.name}/{k}", s, k) for k in (s.options.get("include") or DO_KINDS)]
+        else:
+            out.append(Unit(s.name, s))
+    return out
+
+
+class UnitSink:
+    """What a collector sees: paths relative to its unit's directory."""
+
+    def __init__(self, writer: ArchiveWriter, unit: str):
+        self.writer = writer
+        self.unit = unit
+
+    def add_bytes(self, path: str, data: bytes) -> FileEntry:
+        return self.writer.add_bytes(f"{self.unit}/{path}", data, self.unit)
+
+    def add_stream(self, path: str, size: int, reader: Any, mode: int = 0o644) -> FileEntry:
+        return self.writer.add_stream(f"{self.unit}/{path}", size, reader, self.unit, mode)
+
+    def add_symlink(self, path: str, target: str) -> FileEntry:
+        return self.writer.add_symlink(f"{self.unit}/{path}", target, self.unit)
+
+
+class NothingCollected(DrkitError):
+    def __init__(self, units: list[dict[str, Any]]):
+        self.units = units
+        super().__init__("every source failed; nothing was stored: " +
+                         "; ".join(f"{u['name']}: {u.get('error')}" for u in units)[:1500])
+
+
+def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
+        store: Store | None = None, clock: Clock = utcnow) -> dict[str, Any]:
+    request = Request.from_params(params)
+    settings = Settings.from_env(environ)
+    log.configure(settings.cfg.log_level)
+    units = units_of(settings.sources)
+    if request.sources is not None:
+        known = {s.name for s in settings.sources}
+        unknown = [n for n in request.sources if n not in known]
+        if unknown:
+            raise ConfigError(f"unknown source {', '.join(map(repr, unknown))}; configured: {', '.join(sorted(known))}")
+        units = [u for u in units if u.source.name in request.sources]
+    store = store or Store(settings.cfg.spaces)
+    store.check_access()
+    from .crypto import parse_recipients
+
+    recipients = parse_recipients(settings.cfg.recipients)
+    if request.dry_run:
+        pruning = prune(store, settings, units_of(settings.sources), None, clock(), dry_run=True)
+        return {"ok": True, "status": "dry_run", "units": [u.name for u in units], "retention": pruning,
+                "decision": f"dry run: would collect {len(units)} unit(s) "
+                            f"({', '.join(u.name for u in units)}); {pruning['summary']}"}
+    try:
+        manifest = backup(store, settings, units, recipients, deadline, clock)
+    except NothingCollected as exc:
+        _record_failure(store, settings, str(exc), clock)
+        result = {"ok": False, "status": "failed", "error": str(exc), "sources": exc.units,
+                  "decision": f"config backup failed: {exc}; nothing pruned"}
+        result["notifications"] = _notify(settings, result, None, failed=True)
+        return result
+    except DrkitError as exc:
+        _record_failure(store, settings, str(exc), clock)
+        raise
+    result = _result(manifest)
+    if request.prune:
+        pruning = prune(store, settings, units_of(settings.sources), manifest["id"], clock(), dry_run=False)
+        result["retention"] = {k: v for k, v in pruning.items() if k != "plan"}
+        result["decision"] = f"{result['decision']}; {pruning['summary']}"
+    else:
+        result["decision"] = f"{result['decision']}; retention skipped (prune=false)"
+    result["notifications"] = _notify(settings, result, manifest["drift"], failed=manifest["status"] != "ok")
+    return result
+
+
+def _collector(unit: Unit, spaces: SpacesConfig, settings: Settings, deadline: Deadline,
+               apis: dict[str, DoApi]) -> Callable[[UnitSink], dict[str, Any]]:
+    source = unit.source
+    if source.type == "digitalocean":
+        if source.name not in apis:
+            apis[source.name] = DoApi(source.secrets["token_env"], endpoint=settings.do_endpoint,
+                                      ca_file=settings.do_ca_file, deadline=deadline)
+        api, kind = apis[source.name], str(unit.kind)
+        return lambda sink: inventory.collect(api, kind, sink)
+    if source.type == "github":
+        return lambda sink: fetch.github(source, sink)
+    if source.type == "s3":
+        return lambda sink: fetch.s3(source, sink, spaces)
+    if source.type == "grafana":
+        return lambda sink: fetch.grafana(source, sink)
+    return lambda sink: fetch.http_file(source, sink)
+
+
+def _run_unit(unit: Unit, writer: ArchiveWriter, collect: Callable[[UnitSink], dict[str, Any]],
+              deadline: Deadline) -> dict[str, Any]:
+    t0 = time.monotonic()
+    first = len(writer.files)
+    out: dict[str, Any] = {"name": unit.name, "type": unit.source.type}
+    if deadline.remaining() < MIN_UNIT_S:
+        out |= {"status": "skipped", "error": f"not started: {deadline.remaining():.0f}s left before the deadline"}
+        log.warning("config source skipped", unit=unit.name, reason=out["error"])
+        return out
+    log.bind(unit=unit.name)
+    try:
+        out["details"] = collect(UnitSink(writer, unit.name))
+        out["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - one unit's failure must not stop the others
+        if writer.broken is not None:
+            raise writer.broken from None
+        message = str(exc) if isinstance(exc, DrkitError) else f"internal error: {type(exc).__name__}: {exc}"
+        out |= {"status": "failed", "error": log.redact(message)}
+        log.error("config source failed", error=out["error"],
+                  **({} if isinstance(exc, DrkitError) else {"traceback": traceback.format_exc()}))
+    finally:
+        log.unbind("unit")
+    files = writer.files[first:]
+    out["files"] = len(files)
+    out["bytes"] = sum(f.size for f in files)
+    if any(f.incomplete for f in files):
+        out["incomplete_files"] = [f.path for f in files if f.incomplete]
+    out["duration_s"] = round(time.monotonic() - t0, 3)
+    return out
+
+
+def backup(store: Store, settings: Settings, units: list[Unit], recipients: list[Any], deadline: Deadline,
+           clock: Clock) -> dict[str, Any]:
+    """Collect every unit into one archive; return the stored manifest. Raises if nothing was stored."""
+    started_at = clock()
+    t0 = time.monotonic()
+    backup_id = layout.new_id(started_at)
+    base = layout.config_base(backup_id)
+    data_key = base + layout.CONFIG_DATA_SUFFIX
+    cfg = settings.cfg
+    log.info("config backup starting", backup_id=backup_id, units=len(units))
+    apis: dict[str, DoApi] = {}
+    results: list[dict[str, Any]] = []
+    with store.open_upload(data_key, part_size=cfg.part_size_mb * 1024 * 1024, concurrency=cfg.upload_concurrency,
+                           deadline=deadline) as upload:
+        with ArchiveWriter(upload, recipients, zstd_level=ZSTD_LEVEL, deadline=deadline,
+                           mtime=started_at.timestamp()) as writer:
+            for unit in units:
+                collect = _collector(unit, cfg.spaces, settings, deadline, apis)
+                results.append(_run_unit(unit, writer, collect, deadline))
+            if not any(r["status"] == "ok" for r in results):
+                raise NothingCollected([{k: v for k, v in r.items() if k != "details"} for r in results])
+            writer.finish()
+        stored = upload.complete()
+    finished_at = clock()
+    status = "ok" if all(r["status"] == "ok" for r in results) else "partial"
+    manifest: dict[str, Any] = {
+        "format": "drkit.config-backup.manifest/1",
+        "id": backup_id,
+        "key": data_key,
+        "status": status,
+        "started_at": started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "duration_s": round(time.monotonic() - t0, 3),
+        "bytes_in": writer.bytes_in,
+        "bytes_out": stored.size,
+        "sha256": upload.sha256.hexdigest(),
+        "compression": {"algorithm": "zstd", "level": ZSTD_LEVEL},
+        "encryption": {"format": "age-encryption.org/v1", "recipients": list(cfg.recipients)},
+        "sources": results,
+        "files": [f.to_dict() for f in writer.files],
+        "restore": {"pipeline": f"age -d -i key.txt < {backup_id}{layout.CONFIG_DATA_SUFFIX} | zstd -d | tar -x",
+                    "cli": f"drkit config extract --backup {backup_id} --to DIR"},
+        "drkit_version": __version__,
+        "activation_id": os.environ.get("__OW_ACTIVATION_ID"),
+    }
+    manifest["drift"] = drift.compare(manifest, baselines(store, manifest))
+    try:
+        store.put_json(base + layout.MANIFEST_SUFFIX, manifest)
+    except StoreError:
+        try:
+            store.delete(data_key)  # without its manifest the archive is not a backup
+        except StoreError as exc:
+            log.error("could not delete archive without manifest; the next run removes it", error=str(exc))
+        raise
+    run_info = {"id": backup_id, "status": status, "at": finished_at.isoformat(), "bytes_out": stored.size,
+                "failed_units": [r["name"] for r in results if r["status"] != "ok"]}
+    state.record_run(store, layout.CONFIG_STATE_KEY, "config", run_info, success=True)
+    audit.record(store, FUNCTION, "config.backup.created", {
+        "backup_id": backup_id, "key": data_key, "status": status, "files": len(writer.files),
+        "bytes_out": stored.size, "sha256": manifest["sha256"], "drift": manifest["drift"]["summary"]})
+    log.info("config backup stored", backup_id=backup_id, status=status, files=len(writer.files), bytes_out=stored.size)
+    return manifest
+
+
+def baselines(store: Store, manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """unit -> the newest earlier manifest in which that unit succeeded (for units that succeeded now)."""
+    wanted = {s["name"] for s in manifest["sources"] if s["status"] == "ok"}
+    return _newest_ok(store, wanted, before=str(manifest["id"]))[1]
+
+
+def _newest_ok(store: Store, units: set[str], before: str | None) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Walk complete backups newest first until every unit has one where it succeeded."""
+    found: dict[str, str] = {}
+    manifests: dict[str, dict[str, Any]] = {}
+    for entry in config_catalog.list_entries(store):
+        if not units - set(found):
+            break
+        if not entry.complete or (before is not None and entry.id >= before):
+            continue
+        try:
+            m = config_catalog.read_manifest(store, entry)
+        except DrkitError as exc:
+            log.warning("config manifest unreadable; skipped", backup_id=entry.id, error=str(exc))
+            continue
+        for s in m.get("sources", []):
+            if s.get("status") == "ok" and s.get("name") in units and s["name"] not in found:
+                found[s["name"]] = entry.id
+                manifests[s["name"]] = m
+    return found, manifests
+
+
+def prune(store: Store, settings: Settings, units: list[Unit], new_id: str | None, now: Any, *,
+          dry_run: bool) -> dict[str, Any]:
+    entries = config_catalog.list_entries(store)
+    if new_id is not None and not any(e.id == new_id and e.complete for e in entries):
+        log.warning("new config backup not visible in listing yet; retention skipped", backup_id=new_id)
+        return {"summary": "retention skipped (new backup not yet listed)", "deleted": []}
+    last_ok, _ = _newest_ok(store, {u.name for u in units}, before=None)
+    reasons: dict[str, list[str]] = {}
+    for unit, backup_id in last_ok.items():
+        reasons.setdefault(backup_id, []).append(unit)
+    items = [e.item(f"newest archive where {', '.join(reasons[e.id][:3])}"
+                    f"{' …' if len(reasons[e.id]) > 3 else ''} succeeded" if e.id in reasons else "")
+             for e in entries]
+    decisions = plan(items, settings.retention, now)
+    by_id = {e.id: e for e in entries}
+    doomed = sorted((d for d in decisions if d.deletes), key=lambda d: d.time)
+    deleted: list[str] = []
+    if not dry_run:
+        for d in doomed:
+            entry = by_id[d.id]
+            store.delete(entry.manifest_key)  # manifest first: a listed backup always has its archive
+            store.delete(entry.data_key)
+            deleted.append(d.id)
+            audit.record(store, FUNCTION, "config.backup.deleted", {
+                "backup_id": d.id, "policy": str(settings.retention), "reasons": list(d.reasons)})
+        leftovers = [e.data_key for e in config_catalog.orphans(entries, now)]
+        for key in leftovers:
+            store.delete(key)
+        for u in config_catalog.stale_uploads(store, now):
+            store.abort_upload(u.key, u.upload_id)
+            leftovers.append(f"upload:{u.key}")
+        if leftovers:
+            audit.record(store, FUNCTION, "garbage.removed", {"removed": leftovers})
+    kept = [d for d in decisions if d.verdict in (Verdict.KEEP, Verdict.PROTECTED, Verdict.PINNED)]
+    verb = "would delete" if dry_run else "deleted"
+    return {"summary": f"retention ({settings.retention}): kept {len(kept)}, {verb} {len(doomed)}",
+            "policy": str(settings.retention),
+            "plan": [{"id": d.id, "time": d.time.isoformat(), "verdict": d.verdict.value, "reasons": list(d.reasons)}
+                     for d in decisions],
+            "deleted": deleted if not dry_run else [d.id for d in doomed], "kept": len(kept)}
+
+
+def _result(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The run's result: verdict, sources, drift in brief (the manifest has it all)."""
+    units = [{k: ({d: x for d, x in v.items() if d not in ("dns", "firewall_rules")} if k == "details" else v)
+              for k, v in u.items()} for u in manifest["sources"]]
+    failed = [u for u in units if u["status"] != "ok"]
+    d = manifest["drift"]
+    failures = "; ".join(f"{u['name']} {u['status']}: {u.get('error')}" for u in failed)[:600]
+    decision = (f"config backup {manifest['id']}: {len(units) - len(failed)} of {len(units)} sources ok"
+                + (f" ({failures})" if failed else "")
+                + f"; {len(manifest['files'])} files, {manifest['bytes_in'] / 1e6:.1f} MB -> "
+                  f"{manifest['bytes_out'] / 1e6:.1f} MB stored; {d['summary']}")
+    return {"ok": not failed, "status": manifest["status"], "backup_id": manifest["id"], "key": manifest["key"],
+            "files": len(manifest["files"]), "bytes_in": manifest["bytes_in"], "bytes_out": manifest["bytes_out"],
+            "duration_s": manifest["duration_s"], "sources": units,
+            "drift": {"summary": d["summary"], "counts": d["counts"], "dns": [c["text"] for c in d["dns"]],
+                      "firewalls": [c["text"] for c in d["firewalls"]],
+                      "files": {u: {k: v[:20] for k, v in lists.items()} for u, lists in d["files"].items()},
+                      "not_compared": d["not_compared"], "new_units": d["new_units"]},
+            "decision": decision}
+
+
+def _notify(settings: Settings, result: dict[str, Any], report: dict[str, Any] | None, *,
+            failed: bool) -> list[dict[str, Any]]:
+    if not settings.notifier.configured:
+        return []
+    lines: list[str] = []
+    if failed and "failures" in settings.notify_on:
+        lines += [f"{u['name']} {u['status']}: {u.get('error')}" for u in result.get("sources", []) if u["status"] != "ok"]
+    if report is not None:
+        if "dns" in settings.notify_on:
+            lines += [c["text"] for c in report["dns"]]
+        if "firewalls" in settings.notify_on:
+            lines += [c["text"] for c in report["firewalls"]]
+        if "files" in settings.notify_on:
+            lines += [f"{unit}: {len(v['changed'])} changed, {len(v['added'])} added, {len(v['removed'])} removed"
+                      for unit, v in report["files"].items()]
+    if not lines:
+        return []
+    return settings.notifier.send({"event": f"config-backup.{result['status']}" if failed else "config-backup.drift",
+                                   "function": FUNCTION, "status": result["status"], "decision": result["decision"],
+                                   "failed_checks": lines[:30]})
+
+
+def _record_failure(store: Store, settings: Settings, error: str, clock: Clock) -> None:
+    try:
+        state.record_run(store, layout.CONFIG_STATE_KEY, "config",
+                         {"status": "failed", "at": clock().isoformat(), "error": error}, success=False)
+    except StoreError as exc:
+        log.error("could not record failure state", error=str(exc))
+    audit.record(store, FUNCTION, "config.backup.failed", {"error": error})

@@ -1,0 +1,100 @@
+"""The catalog of config backups, from one LIST of `config/` (same rules as database backups:
+a backup is complete when its archive and its manifest exist; see catalog.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import layout
+from .catalog import ORPHAN_GRACE
+from .errors import ConfigError, IntegrityError
+from .retention import Item
+from .store import ObjectInfo, Store, UploadInfo
+
+DATA = layout.CONFIG_DATA_SUFFIX
+MANIFEST = layout.MANIFEST_SUFFIX
+
+
+@dataclass
+class ConfigEntry:
+    id: str
+    objects: dict[str, ObjectInfo] = field(default_factory=dict)
+
+    @property
+    def time(self) -> dt.datetime:
+        return layout.id_time(self.id)
+
+    @property
+    def complete(self) -> bool:
+        return DATA in self.objects and MANIFEST in self.objects
+
+    @property
+    def pinned(self) -> bool:
+        return layout.PINNED_SUFFIX in self.objects
+
+    @property
+    def size(self) -> int:
+        d = self.objects.get(DATA)
+        return d.size if d else 0
+
+    @property
+    def data_key(self) -> str:
+        return layout.config_base(self.id) + DATA
+
+    @property
+    def manifest_key(self) -> str:
+        return layout.config_base(self.id) + MANIFEST
+
+    def item(self, keep_reason: str = "") -> Item:
+        return Item(self.id, self.time, done=self.complete, pinned=self.pinned, keep_reason=keep_reason)
+
+
+def list_entries(store: Store) -> list[ConfigEntry]:
+    """Every config backup id, newest first."""
+    entries: dict[str, ConfigEntry] = {}
+    for obj in store.list_objects(layout.CONFIG_PREFIX):
+        parsed = layout.parse_config_key(obj.key)
+        if parsed:
+            entries.setdefault(parsed[0], ConfigEntry(parsed[0])).objects[parsed[1]] = obj
+    return sorted(entries.values(), key=lambda e: e.id, reverse=True)
+
+
+def find(store: Store, ref: str) -> ConfigEntry:
+    """`latest`, an id, or a key -> a complete config backup."""
+    parsed = layout.parse_config_key(ref)
+    wanted = parsed[0] if parsed else ref
+    entries = [e for e in list_entries(store) if e.complete]
+    if not entries:
+        raise ConfigError("there are no complete config backups in the bucket (run config-backup first)")
+    if wanted == "latest":
+        return entries[0]
+    for e in entries:
+        if e.id == wanted:
+            return e
+    raise ConfigError(f"no complete config backup {ref!r}; see `drkit config list`")
+
+
+def read_manifest(store: Store, entry: ConfigEntry) -> dict[str, Any]:
+    manifest = store.get_json(entry.manifest_key)
+    if not isinstance(manifest, dict) or manifest.get("id") != entry.id or "sha256" not in manifest \
+            or not isinstance(manifest.get("files"), list):
+        raise IntegrityError(f"{entry.manifest_key} is not a drkit config manifest for {entry.id}")
+    return manifest
+
+
+def orphans(entries: list[ConfigEntry], now: dt.datetime) -> list[ConfigEntry]:
+    """Archives without a manifest, older than the grace period: leftovers of killed runs."""
+    return [e for e in entries if DATA in e.objects and MANIFEST not in e.objects
+            and now - max(e.objects[DATA].last_modified, e.time) > ORPHAN_GRACE]
+
+
+def stale_uploads(store: Store, now: dt.datetime) -> list[UploadInfo]:
+    out = []
+    for u in store.list_uploads(layout.CONFIG_PREFIX):
+        parsed = layout.parse_config_key(u.key)
+        started = max(u.initiated, layout.id_time(parsed[0])) if parsed else u.initiated
+        if now - started > ORPHAN_GRACE:
+            out.append(u)
+    return out
