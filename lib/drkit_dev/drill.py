@@ -3,7 +3,9 @@
 Starts an embedded PostgreSQL 18 with an Odoo-like sample database and a local
 S3 server (moto, HTTP on 127.0.0.1), runs db-backup exactly as the function
 runs it, restores the newest backup into a fresh database, compares every
-table, and prints a report. Exit status 0 only if every step passed.
+table, then runs restore-verify, health-probe, a failover rehearsal, a snapshot
+rotation and config-backup (two runs: the second's drift report names a DNS and
+a firewall change), and prints a report. Exit status 0 only if every step passed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.table import Table
 
 from drkit import catalog, crypto, db_backup, dns_failover, health, log, restore, restore_verify, snapshot_rotate
 from drkit.config import Config
+from drkit.deadline import Deadline
 from drkit.runtime import handle, handle_web
 from drkit.store import Store
 
@@ -102,6 +105,7 @@ def run(size_mb: int, keep: bool) -> int:
             health_step(drill, env)
             failover_step(drill, env, web_port)
             snapshot_step(drill, env)
+            config_step(drill, env, work)
         finally:
             probeservers.stop(web)
     if keep:
@@ -287,6 +291,68 @@ def snapshot_step(drill: Drill, env: dict[str, str]) -> None:
                                             "resource); the manual snapshot stays")
         drill.step("snapshot-rotate", ok, drill.facts["snapshot rotation"], time.monotonic() - t)
     finally:
+        fake.stop()
+
+
+def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
+    """config-backup of a sample account (fake DO API, local GitHub/Grafana, Terraform state in S3), a DNS
+    and firewall change, a second run whose drift names them, then extract and a DNS restore plan."""
+    from drkit import archive, config_backup, config_catalog, dns_restore
+    from drkit.do_api import DoApi
+    from drkit.restore import explain_crypto_failure
+    from drkit.store import VerifyingReader
+
+    from . import sampleaccount
+    from .fakedo import FakeDO
+    from .fakeweb import FakeWeb
+
+    t = time.monotonic()
+    fake, web = FakeDO(page_cap=20).start(), FakeWeb().start()
+    try:
+        sampleaccount.populate_do(fake)
+        sampleaccount.populate_web(web)
+        store = Store(Config.from_env(env, need_databases=False, with_databases=False).spaces)
+        store.client.create_bucket(Bucket="drkit-drill-tfstate")
+        store.client.put_object(Bucket="drkit-drill-tfstate", Key="prod/terraform.tfstate", Body=b'{"version": 4}')
+        e = dict(env, DRKIT_DO_TOKEN=fake.token, DRKIT_DO_ENDPOINT=fake.endpoint, DRKIT_DO_CA_FILE=fake.ca_file,
+                 DRKIT_GITHUB_TOKEN=web.github_token, DRKIT_GRAFANA_TOKEN=web.grafana_token,
+                 DRKIT_CONFIG_SOURCES=json.dumps(sampleaccount.sources(web, "drkit-drill-tfstate")))
+        first = handle("config-backup", config_backup.run, {}, _Context(900_000), e)
+        erp = next(r for r in fake.records["example.net"] if r["name"] == "erp")
+        erp["data"] = "198.51.100.20"  # somebody moved erp
+        fake.inventory["firewalls"][0]["inbound_rules"].append(
+            {"protocol": "tcp", "ports": "5432", "sources": {"addresses": ["0.0.0.0/0"]}})
+        second = handle("config-backup", config_backup.run, {}, _Context(900_000), e)
+        table = Table("run", "status", "files", "stored", "drift", title="config-backup (fake DO API, GitHub, Grafana, S3)")
+        for label, r in (("first", first), ("second", second)):
+            table.add_row(label, str(r.get("status")), str(r.get("files")), f"{r.get('bytes_out', 0) / 1e3:.0f} kB",
+                          "\n".join([*r.get("drift", {}).get("dns", []), *r.get("drift", {}).get("firewalls", [])])
+                          or (f"first run: {len(r['drift']['new_units'])} sources, nothing to compare"
+                              if r.get("drift", {}).get("new_units") else str(r.get("drift", {}).get("summary"))))
+        drill.console.print(table)
+        identities = [crypto.parse_identity(env["DRKIT_AGE_IDENTITY"])]
+        entry = config_catalog.find(store, "latest")
+        manifest = config_catalog.read_manifest(store, entry)
+        raw = store.open_read(entry.data_key)
+        reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
+        done = archive.extract(reader, manifest["files"], identities, work / "config",
+                               explain=lambda: explain_crypto_failure(reader, "disk"))
+        raw.close()
+        zone = (work / "config/digitalocean/domains/example.net.zone").read_text()
+        api = DoApi.from_env(e, Deadline(None))
+        backup_id, records = dns_restore.backed_up_records(store, first["backup_id"], "example.net", identities)
+        plan = dns_restore.make_plan(api, backup_id, "example.net", records)
+        drill.console.print(f"dns restore --from {backup_id} --dry-run: " + "; ".join(s.text("example.net")
+                                                                                      for s in plan.changes))
+        dns_line = "A erp.example.net 203.0.113.10 → 198.51.100.20"
+        ok = bool(first["ok"] and second["ok"]) and dns_line in second["drift"]["dns"] and \
+            "198.51.100.20" in zone and len(plan.changes) == 1 and not fake.violations
+        drill.facts["config backup"] = (f"{first['files']} files from {len(first['sources'])} sources; second run's "
+                                        f"drift: {dns_line}, {second['drift']['firewalls'][0] if second['drift']['firewalls'] else '-'}; "
+                                        f"extracted {done.files} verified files; DNS restore plan: 1 update")
+        drill.step("config-backup", ok, drill.facts["config backup"], time.monotonic() - t)
+    finally:
+        web.stop()
         fake.stop()
 
 
