@@ -108,6 +108,10 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         table.add_row(db.name, db.display, ", ".join(db.count_tables) or "-", " ".join(db.pg_dump_args) or "-",
                       str(db.retention))
     con.print(table)
+    if env.get("DRKIT_CONFIG_SOURCES", "").strip():
+        from .cli_config import print_sources
+
+        print_sources(con, env)
     if args.connect:
         from . import pg
 
@@ -302,7 +306,8 @@ def cmd_retention_plan(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="drkit", description="drkit operator CLI: backups, retention, keys. See docs/runbook.md.",
+        prog="drkit", description="drkit operator CLI: database and config backups, restores, DNS restore, retention, keys. "
+                    "See docs/runbook.md.",
         epilog="Configuration: environment variables (see .env.example), read from --env-file or ./.env too.")
     ap.add_argument("--version", action="version", version=f"drkit {__version__}")
     ap.add_argument("--env-file", help="KEY=VALUE file to read (default: ./.env if present)")

@@ -27,6 +27,20 @@ def _cli() -> Any:
     return cli
 
 
+def print_sources(con: Any, env: Mapping[str, str]) -> None:
+    """config-backup's sources as `drkit config check` shows them (raises ConfigError when invalid)."""
+    from rich.table import Table
+
+    from .config_sources import parse_sources
+
+    sources = parse_sources(env["DRKIT_CONFIG_SOURCES"], env)
+    table = Table("config source", "type", "what", "token from")
+    for s in sources:
+        var = ", ".join(str(s.opt(k)) for k in ("token_env", "key_env") if k in s.secrets)
+        table.add_row(s.name, s.type, s.describe().split(": ", 1)[1].rstrip(")"), var or "-")
+    con.print(table)
+
+
 def cmd_config_backup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     params: dict[str, Any] = {"dry_run": args.dry_run, "prune": not args.no_prune}
     if args.source:
@@ -84,7 +98,7 @@ def cmd_config_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     cli = _cli()
     _, store = cli._store(env)
-    entry = config_catalog.find(store, args.backup)
+    entry = config_catalog.find(store, args.backup_opt or args.backup or "latest")
     m = config_catalog.read_manifest(store, entry)
     if args.json:
         print(json.dumps(m, indent=2))
@@ -212,7 +226,8 @@ def register(config_group: Any, root: Any) -> None:
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_config_list)
     c = config_group.add_parser("show", help="one config backup: sources, drift, files")
-    c.add_argument("backup", nargs="?", default="latest", help="latest (default), an id, or a key")
+    c.add_argument("backup", nargs="?", default=None, help="latest (default), an id, or a key")
+    c.add_argument("--backup", dest="backup_opt", metavar="BACKUP", help="the same, as an option")
     c.add_argument("--files", type=int, default=0, help="also list this many files")
     c.add_argument("--json", action="store_true", help="print the manifest as stored")
     c.set_defaults(fn=cmd_config_show)

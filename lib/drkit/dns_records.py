@@ -72,19 +72,26 @@ def _groups(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[dic
     return out
 
 
-def _pair(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]],
-                                                                          list[dict[str, Any]], list[dict[str, Any]]]:
-    """(changed pairs, only-old, only-new) after removing equal values."""
+Pairs = list[tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _match(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[Pairs, Pairs, list[dict[str, Any]],
+                                                                           list[dict[str, Any]]]:
+    """One (type, name) group: (equal pairs, changed pairs, only-old, only-new).
+
+    Equal values pair first; what is left pairs up in order as changes.
+    """
     new_left = list(new)
+    equal: Pairs = []
     old_left = []
     for r in old:
-        match = next((i for i, n in enumerate(new_left) if _value(n) == _value(r)), None)
-        if match is None:
+        found = next((i for i, n in enumerate(new_left) if _value(n) == _value(r)), None)
+        if found is None:
             old_left.append(r)
         else:
-            new_left.pop(match)
+            equal.append((r, new_left.pop(found)))
     n = min(len(old_left), len(new_left))
-    return list(zip(old_left[:n], new_left[:n], strict=True)), old_left[n:], new_left[n:]
+    return equal, list(zip(old_left[:n], new_left[:n], strict=True)), old_left[n:], new_left[n:]
 
 
 def changes(domain: str, old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -92,7 +99,7 @@ def changes(domain: str, old: Iterable[dict[str, Any]], new: Iterable[dict[str, 
     before, after = _groups(old), _groups(new)
     out: list[dict[str, Any]] = []
     for key in sorted(set(before) | set(after)):
-        pairs, removed, added = _pair(before.get(key, []), after.get(key, []))
+        _, pairs, removed, added = _match(before.get(key, []), after.get(key, []))
         name = fqdn(key[1], domain)
         for o, n in pairs:
             if value_text(o) == value_text(n):
@@ -195,21 +202,11 @@ def restore_plan(backup: Sequence[dict[str, Any]], current: Sequence[dict[str, A
         if wanted and managed_by_do(wanted[0]):
             steps += [Step("skip", w, why="managed by DigitalOcean") for w in wanted]
             continue
-        left = list(live)
-        unmatched = []
-        for w in wanted:
-            match = next((i for i, c in enumerate(left) if _value(c) == _value(w)), None)
-            if match is None:
-                unmatched.append(w)
-            else:
-                steps.append(Step("keep", w, left[match].get("id"), left[match]))
-                left.pop(match)
-        for w, c in zip(unmatched, left, strict=False):
-            steps.append(Step("update", w, c.get("id"), c))
-        for w in unmatched[len(left):]:
-            steps.append(Step("create", w))
-        for c in left[len(unmatched):]:
-            steps.append(_extra(c, delete_extra))
+        equal, changed, extra, missing = _match(live, wanted)
+        steps += [Step("keep", w, c.get("id"), c) for c, w in equal]
+        steps += [Step("update", w, c.get("id"), c) for c, w in changed]
+        steps += [Step("create", w) for w in missing]
+        steps += [_extra(c, delete_extra) for c in extra]
     for key in sorted(live_by_key):
         for c in live_by_key[key]:
             if managed_by_do(c):

@@ -23,9 +23,11 @@ import tarfile
 import threading
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from .probeservers import QuietHandler
 
 
 @dataclass
@@ -47,15 +49,24 @@ class Generated:
 
 
 class _PatternReader:
+    """`size` bytes of `pattern` repeated (any pattern length), read in any chunk sizes."""
+
     def __init__(self, size: int, pattern: bytes):
         self.left = size
-        self.block = (pattern * ((1 << 20) // len(pattern) + 1))[: 1 << 20]
+        self.pattern = pattern if len(pattern) >= 1 << 16 else pattern * ((1 << 16) // len(pattern) + 1)
+        self.pos = 0
 
     def read(self, n: int = -1) -> bytes:
         n = self.left if n < 0 else min(n, self.left)
-        out = (self.block * (n // len(self.block) + 1))[:n] if n > len(self.block) else self.block[:n]
+        parts = []
+        want = n
+        while want:
+            piece = self.pattern[self.pos: self.pos + want]
+            parts.append(piece)
+            want -= len(piece)
+            self.pos = (self.pos + len(piece)) % len(self.pattern)
         self.left -= n
-        return out
+        return b"".join(parts)
 
 
 @dataclass
@@ -82,20 +93,7 @@ class FakeWeb:
     def start(self) -> FakeWeb:
         web = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def _json(self, code: int, obj: Any) -> None:
                 self._send(code, json.dumps(obj).encode(), {"Content-Type": "application/json"})
 

@@ -139,6 +139,8 @@ def test_every_source_archived_checked_and_extractable(account: Account, s3_clie
     assert code == 0 and result["backup_id"] in text
     code, text = _cli(account.env, "config", "show", "latest", "--files", "5", capsys=capsys)
     assert code == 0 and "infra" in text and "age -d -i key.txt" in text
+    code, text = _cli(account.env, "config", "show", "--backup", result["backup_id"], "--json", capsys=capsys)
+    assert code == 0 and json.JSONDecoder().raw_decode(text)[0]["id"] == result["backup_id"]
     # no secret in results or logs
     blob = json.dumps(result) + capsys.readouterr().err
     for secret in (account.web.github_token, account.web.grafana_token, account.fake.token, sampleaccount.DB_PASSWORD):
@@ -429,3 +431,15 @@ def test_tar_members_are_in_the_manifest_in_order(account: Account, s3_client: A
     m = _manifest(s3_client, bucket, result)
     assert names == [f["path"] for f in m["files"]]
     assert m["bytes_in"] == len(tar_bytes)
+
+
+def test_config_check_shows_the_sources_and_refuses_bad_ones(account: Account,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    env = dict(account.env, DRKIT_DATABASES="app", DRKIT_DB_APP_URL="postgresql://u@db.example.net/app")
+    code, text = _cli(env, "config", "check", capsys=capsys)
+    assert code == 0, text
+    assert "acme/infra@main" in text and "DRKIT_GITHUB_TOKEN" in text and "s3://" in text
+    assert account.web.github_token not in text
+    env["DRKIT_CONFIG_SOURCES"] = json.dumps([{"type": "grafana", "name": "g", "url": "http://grafana.example.net"}])
+    code, text = _cli(env, "config", "check", capsys=capsys)
+    assert code == 2 and "url must be the https:// base URL of Grafana" in text
