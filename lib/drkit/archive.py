@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 import tarfile
 import threading
@@ -370,6 +371,35 @@ def _selected(path: str, wanted: Sequence[str]) -> bool:
     return any(path == w or path.startswith(w + "/") for w in wanted)
 
 
+def _safe_target(member: tarfile.TarInfo, staging: Path) -> Path:
+    """Where `member` may go inside `staging`, or IntegrityError.
+
+    The checks of tarfile's `data` filter, written out: that filter only exists from
+    Python 3.11.4, and neither CI's nor the runtime's 3.11 patch level is guaranteed.
+    Regular files and symlinks only; relative names without `..`; a symlink's target
+    stays inside; nothing is written through a symlink extracted earlier.
+    """
+    try:
+        name = safe_path(member.name)
+    except SourceError:
+        raise IntegrityError(f"refusing an unsafe archive entry {member.name[:200]!r}") from None
+    if not (member.isfile() or member.issym()):
+        raise IntegrityError(f"{name}: unexpected archive entry type")
+    if member.issym():
+        link = PurePosixPath(member.linkname)
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+        if link.is_absolute() or joined == ".." or joined.startswith("../"):
+            raise IntegrityError(f"refusing symlink {name} -> {member.linkname[:200]}: it points outside")
+    target = staging / name
+    root = os.path.realpath(staging)
+    parent = os.path.realpath(target.parent) if target.parent.exists() else None
+    if parent is not None and parent != root and not parent.startswith(root + os.sep):
+        raise IntegrityError(f"refusing {name}: a directory on its path leads outside")
+    if target.is_symlink():
+        raise IntegrityError(f"refusing {name}: it would replace a symlink")
+    return target
+
+
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, expected: dict[str, dict[str, Any]],
                     wanted: Sequence[str], staging: Path, seen: set[str], result: ExtractResult) -> None:
     if member.name not in expected:
@@ -379,11 +409,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, expected: dic
     if info.get("incomplete") or (wanted and not _selected(member.name, wanted)):
         result.skipped.append(member.name)
         return
-    try:
-        checked = tarfile.data_filter(member, str(staging))
-    except tarfile.FilterError as exc:
-        raise IntegrityError(f"refusing an unsafe archive entry: {exc}") from None
-    target = staging / checked.name
+    target = _safe_target(member, staging)
     target.parent.mkdir(parents=True, exist_ok=True)
     if member.issym():
         if info.get("type") != "symlink" or info.get("target") != member.linkname:
@@ -404,6 +430,6 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, expected: dic
             size += len(chunk)
     if size != int(info["size"]) or digest.hexdigest() != info["sha256"]:
         raise IntegrityError(f"{member.name}: content does not match the manifest (size or SHA-256)")
-    os.chmod(target, 0o755 if (checked.mode or 0) & 0o100 else 0o644)
+    os.chmod(target, 0o755 if (member.mode or 0) & 0o100 else 0o644)
     result.files += 1
     result.bytes += size

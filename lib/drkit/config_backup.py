@@ -181,8 +181,11 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                   "decision": f"config backup failed: {exc}; nothing pruned"}
         result["notifications"] = _notify(settings, result, None, failed=True)
         return result
-    except DrkitError as exc:
+    except DrkitError as exc:  # the archive itself failed (Spaces, encryption, deadline): nothing was stored
         _record_failure(store, settings, str(exc), clock)
+        failed = {"status": exc.status, "decision": f"config backup failed, nothing stored: {exc}",
+                  "sources": [{"name": "archive", "status": "failed", "error": str(exc)}]}
+        _notify(settings, failed, None, failed=True)
         raise
     result = _result(manifest)
     if request.prune:

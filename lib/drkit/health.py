@@ -59,6 +59,7 @@ class Settings:
     protections: list[Protection]
     reminder: dt.timedelta
     notifier: Notifier = field(default_factory=Notifier)
+    config_max_age: dt.timedelta | None = None  # config-backup freshness (opt-in: it has no trigger of its own)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -91,12 +92,14 @@ class Settings:
             protections.append(Protection(name, *(interval(env_name(name, suffix), text)
                                                   for suffix, text in defaults.items())))
         reminder = interval("DRKIT_ALERT_REMINDER", "1h")
+        config_max_age = interval("DRKIT_CONFIG_MAX_AGE", "1d") if environ.get("DRKIT_CONFIG_MAX_AGE", "").strip() \
+            else None
         notifier = Notifier.collect(environ, problems)
-        if not targets and not protections and not problems:
+        if not targets and not protections and config_max_age is None and not problems:
             problems.append("nothing to probe: set DRKIT_PROBES (JSON list of targets) and/or DRKIT_DATABASES")
         if problems:
             raise ConfigError(problems)
-        return cls(targets, protections, reminder, notifier)
+        return cls(targets, protections, reminder, notifier, config_max_age)
 
 
 # -- data protection ----------------------------------------------------------------------
@@ -136,6 +139,29 @@ def data_protection(store: Store, p: Protection, now: dt.datetime) -> list[probe
                                 metrics={"restore_duration_seconds": duration, "rto_seconds": p.rto.total_seconds()}))
     else:
         out.append(probe.Result(f"verify-age:{db}", "verify", False, "no passed restore verification yet", 0.0))
+    return out
+
+
+def config_protection(store: Store, max_age: dt.timedelta, now: dt.datetime) -> list[probe.Result]:
+    """config-backup: the newest complete archive is young enough, and the last run stored one."""
+    from . import config_catalog
+
+    entries = [e for e in config_catalog.list_entries(store) if e.complete]
+    if entries:
+        age = now - entries[0].time
+        out = [probe.Result("config-age", "backup", age <= max_age,
+                            f"newest config backup {entries[0].id} is {_human(age)} old (limit {_human(max_age)})", 0.0,
+                            metrics={"config_backup_age_seconds": age.total_seconds()})]
+    else:
+        out = [probe.Result("config-age", "backup", False, "no complete config backup in the bucket", 0.0)]
+    state = store.get_json_or_none(layout.CONFIG_STATE_KEY) or {}
+    last = state.get("last_run") or {}
+    failed_units = list(last.get("failed_units") or [])
+    ok = int(state.get("consecutive_failures", 0)) == 0 and not failed_units
+    detail = "last config backup run stored every source" if ok else (
+        f"last config backup failed: {last.get('error')}" if last.get("status") == "failed"
+        else f"last config backup was partial: {', '.join(failed_units)} failed")
+    out.append(probe.Result("config-failures", "backup", ok, detail, 0.0))
     return out
 
 
@@ -258,6 +284,11 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
             results += data_protection(store, prot, now)
         except StoreError as exc:
             results.append(probe.Result(f"backup-age:{prot.database}", "backup", False, f"cannot read Spaces: {exc}", 0.0))
+    if settings.config_max_age is not None:
+        try:
+            results += config_protection(store, settings.config_max_age, now)
+        except StoreError as exc:
+            results.append(probe.Result("config-age", "backup", False, f"cannot read Spaces: {exc}", 0.0))
     try:
         saved = store.get_json_or_none(STATE_KEY) or {}
     except StoreError:

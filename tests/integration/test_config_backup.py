@@ -443,3 +443,20 @@ def test_config_check_shows_the_sources_and_refuses_bad_ones(account: Account,
     env["DRKIT_CONFIG_SOURCES"] = json.dumps([{"type": "grafana", "name": "g", "url": "http://grafana.example.net"}])
     code, text = _cli(env, "config", "check", capsys=capsys)
     assert code == 2 and "url must be the https:// base URL of Grafana" in text
+
+
+def test_health_probe_watches_config_backup_freshness_and_failures(account: Account) -> None:
+    from drkit import health
+
+    env = dict(account.env, DRKIT_CONFIG_MAX_AGE="26h", DRKIT_PROBES="[]")
+    first = handle("health-probe", health.run, {}, None, env)
+    found = {t["name"]: t for t in first["targets"]}
+    assert not found["config-age"]["ok"] and "no complete config backup" in found["config-age"]["detail"]
+    account.run(source="infra")
+    found = {t["name"]: t for t in handle("health-probe", health.run, {}, None, env)["targets"]}
+    assert found["config-age"]["ok"] and found["config-failures"]["ok"]
+    account.web.github_token = "ghp_rotated"  # the next run fails: nothing stored, and health-probe says so
+    account.run(source="infra")
+    found = {t["name"]: t for t in handle("health-probe", health.run, {}, None, env)["targets"]}
+    assert found["config-age"]["ok"] and not found["config-failures"]["ok"]
+    assert "last config backup failed: every source failed" in found["config-failures"]["detail"]

@@ -306,3 +306,44 @@ def test_a_dead_encryptor_stops_the_writer(keypair: tuple[Any, Any]) -> None:
             for i in range(400):
                 w.add_bytes(f"f{i}", os.urandom(65536), "s")
         assert w.broken is not None
+
+
+def _hostile(keypair: tuple[Any, Any], members: list[tarfile.TarInfo]) -> tuple[bytes, list[dict[str, Any]]]:
+    """An age+zstd tar built by hand (as an attacker with the public key could), and a manifest naming it."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m in members:
+            tar.addfile(m, io.BytesIO(b"x" * m.size) if m.isfile() else None)
+    plain = zstandard.ZstdCompressor().compress(raw.getvalue())
+    out = io.BytesIO()
+    crypto.encrypt_stream(io.BytesIO(plain), out, keypair[1])
+    files = [{"path": m.name, "size": m.size, "sha256": hashlib.sha256(b"x" * m.size).hexdigest(),
+              **({"type": "symlink", "target": m.linkname} if m.issym() else {})} for m in members]
+    return out.getvalue(), files
+
+
+def _member(name: str, size: int = 1, link: str | None = None) -> tarfile.TarInfo:
+    m = tarfile.TarInfo(name)
+    m.size = size if link is None else 0
+    if link is not None:
+        m.type, m.linkname = tarfile.SYMTYPE, link
+    return m
+
+
+@pytest.mark.parametrize("members", [
+    [_member("../evil")],
+    [_member("/tmp/evil")],
+    [_member("s/up", link="../../outside")],
+    [_member("s/abs", link="/etc/passwd")],
+    [_member("s/dir", link="."), _member("s/dir/x")],  # fine: stays inside (control case below)
+])
+def test_hostile_entries_never_leave_the_destination(keypair: tuple[Any, Any], tmp_path: Path,
+                                                     members: list[tarfile.TarInfo]) -> None:
+    data, files = _hostile(keypair, members)
+    dest = tmp_path / "inner" / "dest"
+    if members[0].linkname == ".":
+        assert archive.extract(io.BytesIO(data), files, [keypair[0]], dest).files == 2
+        return
+    with pytest.raises(IntegrityError, match="refusing"):
+        archive.extract(io.BytesIO(data), files, [keypair[0]], dest)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["inner"]
