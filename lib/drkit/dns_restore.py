@@ -31,6 +31,8 @@ class Plan:
     backup_id: str
     domain_exists: bool
     steps: list[dns_records.Step]
+    backup: list[dict[str, Any]]  # the backed-up records the steps were planned from
+    delete_extra: bool = False
 
     @property
     def changes(self) -> list[dns_records.Step]:
@@ -98,7 +100,8 @@ def make_plan(api: DoApi, backup_id: str, domain: str, records: list[dict[str, A
               delete_extra: bool = False) -> Plan:
     exists = api.get_domain(domain) is not None
     current = api.list_records(domain) if exists else []
-    return Plan(domain, backup_id, exists, dns_records.restore_plan(records, current, delete_extra=delete_extra))
+    return Plan(domain, backup_id, exists, dns_records.restore_plan(records, current, delete_extra=delete_extra),
+                records, delete_extra)
 
 
 def apply(api: DoApi, store: Store, plan: Plan) -> list[str]:
@@ -111,8 +114,7 @@ def apply(api: DoApi, store: Store, plan: Plan) -> list[str]:
         done.append(f"created domain {plan.domain}")
         # DigitalOcean adds its own SOA and NS records: plan again against what exists now
         plan = Plan(plan.domain, plan.backup_id, True, dns_records.restore_plan(
-            [s.record for s in plan.steps if s.action != "delete"], api.list_records(plan.domain),
-            delete_extra=any(s.action == "delete" for s in plan.steps)))
+            plan.backup, api.list_records(plan.domain), delete_extra=plan.delete_extra), plan.backup, plan.delete_extra)
     for step in plan.changes:
         text = step.text(plan.domain)
         try:
