@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from . import layout
 from .retention import Item
@@ -116,12 +116,25 @@ def find(store: Store, ref: str, database: str | None = None) -> Entry:
     entries = [e for e in list_backups(store, database) if e.complete]
     if not entries:
         raise ConfigError(f"database {database!r} has no complete backups in the bucket")
+    found = pick(entries, ref)
+    if found is None:
+        raise ConfigError(f"no complete backup {ref!r} for database {database!r}; see `drkit backups list --db {database}`")
+    return found
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+E = TypeVar("E", bound=_HasId)
+
+
+def pick(newest_first: list[E], ref: str) -> E | None:
+    """`latest` or an id among entries listed newest first (database or config backups)."""
     if ref == "latest":
-        return entries[0]
-    for e in entries:
-        if e.id == ref:
-            return e
-    raise ConfigError(f"no complete backup {ref!r} for database {database!r}; see `drkit backups list --db {database}`")
+        return newest_first[0] if newest_first else None
+    return next((e for e in newest_first if e.id == ref), None)
 
 
 def read_manifest(store: Store, entry: Entry) -> dict[str, Any]:

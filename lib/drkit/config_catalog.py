@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import layout
-from .catalog import ORPHAN_GRACE
+from .catalog import ORPHAN_GRACE, pick
 from .errors import ConfigError, IntegrityError
 from .retention import Item
 from .store import ObjectInfo, Store, UploadInfo
@@ -68,12 +68,10 @@ def find(store: Store, ref: str) -> ConfigEntry:
     entries = [e for e in list_entries(store) if e.complete]
     if not entries:
         raise ConfigError("there are no complete config backups in the bucket (run config-backup first)")
-    if wanted == "latest":
-        return entries[0]
-    for e in entries:
-        if e.id == wanted:
-            return e
-    raise ConfigError(f"no complete config backup {ref!r}; see `drkit config list`")
+    found = pick(entries, wanted)
+    if found is None:
+        raise ConfigError(f"no complete config backup {ref!r}; see `drkit config list`")
+    return found
 
 
 def read_manifest(store: Store, entry: ConfigEntry) -> dict[str, Any]:
