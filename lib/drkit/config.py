@@ -149,6 +149,29 @@ class Config:
         )
 
 
+def json_list(text: str, where: str, *, items: str, limit: int | None = None, required: str | None = None) -> list[Any]:
+    """The opening every JSON-list setting shares: parse, is a list, within `limit`.
+
+    Empty text gives [] unless `required` (then it is the error, and an empty list is refused too).
+    `items` names the elements in messages ("targets", "sources").
+    """
+    import json
+
+    if not text.strip():
+        if required is None:
+            return []
+        raise ConfigError(required)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not valid JSON ({exc})") from None
+    if not isinstance(value, list) or (required is not None and not value):
+        raise ConfigError(f"{where} must be a {'non-empty ' if required is not None else ''}JSON list of {items}")
+    if limit is not None and len(value) > limit:
+        raise ConfigError(f"{where} has {len(value)} {items}; at most {limit}")
+    return value
+
+
 def spaces_from_env(environ: Mapping[str, str]) -> SpacesConfig:
     """Only the bucket settings (for functions that read state but touch no database)."""
     problems: list[str] = []

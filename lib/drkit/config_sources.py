@@ -14,13 +14,12 @@ must be set. See docs/config-backup.md for the full format.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Secret
+from .config import Secret, json_list
 from .errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -73,17 +72,9 @@ def _https(url: Any) -> bool:
 
 def parse_sources(raw: str, environ: Mapping[str, str]) -> list[Source]:
     """Every source, or one ConfigError that lists every problem."""
-    if not raw.strip():
-        raise ConfigError("DRKIT_CONFIG_SOURCES is not set: a JSON list of sources, e.g. "
-                          "[{\"type\": \"digitalocean\"}] (see docs/config-backup.md)")
-    try:
-        items = json.loads(raw)
-    except ValueError as exc:
-        raise ConfigError(f"DRKIT_CONFIG_SOURCES is not valid JSON: {exc}") from None
-    if not isinstance(items, list) or not items:
-        raise ConfigError("DRKIT_CONFIG_SOURCES must be a non-empty JSON list of source objects")
-    if len(items) > MAX_SOURCES:
-        raise ConfigError(f"DRKIT_CONFIG_SOURCES has {len(items)} sources; at most {MAX_SOURCES}")
+    items = json_list(raw, "DRKIT_CONFIG_SOURCES", items="sources", limit=MAX_SOURCES,
+                      required="DRKIT_CONFIG_SOURCES is not set: a JSON list of sources, e.g. "
+                               "[{\"type\": \"digitalocean\"}] (see docs/config-backup.md)")
     problems: list[str] = []
     out: list[Source] = []
     names: set[str] = set()

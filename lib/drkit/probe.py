@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .config import json_list
 from .errors import ConfigError
 
 MAX_TARGETS = 500
@@ -81,16 +82,7 @@ class Result:
 
 
 def parse_targets(text: str, where: str = "DRKIT_PROBES") -> list[Target]:
-    if not text.strip():
-        return []
-    try:
-        items = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where} is not valid JSON ({exc})") from None
-    if not isinstance(items, list):
-        raise ConfigError(f"{where} must be a JSON list of targets")
-    if len(items) > MAX_TARGETS:
-        raise ConfigError(f"{where} has {len(items)} targets; at most {MAX_TARGETS}")
+    items = json_list(text, where, items="targets", limit=MAX_TARGETS)
     problems: list[str] = []
     out: list[Target] = []
     names: set[str] = set()

@@ -19,13 +19,13 @@ and the newest completed one always stays (drkit.retention's safety rules).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import audit, log
+from .config import json_list
 from .deadline import Clock, Deadline, utcnow
 from .do_api import DoApi
 from .errors import ConfigError, DoApiError
@@ -56,12 +56,8 @@ class SnapshotPolicy:
 def parse_policies(text: str, where: str = "DRKIT_SNAPSHOT_POLICIES") -> list[SnapshotPolicy]:
     from croniter import croniter
 
-    try:
-        items = json.loads(text) if text.strip() else None
-    except ValueError as exc:
-        raise ConfigError(f"{where} is not valid JSON ({exc})") from None
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{where} must be a non-empty JSON list of {{tag, resources, schedule, retention}}")
+    items = json_list(text, where, items="{tag, resources, schedule, retention}",
+                      required=f"{where} must be a non-empty JSON list of {{tag, resources, schedule, retention}}")
     problems, out, tags = [], [], set()
     for n, item in enumerate(items, 1):
         label = f"{where} item {n}"
