@@ -155,12 +155,12 @@ class Garbage:
 
 def garbage(store: Store, entries: list[Entry], database: str, now: dt.datetime) -> Garbage:
     """Leftovers of killed runs that are old enough to be certainly dead."""
-    orphans = [e for e in entries if e.orphan and now - _started(e.id, e.objects[layout.DATA_SUFFIX].last_modified) > ORPHAN_GRACE]
-    uploads = [u for u in store.list_uploads(layout.db_prefix(database)) if now - _upload_started(u) > ORPHAN_GRACE]
+    orphans = [e for e in entries if e.orphan and now - started(e.id, e.objects[layout.DATA_SUFFIX].last_modified) > ORPHAN_GRACE]
+    uploads = [u for u in store.list_uploads(layout.db_prefix(database)) if now - upload_started(u, _db_id(u.key)) > ORPHAN_GRACE]
     return Garbage(orphans, uploads, [e for e in entries if e.broken])
 
 
-def _started(backup_id: str, reported: dt.datetime) -> dt.datetime:
+def started(backup_id: str, reported: dt.datetime) -> dt.datetime:
     """The later of the store's timestamp and the time in drkit's own id.
 
     A live upload of an overlapping run must never look old, even if a store
@@ -169,6 +169,11 @@ def _started(backup_id: str, reported: dt.datetime) -> dt.datetime:
     return max(reported, layout.id_time(backup_id))
 
 
-def _upload_started(upload: UploadInfo) -> dt.datetime:
-    parsed = layout.parse_key(upload.key)
-    return _started(parsed[1], upload.initiated) if parsed else upload.initiated
+def upload_started(upload: UploadInfo, backup_id: str | None) -> dt.datetime:
+    """When an incomplete upload began (`backup_id`: the id its key carries, if any)."""
+    return started(backup_id, upload.initiated) if backup_id else upload.initiated
+
+
+def _db_id(key: str) -> str | None:
+    parsed = layout.parse_key(key)
+    return parsed[1] if parsed else None

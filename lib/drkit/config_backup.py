@@ -56,8 +56,7 @@ class Settings:
     retention: Policy
     notify_on: frozenset[str]
     notifier: Notifier
-    do_endpoint: str
-    do_ca_file: str | None
+    environ: Mapping[str, str]  # for DoApi.from_env (endpoint, CA file)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -89,9 +88,7 @@ class Settings:
         notifier = Notifier.collect(environ, problems)
         if problems or cfg is None:
             raise ConfigError(problems)
-        return cls(cfg, tuple(sources), policy, frozenset(tokens), notifier,
-                   environ.get("DRKIT_DO_ENDPOINT", "").strip() or "https://api.digitalocean.com",
-                   environ.get("DRKIT_DO_CA_FILE", "").strip() or None)
+        return cls(cfg, tuple(sources), policy, frozenset(tokens), notifier, environ)
 
 
 @dataclass(frozen=True)
@@ -189,7 +186,8 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         raise
     result = _result(manifest)
     if request.prune:
-        pruning = prune(store, settings, units_of(settings.sources), manifest["id"], clock(), dry_run=False)
+        pruning = prune(store, settings, units_of(settings.sources), manifest["id"], clock(), dry_run=False,
+                        known={manifest["id"]: manifest})
         result["retention"] = {k: v for k, v in pruning.items() if k != "plan"}
         result["decision"] = f"{result['decision']}; {pruning['summary']}"
     else:
@@ -203,8 +201,7 @@ def _collector(unit: Unit, spaces: SpacesConfig, settings: Settings, deadline: D
     source = unit.source
     if source.type == "digitalocean":
         if source.name not in apis:
-            apis[source.name] = DoApi(source.secrets["token_env"], endpoint=settings.do_endpoint,
-                                      ca_file=settings.do_ca_file, deadline=deadline)
+            apis[source.name] = DoApi.from_env(settings.environ, deadline, token=source.secrets["token_env"])
         api, kind = apis[source.name], str(unit.kind)
         return lambda sink: inventory.collect(api, kind, sink)
     if source.type == "github":
@@ -317,8 +314,12 @@ def baselines(store: Store, manifest: Mapping[str, Any]) -> dict[str, dict[str, 
     return _newest_ok(store, wanted, before=str(manifest["id"]))[1]
 
 
-def _newest_ok(store: Store, units: set[str], before: str | None) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """Walk complete backups newest first until every unit has one where it succeeded."""
+def _newest_ok(store: Store, units: set[str], before: str | None, known: Mapping[str, dict[str, Any]] | None = None
+               ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Walk complete backups newest first until every unit has one where it succeeded.
+
+    `known`: manifests already in hand by id (the run's own), not read back from the bucket.
+    """
     found: dict[str, str] = {}
     manifests: dict[str, dict[str, Any]] = {}
     for entry in config_catalog.list_entries(store):
@@ -327,7 +328,7 @@ def _newest_ok(store: Store, units: set[str], before: str | None) -> tuple[dict[
         if not entry.complete or (before is not None and entry.id >= before):
             continue
         try:
-            m = config_catalog.read_manifest(store, entry)
+            m = (known or {}).get(entry.id) or config_catalog.read_manifest(store, entry)
         except DrkitError as exc:
             log.warning("config manifest unreadable; skipped", backup_id=entry.id, error=str(exc))
             continue
@@ -339,12 +340,12 @@ def _newest_ok(store: Store, units: set[str], before: str | None) -> tuple[dict[
 
 
 def prune(store: Store, settings: Settings, units: list[Unit], new_id: str | None, now: Any, *,
-          dry_run: bool) -> dict[str, Any]:
+          dry_run: bool, known: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     entries = config_catalog.list_entries(store)
     if new_id is not None and not any(e.id == new_id and e.complete for e in entries):
         log.warning("new config backup not visible in listing yet; retention skipped", backup_id=new_id)
         return {"summary": "retention skipped (new backup not yet listed)", "deleted": []}
-    last_ok, _ = _newest_ok(store, {u.name for u in units}, before=None)
+    last_ok, _ = _newest_ok(store, {u.name for u in units}, before=None, known=known)
     reasons: dict[str, list[str]] = {}
     for unit, backup_id in last_ok.items():
         reasons.setdefault(backup_id, []).append(unit)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import layout
-from .catalog import ORPHAN_GRACE, pick
+from .catalog import ORPHAN_GRACE, pick, started, upload_started
 from .errors import ConfigError, IntegrityError
 from .retention import Item
 from .store import ObjectInfo, Store, UploadInfo
@@ -85,14 +85,12 @@ def read_manifest(store: Store, entry: ConfigEntry) -> dict[str, Any]:
 def orphans(entries: list[ConfigEntry], now: dt.datetime) -> list[ConfigEntry]:
     """Archives without a manifest, older than the grace period: leftovers of killed runs."""
     return [e for e in entries if DATA in e.objects and MANIFEST not in e.objects
-            and now - max(e.objects[DATA].last_modified, e.time) > ORPHAN_GRACE]
+            and now - started(e.id, e.objects[DATA].last_modified) > ORPHAN_GRACE]
 
 
 def stale_uploads(store: Store, now: dt.datetime) -> list[UploadInfo]:
-    out = []
-    for u in store.list_uploads(layout.CONFIG_PREFIX):
-        parsed = layout.parse_config_key(u.key)
-        started = max(u.initiated, layout.id_time(parsed[0])) if parsed else u.initiated
-        if now - started > ORPHAN_GRACE:
-            out.append(u)
-    return out
+    def backup_id(key: str) -> str | None:
+        parsed = layout.parse_config_key(key)
+        return parsed[0] if parsed else None
+
+    return [u for u in store.list_uploads(layout.CONFIG_PREFIX) if now - upload_started(u, backup_id(u.key)) > ORPHAN_GRACE]

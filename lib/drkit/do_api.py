@@ -51,14 +51,16 @@ class DoApi:
         self.calls = 0
 
     @classmethod
-    def from_env(cls, environ: Any, deadline: Deadline) -> DoApi:
-        """DRKIT_DO_TOKEN (required), DRKIT_DO_ENDPOINT and DRKIT_DO_CA_FILE (tests)."""
+    def from_env(cls, environ: Any, deadline: Deadline, token: Secret | None = None) -> DoApi:
+        """DRKIT_DO_TOKEN (required unless `token` is given), DRKIT_DO_ENDPOINT and DRKIT_DO_CA_FILE (tests)."""
         from .errors import ConfigError
 
-        token = str(environ.get("DRKIT_DO_TOKEN", "")).strip()
-        if not token:
-            raise ConfigError("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with the scopes this function needs)")
-        return cls(Secret(token), endpoint=str(environ.get("DRKIT_DO_ENDPOINT", "")).strip() or "https://api.digitalocean.com",
+        if token is None:
+            raw = str(environ.get("DRKIT_DO_TOKEN", "")).strip()
+            if not raw:
+                raise ConfigError("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with the scopes this function needs)")
+            token = Secret(raw)
+        return cls(token, endpoint=str(environ.get("DRKIT_DO_ENDPOINT", "")).strip() or "https://api.digitalocean.com",
                    ca_file=str(environ.get("DRKIT_DO_CA_FILE", "")).strip() or None, deadline=deadline)
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, idempotent: bool, expect: str | None = None,

@@ -119,5 +119,4 @@ def summary(report: Mapping[str, Any]) -> str:
     if not parts:
         since = sorted(set(report["since"].values()))
         return f"no changes since {since[-1]}" if since else "no changes"
-    return "drift: " + "; ".join(parts) if (c["added"] or c["removed"] or c["changed"] or c["dns"] or c["firewalls"]) \
-        else "; ".join(parts)
+    return ("drift: " if report["changed"] else "") + "; ".join(parts)

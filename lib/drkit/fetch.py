@@ -144,9 +144,9 @@ def s3(source: Source, sink: Sink, spaces: SpacesConfig) -> dict[str, Any]:
     except SourceError:
         raise
     except Exception as exc:  # noqa: BLE001 - botocore errors become the source's failure
-        from .store import _explain
+        from .store import explain
 
-        raise SourceError(f"{what}: {_explain(exc, 'reading', o['bucket'], str(endpoint))}") from None
+        raise SourceError(f"{what}: {explain(exc, 'reading', o['bucket'], str(endpoint))}") from None
     return {"bucket": o["bucket"], "prefix": prefix, "objects": len(objects), "bytes": total}
 
 
@@ -209,7 +209,9 @@ def http_file(source: Source, sink: Sink) -> dict[str, Any]:
     if "token_env" in source.secrets:
         http.headers["Authorization"] = f"Bearer {source.secrets['token_env'].reveal()}"
     limit = int(source.opt("max_bytes"))
-    resp = _get(http, url, f"URL {urlsplit(url).netloc}{urlsplit(url).path}", str(source.opt("token_env")), stream=True)
+    label = str(source.opt("token_env")) if "token_env" in source.secrets else \
+        "whether the URL needs a token (token_env names the variable holding it)"
+    resp = _get(http, url, f"URL {urlsplit(url).netloc}{urlsplit(url).path}", label, stream=True)
     try:
         length = resp.headers.get("Content-Length")
         if length is not None and resp.headers.get("Content-Encoding") in (None, "identity") and length.isdigit():

@@ -81,7 +81,7 @@ def make_client(spaces: SpacesConfig) -> Any:
     )
 
 
-def _explain(exc: Exception, action: str, bucket: str, endpoint: str) -> StoreError:
+def explain(exc: Exception, action: str, bucket: str, endpoint: str) -> StoreError:
     """Turn a botocore error into a StoreError that says what to do next."""
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
@@ -121,7 +121,7 @@ class Store:
         return full[len(self.prefix) :] if self.prefix and full.startswith(self.prefix) else full
 
     def _fail(self, exc: Exception, action: str) -> StoreError:
-        return _explain(exc, action, self.bucket, self.spaces.endpoint_url)
+        return explain(exc, action, self.bucket, self.spaces.endpoint_url)
 
     # -- whole objects -----------------------------------------------------
     def check_access(self) -> None:
