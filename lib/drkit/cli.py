@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +27,8 @@ EXIT = {"ok": 0, "dry_run": 0, "partial": 3, "invalid_config": 2}
 
 
 def load_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; `#` comments; optional quotes; `export ` prefix allowed."""
+    """KEY=VALUE lines; `#` comments, also after a value (a `#` preceded by white space, as in
+    shells and dotenv); quoted values are taken literally; `export ` prefix allowed."""
     out: dict[str, str] = {}
     for n, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
@@ -37,8 +39,10 @@ def load_env_file(path: Path) -> dict[str, str]:
         if not sep or not key.strip().replace("_", "").isalnum():
             raise ConfigError(f"{path}:{n}: not KEY=VALUE")
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+        if value[:1] in ("'", '"') and value[0] in value[1:]:
+            value = value[1:value.index(value[0], 1)]  # quoted: literal, anything after it is a comment
+        else:
+            value = re.split(r"\s#", value, maxsplit=1)[0].strip()
         out[key.strip()] = value
     return out
 
@@ -263,11 +267,27 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         task = bar.add_task("restoring", total=plan.manifest["bytes_out"])
         detail = operator_restore.execute(store, plan, identities, progress=lambda n: bar.advance(task, n))
     con.print(f"[green]restored[/green] {detail['database']} {detail['backup_id']} into {detail['target']} in "
-              f"{detail['duration_s']:.1f} s ({detail['strategy']})")
+              f"{detail['duration_s']:.1f} s ({detail['strategy']}{', jobs ' + str(detail['jobs']) if 'jobs' in detail else ''})")
     for check in detail["checks"]:
         con.print(f"  {'PASS' if check['passed'] else 'FAIL'} {check['name']}: {check['detail']}")
-    if not args.download_to:
+    if detail.get("kept"):
+        con.print(f"the previous database is kept as [bold]{detail['kept']}[/bold]. To go back: "
+                  f"./scripts/drkit swap-back --target URL --kept {detail['kept']}; when sure: DROP DATABASE "
+                  f"\"{detail['kept']}\"")
+    if args.download_to:
+        con.print(f"{args.download_to} holds the database in plaintext (mode 0600): delete it when done")
+    else:
         con.print("for large databases: --download-to PATH --jobs N restores in parallel from a verified local copy")
+    return 0
+
+
+def cmd_swap_back(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from . import operator_restore
+
+    _, store = _store(env)
+    detail = operator_restore.swap_back(store, args.target, args.kept)
+    _console().print(f"[green]swapped back[/green]: {detail['restored_from']} is {detail['target']} again; the "
+                     f"restored database is kept as {detail['kept']}")
     return 0
 
 
@@ -368,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="allow replacing a database that holds tables")
     p.add_argument("--yes-i-know", metavar="NAME", help="confirm --force without a prompt (the target's name)")
     p.set_defaults(fn=cmd_restore)
+    p = sub.add_parser("swap-back", help="undo a restore that replaced a database: the kept one comes back",
+                       description="After `restore --force` replaced a database, put the kept one "
+                                   "(<name>_before_<stamp>) back under its name; the restored one is kept "
+                                   "as <name>_restored_<stamp>. One transaction; sessions on it are ended.")
+    p.add_argument("--target", required=True, help="libpq URL of the database that was replaced")
+    p.add_argument("--kept", required=True, help="the kept database the restore printed (<name>_before_<stamp>)")
+    p.set_defaults(fn=cmd_swap_back)
 
     g = sub.add_parser("droplet", help="droplets").add_subparsers(dest="command", required=True)
     c = g.add_parser("rebuild", help="create a droplet from the newest drkit snapshot of a (failed) droplet")
@@ -388,8 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: every cleanup (scratch database, partial files) runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         env = environment(args.env_file)
         # stdout is for results (tables, --json); logs go to stderr, quiet unless asked for
@@ -407,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: stopped and cleaned up (a restore leaves its target as it was)", file=sys.stderr)
         return 130
 
 

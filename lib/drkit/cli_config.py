@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -160,7 +161,7 @@ def cmd_config_extract(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                     return bytes(data)
 
             done = archive.extract(Counting(), m["files"], identities, dest, only=args.only or (),
-                                   explain=lambda: explain_crypto_failure(reader, str(dest)))
+                                   explain=lambda: explain_crypto_failure(reader, f"nothing was put into {dest}"))
     finally:
         raw.close()
     con.print(f"[green]extracted[/green] {done.files} files ({cli._size(done.bytes)}) of config backup {entry.id} "
@@ -214,7 +215,36 @@ def cmd_dns_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_config_deploy_env(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Every value project.yml substitutes, as the deployer needs it (see docs/configuration.md)."""
+    from . import envvars
+
+    values, warnings = envvars.deploy_env(Path(args.project).read_text(), env)
+    lines = []
+    for name, value in sorted(values.items()):
+        if "\n" in value or "'" in value:
+            raise ConfigError(f"{name}: a deploy value may not hold a newline or a single quote")
+        lines.append(f"{name}='{value}'")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)  # may hold secrets: created 0600, never widened
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# written by drkit config deploy-env: every ${VAR} of project.yml; `unset` = not set\n")
+        f.write("\n".join(lines) + "\n")
+    unset = sum(v == envvars.UNSET for v in values.values())
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"wrote {out} (mode 0600): {len(values)} variables, {unset} optional ones unset")
+    return 0
+
+
 def register(config_group: Any, root: Any) -> None:
+    c = config_group.add_parser("deploy-env", help="write the env file ./scripts/deploy hands the deployer "
+                                "(required variables checked; unset optional ones sent as `unset`)")
+    c.add_argument("--out", default="build/deploy.env", help="where to write it (default: %(default)s)")
+    c.add_argument("--project", default="project.yml", help="the project file (default: %(default)s)")
+    c.set_defaults(fn=cmd_config_deploy_env)
     c = config_group.add_parser("backup", help="run config-backup now (what a daily schedule runs)")
     c.add_argument("--source", action="append", help="only this source (repeatable; default: all)")
     c.add_argument("--dry-run", action="store_true", help="check the configuration; show the retention plan")

@@ -128,10 +128,12 @@ class Config:
         spaces = _spaces_from_env(environ, problems)
         recipients = _recipients_from_env(environ, problems) if need_recipients else ()
         databases = _databases_from_env(environ, problems, required=need_databases) if with_databases else {}
-        zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 1, 1, 19, problems)
-        zstd_threads = _int_env(environ, "DRKIT_ZSTD_THREADS", 0, 0, 8, problems)
-        part_size_mb = _int_env(environ, "DRKIT_PART_SIZE_MB", 8, 5, 512, problems)
-        concurrency = _int_env(environ, "DRKIT_UPLOAD_CONCURRENCY", 3, 1, 10, problems)
+        # archive writers (they need recipients) also read the compression and upload settings
+        writer = need_recipients
+        zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 1, 1, 19, problems) if writer else 1
+        zstd_threads = _int_env(environ, "DRKIT_ZSTD_THREADS", 0, 0, 8, problems) if writer else 0
+        part_size_mb = _int_env(environ, "DRKIT_PART_SIZE_MB", 8, 5, 512, problems) if writer else 8
+        concurrency = _int_env(environ, "DRKIT_UPLOAD_CONCURRENCY", 3, 1, 10, problems) if writer else 3
         log_level = environ.get("DRKIT_LOG_LEVEL", "info").strip().lower() or "info"
         if log_level not in ("debug", "info", "warning", "error"):
             problems.append(f"DRKIT_LOG_LEVEL must be debug, info, warning or error, not {log_level!r}")

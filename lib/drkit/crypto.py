@@ -63,8 +63,9 @@ def decrypt_stream(reader: Any, writer: Any, identities: Sequence[x25519.Identit
     except pyrage.DecryptError as exc:
         raise CryptoError(f"decryption failed (wrong identity, or tampered/truncated data): {exc}") from None
     except OSError as exc:
-        # pyrage reports a failed chunk authentication (tampering, truncation) as a bare OSError;
-        # a broken pipe is the consumer's failure, not the ciphertext's.
-        if isinstance(exc, BrokenPipeError) or str(exc) != "decryption error":
+        # pyrage reports a failed chunk authentication (tampering) or a missing last chunk (a cut) as a
+        # bare OSError; a broken pipe is the consumer's failure, not the ciphertext's.
+        if isinstance(exc, BrokenPipeError) or str(exc) not in ("decryption error", "age file is truncated"):
             raise
-        raise CryptoError("decryption failed: the data is tampered or truncated") from None
+        what = "truncated" if "truncated" in str(exc) else "tampered"
+        raise CryptoError(f"decryption failed: the data is {what}", in_data=True) from None

@@ -33,6 +33,7 @@ from . import __version__, audit, catalog, crypto, layout, log, pg, state
 from .config import Config, DatabaseConfig
 from .deadline import Clock, Deadline, utcnow
 from .errors import DeadlineExceeded, DrkitError, PgError, StoreError
+from .notify import Notifier
 from .retention import Decision, Verdict, plan
 from .runtime import Params
 from .store import Store
@@ -80,7 +81,28 @@ def zstd_params(cfg: Config) -> Any:
 
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         store: Store | None = None, clock: Clock = utcnow) -> dict[str, Any]:
+    """Back up the selected databases; any failure (configuration included: backups stop
+    then too) is notified when a notification URL is set."""
     request = Request.from_params(params)
+    notifier = Notifier.from_env(environ)
+    try:
+        result = _run(request, environ, deadline, store, clock)
+    except DrkitError as exc:
+        if notifier.configured and not request.dry_run:
+            notifier.send({"event": "db_backup.failed", "function": FUNCTION, "status": exc.status,
+                           "decision": f"no backup was made: {exc}"})
+        raise
+    if not result["ok"] and notifier.configured and not request.dry_run:
+        failures = [r for r in result["databases"] if r["status"] not in ("ok", "dry_run")]
+        result["notifications"] = notifier.send({
+            "event": "db_backup.failed", "function": FUNCTION, "status": result["status"],
+            "decision": result["decision"], "databases": failures,
+            "failed_checks": [f"{r['database']}: {r.get('error') or r['decision']}" for r in failures]})
+    return result
+
+
+def _run(request: Request, environ: Mapping[str, str], deadline: Deadline, store: Store | None,
+         clock: Clock) -> dict[str, Any]:
     cfg = Config.from_env(environ)
     log.configure(cfg.log_level)
     selected = cfg.select(request.databases)

@@ -71,7 +71,7 @@ def read_member(store: Store, entry: config_catalog.ConfigEntry, manifest: dict[
     raw = store.open_read(entry.data_key)
     reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
     try:
-        archive.read_tar(reader, identities, consume, explain=lambda: explain_crypto_failure(reader, "the DNS"))
+        archive.read_tar(reader, identities, consume, explain=lambda: explain_crypto_failure(reader, "no DNS record was changed"))
     finally:
         raw.close()
     data = found[0] if len(found) == 1 else None

@@ -50,7 +50,12 @@ class DoApiError(DrkitError):
 
 
 class CryptoError(DrkitError):
-    """Encryption/decryption failed (bad key, tampered data)."""
+    """Encryption/decryption failed (bad key, tampered data). `in_data`: age rejected the chunks
+    (tampered or cut ciphertext), not the header (no identity matches)."""
+
+    def __init__(self, message: str, *, in_data: bool = False):
+        super().__init__(message)
+        self.in_data = in_data
 
 
 class IntegrityError(DrkitError):

@@ -314,7 +314,9 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                               for r in results]}
     store.put_json(STATUS_KEY, status_doc)
     store.put_bytes(PROM_KEY, prom.encode(), "text/plain; version=0.0.4")
-    out: dict[str, Any] = {"ok": not down, "status": "ok" if not down else "degraded", "up": up, "down": down,
+    # ok: the probe run did its job (finding targets down is part of the job); `healthy` is the verdict
+    out: dict[str, Any] = {"ok": True, "healthy": not down, "status": "ok" if not down else "degraded",
+                           "up": up, "down": down,
                            "changed": events,
                            "decision": _decision(up, down, events, states)}
     if events and settings.notifier.configured:

@@ -43,6 +43,9 @@ def find_binary(name: str) -> Path:
         candidates.append(Path(env_dir) / name)
     candidates.append(VENDORED_BIN / name)
     for c in candidates:
+        if c.is_file() and noexec_mount(c):
+            # Unpacked on a noexec mount: run the same bytes from memory instead.
+            return memfd_bin(c.parent) / name
         if c.is_file() and not os.access(c, os.X_OK):
             # A zip may lose exec bits; the function's unpacked folder is writable.
             try:
@@ -59,6 +62,61 @@ def find_binary(name: str) -> Path:
         "run scripts/build, which vendors PostgreSQL 18 client tools",
         tool=name,
     )
+
+
+def noexec_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
+    except OSError:
+        return False
+
+
+_MEMFD: dict[str, Path] = {}  # vendored bin dir -> its in-memory twin (kept for the process's life)
+_MEMFD_LIB: list[str] = []    # LD_LIBRARY_PATH entries for tools started from memory
+_MFD_EXEC = 0x0010            # MFD_EXEC (Linux 6.3+: say so explicitly; older kernels refuse the flag)
+
+
+def memfd_bin(bin_dir: Path) -> Path:
+    """A twin of `<pgbin>/bin` + `<pgbin>/lib` whose files live in memfds, for a noexec mount.
+
+    The kernel refuses to exec (or to map executable) a file on a noexec mount, but a
+    memfd is not on that mount. The twin is a folder of symlinks to /proc/<pid>/fd/<n>;
+    the tools find their libraries through LD_LIBRARY_PATH (their $ORIGIN rpath points
+    nowhere when started from a memfd). Costs the tools' size in memory, once.
+    """
+    key = str(bin_dir.resolve())
+    if key in _MEMFD:
+        return _MEMFD[key]
+    import atexit
+    import tempfile
+
+    twin = Path(tempfile.mkdtemp(prefix="drkit-pgbin-"))
+    atexit.register(shutil.rmtree, twin, True)
+    lib_dir = bin_dir.parent / "lib"
+    try:
+        for sub, src_dir in (("bin", bin_dir), ("lib", lib_dir)):
+            (twin / sub).mkdir()
+            for src in sorted(src_dir.iterdir()) if src_dir.is_dir() else []:
+                if not src.is_file():
+                    continue
+                try:
+                    fd = os.memfd_create(src.name, os.MFD_CLOEXEC | _MFD_EXEC)
+                except OSError:
+                    fd = os.memfd_create(src.name, os.MFD_CLOEXEC)
+                with open(src, "rb") as f, os.fdopen(os.dup(fd), "wb") as out:
+                    shutil.copyfileobj(f, out)
+                os.fchmod(fd, 0o755)
+                # exec refuses a file open for writing (ETXTBSY): keep a read-only descriptor only
+                ro = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+                os.close(fd)
+                (twin / sub / src.name).symlink_to(f"/proc/{os.getpid()}/fd/{ro}")
+    except OSError as exc:
+        raise PgError(f"{bin_dir} is on a noexec mount and its tools cannot be run from memory either "
+                      f"({exc}); unpack the function where execution is allowed", tool="pg") from None
+    _MEMFD[key] = twin / "bin"
+    _MEMFD_LIB.append(str(twin / "lib"))
+    log.info("vendored PostgreSQL tools run from memory (their folder is mounted noexec)", folder=str(bin_dir))
+    return twin / "bin"
 
 
 @dataclass(frozen=True)
@@ -91,6 +149,8 @@ def _base_env() -> dict[str, str]:
     # Drop inherited libpq variables: the connection is exactly what drkit passes.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["LC_ALL"] = "C"
+    if _MEMFD_LIB:
+        env["LD_LIBRARY_PATH"] = ":".join([*_MEMFD_LIB, *filter(None, [env.get("LD_LIBRARY_PATH")])])
     return env
 
 
@@ -365,18 +425,52 @@ def restore_strategy(server_version_num: int) -> tuple[str, frozenset[bytes]]:
     return ("script", drop) if drop else ("direct", frozenset())
 
 
-def filter_script(lines: Any, drop: frozenset[bytes]) -> Any:
-    """Yield script lines, dropping `drop` statements outside COPY ... FROM stdin data."""
+COMMIT = b"COMMIT;\n"
+BEGIN = b"BEGIN;\n"
+
+
+def gate_script(lines: Any, drop: frozenset[bytes]) -> Any:
+    """A `pg_restore --single-transaction --file=-` script, with its final COMMIT withheld.
+
+    Yields the script's lines, dropping `drop` statements outside COPY data (a row whose
+    text is exactly such a statement is data, and kept), and keeps back the last top-level `COMMIT;`: the caller sends it
+    only when everything upstream was verified. A `COMMIT;` line that more statements
+    follow (inside a procedure's body, say) is passed on when they arrive. Raises
+    PgError when the script does not open with BEGIN before its first statement, or
+    ends without the COMMIT (pg_restore died, or its input was cut).
+    """
     in_copy = False
+    began = False
+    held: list[bytes] = []  # a COMMIT line and the comments/blank lines/\unrestrict after it
     for line in lines:
         if in_copy:
             if line == b"\\.\n":
                 in_copy = False
+            yield line
+            continue
+        quiet = line.strip() == b"" or line.startswith((b"--", b"\\restrict", b"\\unrestrict"))
+        if held:
+            if quiet:
+                held.append(line)
+                continue
+            yield from held  # that COMMIT was not the last statement
+            held = []
+        if line == COMMIT:
+            held = [line]
+            continue
+        if not quiet and not began:
+            if line != BEGIN:
+                raise PgError("the restore script does not open a transaction (pg_restore --single-transaction)",
+                              tool="pg_restore")
+            began = True
         elif line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
             in_copy = True
         elif line in drop:
             continue
         yield line
+    if not held:
+        raise PgError("the restore script ended without its COMMIT (pg_restore stopped early)", tool="pg_restore")
+    yield from held[1:]
 
 
 def server_version_num(db: DatabaseConfig, dbname: str | None = None) -> int:
@@ -430,3 +524,59 @@ def list_databases(db: DatabaseConfig, prefix: str) -> list[str]:
         rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1",
                             (prefix,)).fetchall()
     return [str(r[0]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Rights:
+    """What the connecting role may do to databases on a server (for a restore plan)."""
+    superuser: bool
+    createdb: bool
+    owns: bool  # the named database (False if it does not exist)
+
+    @property
+    def can_create(self) -> bool:
+        return self.superuser or self.createdb
+
+    @property
+    def can_rename(self) -> bool:  # ALTER DATABASE … RENAME: the owner with CREATEDB, or a superuser
+        return self.superuser or (self.createdb and self.owns)
+
+
+def rights(db: DatabaseConfig, name: str) -> Rights:
+    with connect(db, autocommit=True) as conn:
+        su, cdb = conn.execute("SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user").fetchone()
+        row = conn.execute("SELECT pg_has_role(current_user, datdba, 'USAGE') FROM pg_database WHERE datname = %s",
+                           (name,)).fetchone()
+    return Rights(bool(su), bool(cdb), bool(row and row[0]))
+
+
+def swap_databases(db: DatabaseConfig, target: str, new: str, keep_as: str | None, attempts: int = 5) -> None:
+    """In one transaction: `target` becomes `keep_as` (if it exists), `new` becomes `target`.
+
+    Sessions on `target` are ended first (a renamed database must have none); if they keep
+    coming back, nothing is renamed and the error says to stop the application.
+    """
+    import time
+
+    import psycopg
+    from psycopg import sql
+
+    rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+    try:
+        with connect(db, autocommit=True) as conn:
+            for attempt in range(1, attempts + 1):
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = ANY(%s) AND pid <> pg_backend_pid()", ([target, new],))
+                try:
+                    with conn.transaction():
+                        if keep_as is not None:
+                            conn.execute(rename.format(sql.Identifier(target), sql.Identifier(keep_as)))
+                        conn.execute(rename.format(sql.Identifier(new), sql.Identifier(target)))
+                    return
+                except psycopg.errors.ObjectInUse:
+                    if attempt == attempts:
+                        raise PgError(f"sessions keep reconnecting to {target!r}: stop the application that uses "
+                                      "it, then run the restore again (nothing was renamed)") from None
+                    time.sleep(0.5 * attempt)
+    except psycopg.Error as exc:
+        raise PgError(f"cannot rename databases on {db.display}: {describe_pg_error(exc)} (nothing was renamed)") from None

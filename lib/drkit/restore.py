@@ -1,18 +1,23 @@
 """Stream a stored backup into a PostgreSQL database, strictly.
 
 Spaces object -> size/SHA-256 check against the manifest -> age decrypt ->
-zstd decompress -> the restore tool. No temporary files. age authenticates
-every 64 KiB chunk, so corrupted ciphertext never reaches PostgreSQL; after a
-decryption failure the rest of the object is read so that the report can say
-whether the stored bytes differ from the manifest (storage corruption) or the
-identity is wrong.
+zstd decompress -> the restore tool. No temporary files.
 
-Targets: PostgreSQL 17+ get `pg_restore --exit-on-error --single-transaction`
-directly. Older targets reject a session setting pg_restore 18 always sends,
-so they get `pg_restore -f -` (a script), filtered of exactly those
-statements outside COPY data, into `psql -v ON_ERROR_STOP=1
---single-transaction` (see pg.UNKNOWN_BEFORE). Either way no error is ignored.
-(restore-verify and `drkit restore` build on this module.)
+One commit point, decided by drkit, on every route (`_Script`): pg_restore
+writes the archive as one transaction (`--single-transaction --file=-`: a
+BEGIN, everything, large objects included, and a COMMIT), `pg.gate_script`
+passes it to `psql -v ON_ERROR_STOP=1` but withholds the final COMMIT, and drkit
+sends that COMMIT only when the whole object arrived, its size and SHA-256
+matched the manifest, age authenticated every chunk, zstd ended its frame
+cleanly and pg_restore exited 0. Anything else ends psql's session without
+it, and PostgreSQL rolls everything back: a cut or tampered stream cannot
+commit, even when the cut falls exactly at a row boundary. Targets older than
+17 also lose the one session setting pg_restore 18 sends that they reject
+(pg.UNKNOWN_BEFORE), outside COPY data only.
+
+After a decryption failure the rest of the object is read so that the report
+can say whether the stored bytes differ from the manifest (storage corruption)
+or the identity is wrong. (restore-verify and `drkit restore` build on this.)
 """
 
 from __future__ import annotations
@@ -90,57 +95,140 @@ class _Progress(io.RawIOBase):
         return n
 
 
-def _filter_pump(source: pg.Process, dest: pg.Process, drop: frozenset[bytes], errors: list[BaseException]) -> None:
-    """Copy the script from pg_restore to psql, dropping statements the target rejects."""
-    stdin = dest.proc.stdin
-    assert stdin is not None
-    try:
-        reader = io.BufferedReader(source.stdout, buffer_size=1 << 20)  # type: ignore[type-var]
-        for line in pg.filter_script(iter(reader.readline, b""), drop):
-            stdin.write(line)
-    except BrokenPipeError:
-        errors.append(PgError("psql stopped reading the restore script", tool="psql"))
-    except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-        errors.append(exc)
-    finally:
+class _Unzstd(io.RawIOBase):
+    """zstd decompression into `sink` that knows whether the frame ended (a cut stream does not)."""
+
+    def __init__(self, sink: Any):
+        super().__init__()
+        self.sink = sink
+        self.dobj = zstandard.ZstdDecompressor().decompressobj()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
         try:
-            stdin.close()
-        except OSError:
+            out = self.dobj.decompress(bytes(b))
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"backup is not a valid zstd stream after decryption: {exc}") from None
+        if out:
+            self.sink.write(out)
+        return len(b)
+
+    def finish(self) -> None:
+        if not self.dobj.eof:
+            raise IntegrityError("the zstd stream ends before its frame does: the backup is truncated")
+        if self.dobj.unused_data:
+            raise IntegrityError("data follows the end of the zstd frame: the backup is not what was written")
+
+
+def unpack(reader: VerifyingReader, source: Any, sink: Any, identities: Sequence[Any], *, note: str) -> None:
+    """Decrypt and decompress the whole object into `sink`; return only when every upstream check passed:
+    the object read to its end with the manifest's size and SHA-256, age authenticated every chunk, and
+    zstd ended its frame. `note` says, in a failure, what became of what was already written."""
+    unzstd = _Unzstd(sink)
+    try:
+        try:
+            crypto.decrypt_stream(source, unzstd, identities)
+        except CryptoError as exc:
+            explain_crypto_failure(reader, note, exc)
+            raise
+        while reader.read(1 << 16):  # whatever follows age's last chunk is part of the object too
             pass
+        if not reader.verified:
+            raise IntegrityError("the object was not read to its end")
+        unzstd.finish()
+    except IntegrityError as exc:  # say what became of what was already written
+        raise exc if note in str(exc) else IntegrityError(f"{exc} ({note})") from None
 
 
-def _start(target: DatabaseConfig, dbname: str, strategy: str, drop: frozenset[bytes], options: Sequence[str],
-           pg_restore_args: Sequence[str], archive: str | None) -> tuple[list[pg.Process], threading.Thread | None,
-                                                                    list[BaseException]]:
-    """The restore processes: pg_restore alone, or pg_restore -f - | filter | psql for older targets.
+class _Script:
+    """`pg_restore --single-transaction --file=-` | gate | `psql`: one transaction that only drkit commits."""
 
-    `archive`: a local file (pg_restore reads it; no stdin), or None (the archive arrives on stdin).
-    """
-    tool = pg.tool_version("pg_restore")
-    env = pg.child_env(target)
-    conninfo = pg.conninfo(target, dbname)
-    stdin = subprocess.PIPE if archive is None else None
-    source = [archive] if archive else []
-    errors: list[BaseException] = []
-    if strategy == "direct":
-        proc = pg.Process([tool.path, "--no-password", "--exit-on-error", *pg_restore_args, *options,
-                           "--dbname", conninfo, *source], env, stdin=stdin, stdout=subprocess.DEVNULL,
-                          tool="pg_restore")
-        return [proc], None, errors
-    psql = pg.tool_version("psql")
-    script = pg.Process([tool.path, "--file=-", *options, *source], env, stdin=stdin, tool="pg_restore")
-    sink = pg.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
-                       "--single-transaction", "--dbname", conninfo], env, stdin=subprocess.PIPE,
-                      stdout=subprocess.DEVNULL, tool="psql")
-    pump = threading.Thread(target=_filter_pump, args=(script, sink, drop, errors), daemon=True)
-    pump.start()
-    return [script, sink], pump, errors
+    def __init__(self, target: DatabaseConfig, dbname: str, drop: frozenset[bytes], options: Sequence[str],
+                 archive: str | None):
+        tool, psql = pg.tool_version("pg_restore"), pg.tool_version("psql")
+        env = pg.child_env(target)
+        self.drop = drop
+        self.script = pg.Process([tool.path, "--single-transaction", "--file=-", *options, *([archive] if archive else [])],
+                                 env, stdin=subprocess.PIPE if archive is None else None, tool="pg_restore")
+        self.psql = pg.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
+                                "--dbname", pg.conninfo(target, dbname)], env, stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, tool="psql")
+        self.errors: list[BaseException] = []
+        self.complete = threading.Event()
+        self.committed = False
+        self.pump = threading.Thread(target=self._pump, daemon=True, name="restore-gate")
+        self.pump.start()
+
+    @property
+    def procs(self) -> list[pg.Process]:
+        return [self.script, self.psql]
+
+    def _pump(self) -> None:
+        stdin = self.psql.proc.stdin
+        assert stdin is not None
+        try:
+            reader = io.BufferedReader(self.script.stdout, buffer_size=1 << 20)  # type: ignore[type-var]
+            for line in pg.gate_script(iter(reader.readline, b""), self.drop):
+                stdin.write(line)
+            stdin.flush()
+            self.complete.set()
+        except BrokenPipeError:
+            self.errors.append(PgError("psql stopped reading the restore script", tool="psql"))
+            self.script.stop("psql stopped")  # nobody reads pg_restore any more: end it, so its writer sees it
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.errors.append(exc)
+            self.script.stop("restore script refused")
+
+    def commit(self) -> None:
+        """Called when everything upstream was verified: the script must be whole, then COMMIT."""
+        if self.script.proc.stdin is not None:
+            self.script.proc.stdin.close()
+        self.pump.join()
+        code = self.script.wait()
+        if self.errors:
+            raise self.errors[0]
+        self.script.check(code)
+        if not self.complete.is_set():
+            raise PgError("the restore script did not arrive whole", tool="pg_restore")
+        stdin = self.psql.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(pg.COMMIT)
+            stdin.close()
+        except BrokenPipeError:
+            raise PgError("psql ended before the COMMIT", tool="psql") from None
+        self.psql.check(self.psql.wait())
+        self.committed = True
+
+    def abort(self, reason: str) -> None:
+        """End psql's session first (PostgreSQL rolls the open transaction back), then pg_restore."""
+        self.psql.stop(reason)
+        self.script.stop(reason)
+        self.pump.join(10)
+        for p in self.procs:
+            p.wait()
+
+    def failure(self, exc: BaseException) -> BaseException:
+        """The error to report: a PostgreSQL tool's own words where one failed first."""
+        if isinstance(exc, PgError):
+            failing = next((p for p in (self.psql, self.script)
+                            if p.proc.returncode not in (0, None) and p.stderr_tail and not p.killed_reason), None)
+            if failing is not None and exc.tool != failing.tool:
+                return PgError(f"{failing.tool} failed: {failing.stderr_tail.splitlines()[-1]}", tool=failing.tool,
+                               stderr_tail=failing.stderr_tail)
+        return exc
+
+
+NOT_COMMITTED = "nothing was committed: the restore transaction was rolled back"
 
 
 def restore(store: Store, entry: Entry, identities: Sequence[Any], target: DatabaseConfig, dbname: str, *,
             manifest: dict[str, Any] | None = None, deadline: Deadline | None = None,
             options: Sequence[str] = ("--no-owner",), progress: Callable[[int], None] | None = None) -> RestoreResult:
-    """Restore `entry` into the existing, empty database `dbname` on `target`'s server."""
+    """Restore `entry` into the existing, empty database `dbname` on `target`'s server, in one transaction
+    committed only after every check passed (see the module's docstring)."""
     manifest = manifest or read_manifest(store, entry)
     deadline = deadline or Deadline(None)
     tool = pg.tool_version("pg_restore")
@@ -148,17 +236,16 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
     if tool.major < need:
         raise PgError(f"pg_restore {tool.version} cannot read this archive; it needs {need} or newer", tool="pg_restore")
     target_num = pg.server_version_num(target, dbname)
-    strategy, drop = pg.restore_strategy(target_num)
-    procs, pump, pump_errors = _start(target, dbname, strategy, drop, options, ["--single-transaction"], None)
+    _, drop = pg.restore_strategy(target_num)
+    run = _Script(target, dbname, drop, options, None)
     log.info("restore starting", backup_id=entry.id, target=target.display, database=dbname,
-             target_version=target_num, strategy=strategy)
+             target_version=target_num, strategy="script")
 
     timed_out = threading.Event()
 
     def on_deadline() -> None:
         timed_out.set()
-        for p in procs:
-            p.stop("deadline reached")
+        run.abort("deadline reached")
 
     watchdog = None
     if deadline.remaining() != float("inf"):
@@ -169,74 +256,53 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
     t0 = time.monotonic()
     raw = store.open_read(entry.data_key)
     reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
-    sink = _PipeWriter(procs[0])
+    sink = _PipeWriter(run.script)
     source: Any = _Progress(reader, progress) if progress else reader
     try:
-        try:
-            decompressor = zstandard.ZstdDecompressor().stream_writer(sink, closefd=False)  # type: ignore[arg-type]
-            crypto.decrypt_stream(source, decompressor, identities)
-            decompressor.flush()  # type: ignore[no-untyped-call]
-        except CryptoError:
-            explain_crypto_failure(reader)
-            raise
-        except zstandard.ZstdError as exc:
-            raise IntegrityError(f"backup is not a valid zstd stream after decryption: {exc}") from None
-        first_stdin = procs[0].proc.stdin
-        assert first_stdin is not None
-        first_stdin.close()
-        if pump is not None:
-            pump.join()  # ends at pg_restore's EOF (or psql's broken pipe); only then close pipes
-        codes = [p.wait() for p in procs]
+        unpack(reader, source, sink, identities, note=NOT_COMMITTED)
         if timed_out.is_set():
-            raise DeadlineExceeded(f"restore stopped {ABORT_MARGIN_S:.0f}s before the function deadline "
-                                   f"after {reader.size / 1e6:.0f} MB")
-        for p, code in zip(procs, codes, strict=True):
-            p.check(code)
-        if pump_errors:
-            raise pump_errors[0]
+            raise DeadlineExceeded("deadline reached")
+        run.commit()
     except BaseException as exc:
-        for p in procs:
-            p.stop("restore aborted")
-        if pump is not None:
-            pump.join(10)
-        for p in procs:
-            p.wait()
-        if timed_out.is_set() and not isinstance(exc, DeadlineExceeded):
-            raise DeadlineExceeded(f"restore stopped {ABORT_MARGIN_S:.0f}s before the function deadline") from None
-        if isinstance(exc, PgError):
-            failing = next((p for p in procs if p.proc.returncode not in (0, None) and p.stderr_tail), None)
-            if failing is not None and exc.tool != failing.tool:
-                raise PgError(f"{failing.tool} failed: {failing.stderr_tail.splitlines()[-1]}", tool=failing.tool,
-                              stderr_tail=failing.stderr_tail) from None
-        if isinstance(exc, (DrkitError, KeyboardInterrupt)):
-            raise
-        raise PgError(f"restore failed: {type(exc).__name__}: {exc}") from None
+        run.abort("restore aborted")
+        if timed_out.is_set():
+            raise DeadlineExceeded(f"restore stopped {ABORT_MARGIN_S:.0f}s before the function deadline after "
+                                   f"{reader.size / 1e6:.0f} MB; {NOT_COMMITTED}") from None
+        exc = run.failure(exc)
+        if isinstance(exc, (DrkitError, KeyboardInterrupt, SystemExit)):
+            raise exc from None
+        raise PgError(f"restore failed: {type(exc).__name__}: {exc}; {NOT_COMMITTED}") from None
     finally:
         if watchdog is not None:
             watchdog.cancel()
         raw.close()
     duration = round(time.monotonic() - t0, 3)
     log.info("restore finished", backup_id=entry.id, bytes_read=reader.size, duration_s=duration)
-    return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version, target_num, strategy)
+    return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version, target_num, "script")
 
 
-def explain_crypto_failure(reader: VerifyingReader, reached: str = "PostgreSQL") -> None:
-    """After a decryption failure, read the rest: a checksum mismatch means corrupted storage."""
+def explain_crypto_failure(reader: VerifyingReader, note: str, failure: CryptoError | None = None) -> None:
+    """After a decryption failure, read the rest: a checksum mismatch means corrupted storage.
+    `note` says what became of what was already written (e.g. nothing was committed)."""
     try:
         while reader.read(1 << 20):
             pass
     except IntegrityError as exc:
-        raise IntegrityError(f"{exc} (detected before any of it reached {reached})") from None
+        raise IntegrityError(f"{exc}; age's chunk authentication stopped it ({note})") from None
+    if failure is not None and failure.in_data:
+        raise CryptoError(f"{failure}, although the stored bytes match the manifest: the object was cut or "
+                          f"altered and its manifest rewritten to match; use another backup ({note})",
+                          in_data=True)
     raise CryptoError("decryption failed although the stored bytes match the manifest: "
-                      "wrong age identity (DRKIT_AGE_IDENTITY) for this backup's recipients")
+                      f"wrong age identity (DRKIT_AGE_IDENTITY) for this backup's recipients ({note})")
 
 
 def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *,
              manifest: dict[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> int:
     """Verify, decrypt and decompress a backup into a local pg_dump archive file (for `pg_restore --jobs`).
 
-    Written to `<path>.partial` and renamed only when the checksum matched, so a
-    file at `path` is always complete. Returns the archive's size.
+    Written (mode 0600: it is the database in plaintext) to `<path>.partial` and renamed only when every
+    upstream check passed (see `unpack`), so a file at `path` is always complete. Returns its size.
     """
     import os
 
@@ -246,14 +312,11 @@ def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *
     reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
     source: Any = _Progress(reader, progress) if progress else reader
     try:
-        with open(partial, "wb") as f:
-            decompressor = zstandard.ZstdDecompressor().stream_writer(f, closefd=False)
-            try:
-                crypto.decrypt_stream(source, decompressor, identities)
-            except CryptoError:
-                explain_crypto_failure(reader)
-                raise
-            decompressor.flush()  # type: ignore[no-untyped-call]
+        if os.path.lexists(partial):
+            os.unlink(partial)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            unpack(reader, source, f, identities, note=f"nothing was restored; {path} was not written")
         os.replace(partial, path)
     except BaseException:
         if os.path.exists(partial):
@@ -265,16 +328,27 @@ def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *
 
 
 def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 4,
-                 options: Sequence[str] = ("--no-owner",)) -> tuple[float, str]:
-    """pg_restore a local archive: in parallel for PostgreSQL 17+, through psql (one job) for older targets."""
-    strategy, drop = pg.restore_strategy(pg.server_version_num(target, dbname))
+                 options: Sequence[str] = ("--no-owner",)) -> tuple[float, str, int]:
+    """pg_restore a verified local archive into the new, empty database `dbname`: (seconds, strategy, jobs used).
+
+    PostgreSQL 17+ with jobs > 1: `pg_restore --jobs` straight into it (parallel, so not one transaction:
+    callers restore into a scratch database and drop it on failure). Otherwise one transaction, through
+    the same gate as the streamed restore.
+    """
+    target_num = pg.server_version_num(target, dbname)
+    strategy, drop = pg.restore_strategy(target_num)
     t0 = time.monotonic()
-    procs, pump, errors = _start(target, dbname, strategy, drop, options, [f"--jobs={jobs}"], path)
-    if pump is not None:
-        pump.join()
-    codes = [p.wait() for p in procs]
-    for p, code in sorted(zip(procs, codes, strict=True), key=lambda pc: pc[0].tool != "psql"):
-        p.check(code)  # psql's error first: it names the failing statement
-    if errors:
-        raise errors[0]
-    return round(time.monotonic() - t0, 3), strategy
+    if strategy == "direct" and jobs > 1:
+        tool = pg.tool_version("pg_restore")
+        proc = pg.Process([tool.path, "--no-password", "--exit-on-error", f"--jobs={jobs}", *options, "--dbname",
+                           pg.conninfo(target, dbname), path], pg.child_env(target), stdout=subprocess.DEVNULL,
+                          tool="pg_restore")
+        proc.check(proc.wait())
+        return round(time.monotonic() - t0, 3), "parallel", jobs
+    run = _Script(target, dbname, drop, options, path)
+    try:
+        run.commit()
+    except BaseException as exc:  # noqa: BLE001 - always re-raised, in the failing tool's words
+        run.abort("restore aborted")
+        raise run.failure(exc) from None
+    return round(time.monotonic() - t0, 3), "script", 1

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__, audit, catalog, checks, crypto, layout, log, pg, restore, state
-from .config import Config, DatabaseConfig, Secret, env_name, parse_db_url
+from .config import Config, DatabaseConfig, Secret, database_names, env_name, parse_db_url
 from .deadline import Clock, Deadline, utcnow
 from .errors import ConfigError, CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError, StoreError
 from .notify import Notifier
@@ -72,7 +72,7 @@ class Settings:
     notifier: Notifier = field(default_factory=Notifier)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], cfg: Config) -> Settings:
+    def from_env(cls, environ: Mapping[str, str], names: list[str]) -> Settings:
         problems: list[str] = []
         url = environ.get("DRKIT_STAGING_URL", "").strip()
         staging = None
@@ -94,7 +94,7 @@ class Settings:
             except ConfigError as exc:
                 problems.extend(exc.problems)
         parsed: dict[str, list[checks.Check]] = {}
-        for name in cfg.databases:
+        for name in names:
             var = env_name(name, "CHECKS")
             try:
                 parsed[name] = checks.parse_checks(environ.get(var, ""), var)
@@ -109,10 +109,17 @@ class Settings:
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         store: Store | None = None, clock: Clock = utcnow, rng: random.Random | None = None) -> dict[str, Any]:
     request = Request.from_params(params)
-    cfg = Config.from_env(environ)
-    settings = Settings.from_env(environ, cfg)
+    # A reader: no age recipients, and no production database URLs (it never connects to them).
+    cfg = Config.from_env(environ, need_recipients=False, with_databases=False)
+    names = database_names(environ)
+    if not names:
+        raise ConfigError("DRKIT_DATABASES is not set (the names of the databases whose backups are verified)")
+    settings = Settings.from_env(environ, names)
     log.configure(cfg.log_level)
-    selected = cfg.select(request.databases)
+    unknown = [n for n in request.databases or () if n not in names]
+    if unknown:
+        raise ConfigError(f"unknown database {', '.join(map(repr, unknown))}; configured: {', '.join(names)}")
+    selected = list(request.databases or names)
     store = store or Store(cfg.spaces)
     store.check_access()
     pg.tool_version("pg_restore")
@@ -124,7 +131,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         except PgError as exc:  # reported per database below, and notified
             staging_error = PgError(f"staging server: {exc}")
     rng = rng or random.Random()
-    results = [verify_one(db, settings, store, request, deadline, clock, rng, staging_error) for db in selected]
+    results = [verify_one(name, settings, store, request, deadline, clock, rng, staging_error) for name in selected]
     statuses = {r["status"] for r in results}
     ok = statuses <= {"passed", "dry_run"}
     status = "ok" if ok else ("failed" if statuses.isdisjoint({"passed"}) else "partial")
@@ -170,16 +177,16 @@ def pick(store: Store, db: str, request: Request, now: dt.datetime, rng: random.
     return catalog.find(store, request.backup, db)
 
 
-def verify_one(db: DatabaseConfig, settings: Settings, store: Store, request: Request, deadline: Deadline,
+def verify_one(name: str, settings: Settings, store: Store, request: Request, deadline: Deadline,
                clock: Clock, rng: random.Random, staging_error: PgError | None = None) -> dict[str, Any]:
-    log.bind(database=db.name)
+    log.bind(database=name)
     started = clock()
-    result: dict[str, Any] = {"database": db.name, "status": "failed", "checks": []}
+    result: dict[str, Any] = {"database": name, "status": "failed", "checks": []}
     outcomes: list[checks.Outcome] = []
     result["checks_objects"] = outcomes
     entry = None
     try:
-        entry = pick(store, db.name, request, started, rng)
+        entry = pick(store, name, request, started, rng)
         result["backup_id"] = entry.id
         result["backup_time"] = entry.time.isoformat()
         try:
@@ -190,19 +197,19 @@ def verify_one(db: DatabaseConfig, settings: Settings, store: Store, request: Re
         if staging_error is not None:
             result["infrastructure"] = True
             raise staging_error
-        estimate = _estimate_s(store, db.name, manifest)
+        estimate = _estimate_s(store, name, manifest)
         result["estimate_s"] = round(estimate, 1)
         if request.dry_run:
             result["status"] = "dry_run"
-            result["decision"] = (f"dry run {db.name}: would restore {entry.id} ({manifest['bytes_in'] / 1e6:.0f} MB) "
+            result["decision"] = (f"dry run {name}: would restore {entry.id} ({manifest['bytes_in'] / 1e6:.0f} MB) "
                                   f"into a scratch database on {settings.staging.display}, ~{estimate:.0f} s")
             return _finish(result)
         if estimate > deadline.remaining() - MARGIN_S:
             result["status"] = "skipped"
             raise DeadlineExceeded(f"estimated restore time {estimate:.0f}s does not fit the {deadline.remaining():.0f}s "
                                    "left; raise the function timeout or verify from a machine: "
-                                   f"scripts/drkit restore --db {db.name} --backup {entry.id} --target URL")
-        _restore_and_check(db, settings, store, entry, manifest, deadline, clock, result, outcomes)
+                                   f"scripts/drkit restore --db {name} --backup {entry.id} --target URL")
+        _restore_and_check(name, settings, store, entry, manifest, deadline, clock, result, outcomes)
     except DrkitError as exc:
         if result["status"] != "skipped":
             result["status"] = "timed_out" if isinstance(exc, DeadlineExceeded) else "failed"
@@ -215,12 +222,12 @@ def verify_one(db: DatabaseConfig, settings: Settings, store: Store, request: Re
     if entry is not None and result.get("infrastructure"):
         # A staging problem is not evidence against the backup: keep its report and marker.
         info = {"backup_id": entry.id, "status": "failed", "at": clock().isoformat(), "error": result.get("error")}
-        state.record_run(store, layout.verify_state_key(db.name), db.name, info, success=False)
-        audit.record(store, FUNCTION, "verify.failed", {"database": db.name, "backup_id": entry.id,
+        state.record_run(store, layout.verify_state_key(name), name, info, success=False)
+        audit.record(store, FUNCTION, "verify.failed", {"database": name, "backup_id": entry.id,
                                                         "status": "failed", "error": result.get("error"),
                                                         "infrastructure": True})
     elif entry is not None and result["status"] in ("passed", "failed", "timed_out"):
-        _record(store, db.name, entry, result, started, clock())
+        _record(store, name, entry, result, started, clock())
     return _finish(result)
 
 
@@ -247,10 +254,10 @@ def _estimate_s(store: Store, name: str, manifest: dict[str, Any]) -> float:
     return float(manifest["bytes_in"]) / 1e6 / max(rate, 1.0) * 1.25 + 5.0
 
 
-def _restore_and_check(db: DatabaseConfig, settings: Settings, store: Store, entry: catalog.Entry,
+def _restore_and_check(name: str, settings: Settings, store: Store, entry: catalog.Entry,
                        manifest: dict[str, Any], deadline: Deadline, clock: Clock, result: dict[str, Any],
                        outcomes: list[checks.Outcome]) -> None:
-    scratch = scratch_name(db.name, clock())
+    scratch = scratch_name(name, clock())
     result["scratch_database"] = scratch
     try:
         pg.create_database(settings.staging, scratch)
@@ -278,7 +285,7 @@ def _restore_and_check(db: DatabaseConfig, settings: Settings, store: Store, ent
         result["restore"] = {"duration_s": done.duration_s, "throughput_mb_s": done.throughput_mb_s,
                              "bytes_restored": done.bytes_restored, "target_version": done.target_version_num // 10000,
                              "target_version_num": done.target_version_num, "strategy": done.strategy}
-        outcomes.extend(content_checks(settings.staging, scratch, manifest, settings.checks.get(db.name, []),
+        outcomes.extend(content_checks(settings.staging, scratch, manifest, settings.checks.get(name, []),
                                        entry.time))
         result["status"] = "passed" if all(o.passed for o in outcomes) else "failed"
     finally:

@@ -5,6 +5,13 @@
 `failed`, anything unexpected -> `error` (traceback in the log only). Results
 are JSON objects under 1 MB, redacted like the logs, and carry `ok`,
 `function`, `status` and a one-sentence `decision`.
+
+`ok` means the run did its job. A run that did not (a database not backed up, a
+verification that failed, a config source lost) always carries `error` (one
+sentence), which is what makes DigitalOcean list the activation as failed.
+
+The environment is read through `without_unset`: the deployer refuses empty
+`${VAR}` values, so unset optional variables arrive as `envvars.UNSET`.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 
 from . import __version__, log
 from .deadline import Deadline
+from .envvars import UNSET, missing
 from .errors import ConfigError, DrkitError
 
 MAX_RESULT_BYTES = 900_000  # DO limit is 1 MB; keep headroom
@@ -80,9 +88,22 @@ def params_from_event(event: Any) -> dict[str, Any]:
     return {k: v for k, v in event.items() if not k.startswith("__ow_") and k != "http"}
 
 
+def without_unset(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment as the code should see it: deploy-time `unset` placeholders removed."""
+    return {k: v for k, v in environ.items() if v.strip() != UNSET}
+
+
+def with_missing(exc: ConfigError, function: str, environ: Mapping[str, str]) -> ConfigError:
+    """A function's configuration problems, plus every required variable it did not get to name
+    (a function may stop at its first missing group: the operator hears of all of them at once)."""
+    said = " ".join(exc.problems)
+    extra = [m for m in missing(function, environ) if m.split(" ")[1 if m.startswith("set ") else 0] not in said]
+    return ConfigError([*exc.problems, *extra]) if extra else exc
+
+
 def handle(function: str, run: RunFn, event: Any, context: Any = None,
            environ: Mapping[str, str] | None = None, default_deadline_s: float | None = 900.0) -> dict[str, Any]:
-    environ = os.environ if environ is None else environ
+    environ = without_unset(os.environ if environ is None else environ)
     t0 = time.monotonic()
     activation = getattr(context, "activation_id", None) or environ.get("__OW_ACTIVATION_ID")
     log.configure(environ.get("DRKIT_LOG_LEVEL", "info"))
@@ -91,7 +112,10 @@ def handle(function: str, run: RunFn, event: Any, context: Any = None,
     log.info("run starting", deadline_s=None if deadline.remaining() == float("inf") else round(deadline.remaining(), 1))
     try:
         params = params_from_event(event)
-        result = run(params, environ, deadline)
+        try:
+            result = run(params, environ, deadline)
+        except ConfigError as exc:
+            raise with_missing(exc, function, environ) from None
     except ConfigError as exc:
         result = {"ok": False, "status": "invalid_config", "error": str(exc), "problems": exc.problems,
                   "decision": f"refused: invalid configuration or parameters; nothing was changed ({exc})"}
@@ -103,6 +127,9 @@ def handle(function: str, run: RunFn, event: Any, context: Any = None,
                   "decision": "internal error; see the activation log"}
     out = {"ok": bool(result.pop("ok", False)), "function": function, **result,
            "duration_s": round(time.monotonic() - t0, 3), "drkit_version": __version__}
+    if not out["ok"] and not out.get("error"):
+        # DigitalOcean marks an activation failed only when the result holds `error`.
+        out["error"] = str(out.get("decision") or f"{function} did not do its job ({out.get('status')})")
     if activation:
         out["activation_id"] = activation
     out = fit_result(log.redact_obj(out))
@@ -119,7 +146,7 @@ def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, con
     plain invocations (doctl invoke, triggers) go to run_invoke through `handle`."""
     from .webhook import WebhookError, from_event
 
-    environ = os.environ if environ is None else environ
+    environ = without_unset(os.environ if environ is None else environ)
     try:
         request = from_event(event if isinstance(event, Mapping) else {})
     except WebhookError as exc:
@@ -132,7 +159,10 @@ def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, con
     log.reset(function=function, activation_id=activation)
     deadline = Deadline.from_context(context, 25.0)
     try:
-        status, body = run_web(request, environ, deadline)
+        try:
+            status, body = run_web(request, environ, deadline)
+        except ConfigError as exc:
+            raise with_missing(exc, function, environ) from None
     except WebhookError as exc:
         status, body = exc.http_status, {"ok": False, "error": str(exc)}
     except ConfigError as exc:

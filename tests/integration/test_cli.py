@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -175,11 +176,24 @@ def test_restore_guard_for_a_database_with_tables(restore_setup: Any, capsys: py
         code, out, err = run(capsys, *base, "--force", "--yes-i-know", target, "--download-to", str(download),
                              "--jobs", "2")
         assert code == 0, out + err
-        assert "will be DROPPED and recreated: its 1 tables are lost" in out
-        assert download.exists() and download.read_bytes()[:5] == b"PGDMP"
+        kept = re.search(rf"rename {target} -> ({target}_before_\d+) \(kept\)", " ".join(out.split()))
+        assert kept, out
+        assert "--jobs 2" in " ".join(out.split())  # the job count shown is the one used (PostgreSQL 18)
+        assert download.exists() and download.read_bytes()[:5] == b"PGDMP" and download.stat().st_mode & 0o777 == 0o600
         assert table_fingerprints(pg, target) == table_fingerprints(pg, source)
+        with pg.connect(kept.group(1)) as conn:  # the replaced database is kept, exactly as it was
+            assert conn.execute("SELECT precious FROM customers").fetchall() == [("keep me",)]
+        code, out, err = run(capsys, "--env-file", env_file, "swap-back", "--target", pg.url(target),
+                             "--kept", kept.group(1))
+        assert code == 0, out + err
+        with pg.connect(target) as conn:
+            assert conn.execute("SELECT precious FROM customers").fetchall() == [("keep me",)]
+        restored = re.search(rf"({target}_restored_\d+)", " ".join(out.split()))
+        assert restored and table_fingerprints(pg, restored.group(1)) == table_fingerprints(pg, source)
     finally:
-        pg.drop_database(target)
+        for name in [r[0] for r in pg.connect().execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                                        (f"{target}%",)).fetchall()]:
+            pg.drop_database(name)
 
 
 def test_restore_before_a_time_and_into_postgresql_15(restore_setup: Any, capsys: pytest.CaptureFixture[str],
@@ -200,7 +214,7 @@ def test_restore_before_a_time_and_into_postgresql_15(restore_setup: Any, capsys
                              "--target", ssl_pg.url(target, sslmode="require"), "--identity", identity,
                              "--no-privileges", "--download-to", str(tmp_path / "a.dump"))
         assert code == 0, out + err
-        assert first in out and "PostgreSQL 15" in out and "script through psql" in out
+        assert first in out and "PostgreSQL 15" in out and "in one transaction (one job)" in " ".join(out.split())
         with ssl_pg.connect(target) as conn:
             assert conn.execute("SELECT count(*) FROM customers").fetchone() == (3000,)  # not the later row
     finally:
@@ -209,7 +223,7 @@ def test_restore_before_a_time_and_into_postgresql_15(restore_setup: Any, capsys
 
 def test_restore_over_the_postgres_database(restore_setup: Any, capsys: pytest.CaptureFixture[str],
                                            pg: PgServer) -> None:
-    """A target named `postgres` is dropped and recreated through template1."""
+    """A target named `postgres` is replaced through template1 (the old one kept)."""
     from conftest import table_fingerprints
 
     env_file, identity, source = restore_setup
@@ -221,5 +235,5 @@ def test_restore_over_the_postgres_database(restore_setup: Any, capsys: pytest.C
         fresh.execute("DELETE FROM audit_log WHERE id > 10", "postgres")
         code, out, err = run(capsys, *base, "--force", "--yes-i-know", "postgres")
         assert code == 0, out + err
-        assert "will be DROPPED and recreated" in out
+        assert "postgres -> postgres_before_" in " ".join(out.split()) and "(kept)" in out
         assert table_fingerprints(fresh, "postgres") == table_fingerprints(pg, source)

@@ -140,17 +140,17 @@ def test_transitions_across_invocations_alert_once(health_env: Any, web: tuple[B
                                                    bucket: str) -> None:
     b, _ = web
     env = health_env()
-    assert probe_run(env)["ok"]
+    assert probe_run(env)["healthy"]
     b.health_status = 500
     r1, r2, r3, r4 = (probe_run(env) for _ in range(4))
-    assert r1["ok"] and r2["ok"] and not r1["changed"] and not r2["changed"]  # below the threshold
-    assert not r3["ok"] and r3["changed"] == [{"target": "erp", "type": "http", "event": "down",
+    assert r1["healthy"] and r2["healthy"] and not r1["changed"] and not r2["changed"]  # below the threshold
+    assert r3["ok"] and not r3["healthy"] and "error" not in r3 and r3["changed"] == [{"target": "erp", "type": "http", "event": "down",
                                                "detail": "status 500 not in [200]"}]
     assert r3["failover"]["requested_for"] == ["erp"] and r3["failover"]["performed"] is False
     assert not r4["changed"] and "erp since" in r4["decision"]  # no repeated alert
     b.health_status = 200
     r5, r6 = probe_run(env), probe_run(env)
-    assert not r5["changed"] and r6["changed"][0]["event"] == "recovered" and r6["ok"]
+    assert not r5["changed"] and r6["changed"][0]["event"] == "recovered" and r6["healthy"]
     status = json.loads(s3_client.get_object(Bucket=bucket, Key="status/health.json")["Body"].read())
     assert status["healthy"] == ["erp"] and status["targets"][0]["status"] == "healthy"
     prom = s3_client.get_object(Bucket=bucket, Key="status/health.prom")["Body"].read().decode()

@@ -67,7 +67,7 @@ def test_happy_path_proves_and_times_the_restore(verify_env: Any, pg: PgServer, 
     assert by["table count"]["detail"] == "6 tables restored, manifest lists 6"
     assert by["row counts"]["value"] == str(3000 + 5000 + 3000 + 3)  # customers + events partitions + audit + odd
     assert by["happy view"]["detail"].startswith("1000 == 1000")
-    assert db["restore"]["target_version"] == 18 and db["restore"]["strategy"] == "direct"
+    assert db["restore"]["target_version"] == 18 and db["restore"]["strategy"] == "script"  # one transaction, committed by drkit
     assert db["restore"]["duration_s"] > 0 and db["restore"]["throughput_mb_s"] > 0
     assert result["decision"].startswith(f"verified app {b['backup_id']}: 7 checks passed; restored in")
     stored = keys(s3_client, bucket, "db/app/")
@@ -92,7 +92,7 @@ def test_bit_flip_is_caught_by_the_checksum(verify_env: Any, pg: PgServer, s3_cl
     db = result["databases"][0]
     assert db["status"] == "failed"
     check = next(c for c in db["checks"] if c["name"] == "checksum")
-    assert not check["passed"] and "SHA-256" in check["detail"] and "before any of it reached PostgreSQL" in check["detail"]
+    assert not check["passed"] and "SHA-256" in check["detail"] and "nothing was committed" in check["detail"]
     assert layout.backup_base("app", b["backup_id"]) + layout.VERIFIED_SUFFIX not in keys(s3_client, bucket)
     assert scratch_dbs(pg) == []
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, fill_rich, keys, table_fingerprints
+from conftest import ROOT, SPACES_SECRET, fill_rich, table_fingerprints
 from drkit import db_backup
 from drkit.runtime import handle
 from drkit_dev.pgserver import PgServer
@@ -75,112 +75,61 @@ print("RESULT " + json.dumps({"result": result, "pg_dump": str(pg.find_binary("p
 """
 
 
-# A sample event for every function; a new function must add one here.
-SAMPLE_EVENTS: dict[str, dict[str, Any]] = {
-    "db-backup": {"database": "app"},
-    "restore-verify": {"database": "app", "backup": "latest"},
-    "health-probe": {"format": "json"},
-    "snapshot-rotate": {"dry_run": "true"},
-    "config-backup": {"source": "digitalocean"},
-    # a web call, as DO delivers it to a `web: raw` function: an authenticated Alertmanager alert
-    "dns-failover": {"http": {"method": "POST", "headers": {"authorization": "Bearer built-function-Token-0001",
-                                                            "content-type": "application/json"},
-                              "isBase64Encoded": False, "body": json.dumps({
-                                  "version": "4", "groupKey": "g", "status": "firing", "alerts": [
-                                      {"status": "firing", "labels": {"alertname": "PrimarySiteDown"},
-                                       "fingerprint": "f1", "startsAt": "2026-11-26T03:00:00Z"}]})}},
-}
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "packages" / "dr").glob("*/__main__.py"))
-
-
-def test_every_function_has_a_sample_event() -> None:
-    assert set(FUNCTIONS) == set(SAMPLE_EVENTS)
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, pg: PgServer, dbname: str,
-                                                 make_env: Any, s3_client: Any, bucket: str,
+                                                 s3_server: Any, s3_client: Any, bucket: str,
                                                  age_keys: tuple[str, str]) -> None:
+    """The built zip, unpacked as the runtime unpacks it, run by a stand-in of DO's prelauncher with
+    project.yml's env (tests/integration/test_artifacts.py runs DO's own loader where shared/ is)."""
+    from drkit_dev import artifact
+    from support.scenarios import EVENTS, base_env, check_effects, scenario
+
     archive = ROOT / "build" / "dist" / f"dr-{function}.zip"
     assert archive.exists(), f"{archive} is missing: ./scripts/test runs scripts/build first"
     assert archive.stat().st_size < 48 * 1024 * 1024
     fn = tmp_path / "action"
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(fn)  # like the runtime's unzip: exec bits are not restored
+        names = zf.namelist()
     ships_pg = (fn / "pgbin").exists()
     assert ships_pg == ("pgbin" in (ROOT / "packages" / "dr" / function / ".include").read_text().split())
     if ships_pg:
         assert not os.access(fn / "pgbin" / "bin" / "pg_dump", os.X_OK)
+    # every module ships compiled (hash-based: valid whatever the unzip does to file times)
+    sources = [n for n in names if n.endswith(".py") and not n.startswith(("__main__", "virtualenv/bin/"))]
+    compiled = {n for n in names if n.endswith(".pyc")}
+    uncompiled = [n for n in sources if f"{n.rsplit('/', 1)[0]}/__pycache__/{n.rsplit('/', 1)[1][:-3]}.cpython-311.pyc"
+                  not in compiled]
+    assert not uncompiled, uncompiled[:5]
     pg.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g", dbname)
-    env = make_env({"app": pg.url(dbname)}, DRKIT_STAGING_URL=pg.url("postgres"), DRKIT_AGE_IDENTITY=age_keys[0],
-                   DRKIT_PROBES=json.dumps([{"name": "db", "type": "tcp", "host": "127.0.0.1", "port": pg.port}]))
+    dotenv = base_env(s3_server.endpoint, bucket, SPACES_SECRET, pg.url(dbname), pg.url("postgres"), age_keys, pg.port)
     if function in ("restore-verify", "health-probe"):
-        assert handle("db-backup", db_backup.run, {}, None, env)["ok"]  # something to verify / to judge
-    fake = None
-    if function == "snapshot-rotate":
-        from drkit_dev.fakedo import FakeDO
-
-        fake = FakeDO().start()
-        fake.add_droplet("erp", ["dr:snapshot"])
-        env.update({"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint, "DRKIT_DO_CA_FILE": fake.ca_file,
-                    "DRKIT_SNAPSHOT_POLICIES": json.dumps([{"tag": "dr:snapshot", "retention": "keep_last=4"}])})
-    if function == "config-backup":
-        from drkit_dev.fakedo import FakeDO
-
-        fake = FakeDO().start()
-        fake.add_domain("example.net")
-        fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
-        env.update({"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint, "DRKIT_DO_CA_FILE": fake.ca_file,
-                    "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "digitalocean", "include": ["domains", "firewalls"]}])})
-    if function == "dns-failover":
-        from drkit_dev.fakedo import FakeDO
-
-        fake = FakeDO().start()
-        fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
-        env.update({"DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint, "DRKIT_DO_CA_FILE": fake.ca_file,
-                    "DRKIT_WEBHOOK_BEARER": "built-function-Token-0001", "DRKIT_FAILOVER_PLAN": json.dumps({
-                        "sites": ["primary", "dr"], "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
-                        "records": [{"domain": "example.net", "name": "erp", "type": "A", "ttl": 60,
-                                     "values": {"primary": "203.0.113.10", "dr": "198.51.100.20"}}]})})
-    env.update({"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})  # nothing of the dev venv
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", RUNNER, str(fn), json.dumps(SAMPLE_EVENTS[function])],
-                          env=env, capture_output=True, text=True, timeout=120)
-    if fake is not None:
-        fake.stop()
-        assert fake.violations == []
-        if function == "dns-failover":
-            assert fake.records["example.net"][0]["data"] == "198.51.100.20"
+        assert handle("db-backup", db_backup.run, {}, None, artifact.function_env("db-backup", dotenv))["ok"]
+    with scenario(function, dotenv) as sc:
+        env = artifact.function_env(function, sc.dotenv)
+        env.update({"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})  # nothing of the dev venv
+        proc = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", RUNNER, str(fn), json.dumps(EVENTS[function])],
+                              env=env, capture_output=True, text=True, timeout=120)
+        if sc.fake is not None:
+            assert sc.fake.violations == []
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = json.loads(line[0][7:])
-    if function == "dns-failover":  # a web reply
-        assert out["result"]["statusCode"] == 200 and out["result"]["body"]["outcome"] == "applied", out["result"]
-        return
-    assert out["result"]["ok"], out["result"]
-    assert out["result"]["activation_id"] == "test-activation"
-    if ships_pg:
-        assert out["pg_dump"].startswith(str(fn / "pgbin" / "bin"))
+    check_effects(function, out["result"], s3_client, bucket, sc)
     assert not [p for p in out["path"] if ".venv" in p or "site-packages" in p and str(fn) not in p]
     assert {"boto3", "drkit"} <= set(out["modules"])
-    stored = keys(s3_client, bucket, "db/app/")
-    if function == "db-backup":
-        assert len(stored) == 2
-    elif function == "config-backup":
-        assert [k for k in keys(s3_client, bucket, "config/") if k.endswith(".tar.zst.age")]
-        assert out["result"]["files"] == 3  # example.net records + zone, the domain index
-    elif function == "snapshot-rotate":
-        assert out["result"]["created"] == ["droplet erp: drkit-erp-" + out["result"]["created"][0].split("drkit-erp-")[1]]
-    elif function == "health-probe":
-        names = {t["name"]: t["ok"] for t in out["result"]["targets"]}
-        assert names["db"] and names["backup-age:app"] and not names["verify-age:app"]
-        assert "status/health.prom" in keys(s3_client, bucket, "status/")
-    else:
-        assert any(k.endswith(".verified") for k in stored) and any(k.endswith(".verify.json") for k in stored)
+    if function != "dns-failover":
+        assert out["result"]["activation_id"] == "test-activation"
+    if ships_pg:
+        assert out["pg_dump"].startswith(str(fn / "pgbin" / "bin"))
     # the activation's log lines are JSON and carry no secrets
     for raw in proc.stdout.splitlines():
         if raw.startswith("{"):
             assert json.loads(raw)["function"] == function
-    assert "spaces-Secret-Value-123" not in proc.stdout + proc.stderr
+    assert SPACES_SECRET not in proc.stdout + proc.stderr
     assert pg.password not in proc.stdout + proc.stderr
 
 
@@ -208,3 +157,42 @@ def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg:
         assert table_fingerprints(ssl_pg, target) == table_fingerprints(pg, dbname)
     finally:
         ssl_pg.drop_database(target)
+
+
+NOEXEC_RUNNER = r"""
+import sys
+from drkit import config, pg
+from drkit.errors import ConfigError
+problems = []
+params, password = config.parse_db_url("app", sys.argv[1], problems)
+db = config.DatabaseConfig("app", config.Secret(sys.argv[1]), params, config.Secret(password))
+tool = pg.tool_version("pg_dump")
+proc = pg.start_dump(db, None)
+head = proc.stdout.read(5)
+rest = proc.stdout.read()
+proc.check(proc.wait())
+print("TOOL", tool.path, tool.version, "HEAD", head.decode(), "BYTES", len(head) + len(rest))
+"""
+
+
+def test_vendored_tools_run_from_a_noexec_mount(tmp_path: Path, pg: PgServer, dbname: str) -> None:
+    """DO may unpack the function where nothing may be executed: the same pg_dump then runs from memory."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private mount namespace with a noexec tmpfs")
+    preflight = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True)
+    if preflight.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {preflight.stderr.strip()[-200:]}")
+    pg.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g", dbname)
+    mnt = tmp_path / "noexec"
+    mnt.mkdir()
+    script = (f"mount -t tmpfs -o noexec,size=256m tmpfs {mnt} && cp -r {ROOT}/build/pgbin {mnt}/ && "
+              f"! {mnt}/pgbin/bin/pg_dump --version 2>/dev/null && "  # the mount really forbids exec
+              f"DRKIT_PG_BIN={mnt}/pgbin/bin exec {sys.executable} -c '{NOEXEC_RUNNER}' '{pg.url(dbname)}'")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "lib")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("TOOL ")][0].split()
+    assert "drkit-pgbin-" in line[1] and line[2].startswith("18.") and line[4] == "PGDMP" and int(line[6]) > 1000
+    assert "run from memory" in proc.stdout  # said once, in the log

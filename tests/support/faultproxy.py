@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -37,6 +38,8 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     strip_headers: tuple[str, ...] = ()  # e.g. ("if-none-match",): a store that ignores conditional writes
     seen: list[str] = field(default_factory=list)
+    slow: tuple[str, float] | None = None  # (path substring, seconds per 16 KiB): a slow download
+    sent: int = 0  # body bytes of slow downloads sent so far
 
     def start(self) -> FaultProxy:
         target = urlsplit(self.upstream)
@@ -75,7 +78,13 @@ class FaultProxy:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "GET" and proxy.slow is not None and proxy.slow[0] in self.path:
+                    for i in range(0, len(data), 16384):
+                        self.wfile.write(data[i:i + 16384])
+                        self.wfile.flush()
+                        proxy.sent += len(data[i:i + 16384])
+                        time.sleep(proxy.slow[1])
+                elif self.command != "HEAD":
                     self.wfile.write(data)
                 conn.close()
 

@@ -144,26 +144,47 @@ def test_handle_maps_errors_at_the_edge() -> None:
         assert 29 < deadline.remaining() <= 30
         return {"ok": True, "status": "ok", "decision": "fine", "secret": "postgresql://a:b-Secret@h/d"}
 
-    r = handle("db-backup", ok, {}, _ctx(30_000), {})
-    assert r["ok"] and r["function"] == "db-backup" and r["activation_id"] == "act-123"
+    r = handle("example", ok, {}, _ctx(30_000), {})
+    assert r["ok"] and r["function"] == "example" and r["activation_id"] == "act-123"
     assert r["secret"] == "postgresql://a:***@h/d"
 
     def bad_config(*_: Any) -> dict[str, Any]:
         raise ConfigError(["A is not set", "B is wrong"])
 
-    r = handle("db-backup", bad_config, {}, None, {})
+    r = handle("example", bad_config, {}, None, {})
     assert r == r | {"ok": False, "status": "invalid_config", "problems": ["A is not set", "B is wrong"]}
 
     def pg_fail(*_: Any) -> dict[str, Any]:
         raise PgError("pg_dump exited with status 1")
 
-    assert handle("db-backup", pg_fail, {}, None, {})["status"] == "failed"
+    assert handle("example", pg_fail, {}, None, {})["status"] == "failed"
 
     def crash(*_: Any) -> dict[str, Any]:
         raise KeyError("boom")
 
-    r = handle("db-backup", crash, {}, None, {})
+    r = handle("example", crash, {}, None, {})
     assert r["status"] == "error" and "KeyError" in r["error"] and not r["ok"]
+
+    def did_not_do_its_job(*_: Any) -> dict[str, Any]:
+        return {"ok": False, "status": "partial", "decision": "backed up a; b failed: no route"}
+
+    r = handle("example", did_not_do_its_job, {}, None, {})
+    assert r["error"] == "backed up a; b failed: no route"  # DigitalOcean lists the activation as failed
+
+
+def test_handle_names_every_missing_required_variable_at_once() -> None:
+    def stops_at_the_first(params: Any, env: Any, deadline: Deadline) -> dict[str, Any]:
+        assert "DRKIT_LOG_LEVEL" not in env and "DRKIT_STAGING_URL" not in env  # `unset` means absent
+        raise ConfigError(["DRKIT_SPACES_KEY is not set (a Spaces access key id)", "DRKIT_DB_APP_CHECKS: bad JSON"])
+
+    r = handle("restore-verify", stops_at_the_first, {}, None,
+               {"DRKIT_SPACES_BUCKET": "b", "DRKIT_LOG_LEVEL": "unset", "DRKIT_STAGING_URL": "unset"})
+    assert r["status"] == "invalid_config" and "DRKIT_DB_APP_CHECKS: bad JSON" in r["error"]
+    assert r["error"].count("DRKIT_SPACES_KEY") == 1  # said once
+    for name in ("DRKIT_SPACES_KEY", "DRKIT_SPACES_SECRET", "DRKIT_AGE_IDENTITY", "DRKIT_STAGING_URL",
+                 "DRKIT_DATABASES", "DRKIT_SPACES_REGION or DRKIT_SPACES_ENDPOINT"):
+        assert name in r["error"]
+    assert "DRKIT_SPACES_BUCKET" not in r["error"] and "DRKIT_AGE_RECIPIENTS" not in r["error"]
 
 
 def test_fit_result_keeps_the_verdict() -> None:

@@ -1,0 +1,99 @@
+"""The environment contract: lib/drkit/envvars.py == project.yml == docs/configuration.md == the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drkit import envvars
+from drkit.errors import ConfigError
+from drkit.runtime import without_unset
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = (ROOT / "project.yml").read_text()
+# read by the library, but never a function's configuration
+NOT_CONFIGURATION = {"DRKIT_PG_BIN": "development override of the vendored PostgreSQL tools (tests, drill)"}
+
+
+def project_env(function: str) -> set[str]:
+    project = yaml.safe_load(PROJECT)
+    fn = next(f for f in project["packages"][0]["functions"] if f["name"] == function)
+    env = {**project["environment"], **fn["environment"]}
+    for name, value in env.items():
+        assert value == f"${{{name}}}", f"{function}: {name} should be substituted from the variable of that name"
+    return set(env)
+
+
+@pytest.mark.parametrize("function", envvars.ALL)
+def test_project_yml_gives_each_function_exactly_what_it_reads(function: str) -> None:
+    given = project_env(function)
+    declared = envvars.for_function(function)
+    for name in given:
+        spec = envvars.find(name)
+        assert spec is not None and function in spec.functions, f"project.yml gives dr/{function} {name}, unread"
+    for spec in declared:
+        assert any(spec.pattern().match(n) for n in given), f"dr/{function} reads {spec.name}; project.yml lacks it"
+
+
+def test_every_variable_in_the_code_is_declared() -> None:
+    found: set[str] = set()
+    for path in (ROOT / "lib" / "drkit").glob("*.py"):
+        if path.name != "envvars.py":
+            found |= set(re.findall(r"\"(DRKIT_[A-Z0-9_]*[A-Z0-9])\"", path.read_text()))
+    undeclared = sorted(n for n in found if envvars.find(n) is None and n not in NOT_CONFIGURATION)
+    assert not undeclared, f"read in lib/drkit but not in envvars.VARIABLES: {undeclared}"
+
+
+def test_configuration_doc_holds_the_table() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    assert envvars.markdown_table() in doc, "docs/configuration.md: paste envvars.markdown_table() (see its header)"
+
+
+def required_only() -> dict[str, str]:
+    """An operator's .env with only what the scheduled functions require."""
+    return {"DRKIT_SPACES_BUCKET": "b", "DRKIT_SPACES_REGION": "fra1", "DRKIT_SPACES_KEY": "k",
+            "DRKIT_SPACES_SECRET": "s", "DRKIT_AGE_RECIPIENTS": "age1x", "DRKIT_AGE_IDENTITY": "AGE-SECRET-KEY-1X",
+            "DRKIT_DATABASES": "odoo", "DRKIT_DB_ODOO_URL": "postgresql://u:p@h/odoo",
+            "DRKIT_STAGING_URL": "postgresql://u:p@h/postgres"}
+
+
+def test_a_dotenv_with_only_the_required_variables_deploys() -> None:
+    env, warnings = envvars.deploy_env(PROJECT, required_only())
+    code = "\n".join(line.split("#")[0] for line in PROJECT.splitlines())
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)\}", code))
+    assert set(env) == used and all(v.strip() for v in env.values()), "every ${VAR} needs a non-empty value"
+    assert env["DRKIT_DB_SUPERSET_URL"] == envvars.UNSET and env["DRKIT_NOTIFY_SLACK_URL"] == envvars.UNSET
+    assert env["DRKIT_DB_ODOO_URL"] == "postgresql://u:p@h/odoo"
+    # unscheduled functions' required variables are warnings, not blockers
+    assert any("DRKIT_SNAPSHOT_POLICIES" in w for w in warnings) and any("DRKIT_DO_TOKEN" in w for w in warnings)
+    # and the function sees none of the placeholders
+    assert "DRKIT_NOTIFY_SLACK_URL" not in without_unset(env) and without_unset(env)["DRKIT_SPACES_BUCKET"] == "b"
+
+
+def test_deploy_env_refuses_listing_every_missing_variable() -> None:
+    values = required_only()
+    del values["DRKIT_AGE_RECIPIENTS"], values["DRKIT_STAGING_URL"], values["DRKIT_DB_ODOO_URL"]
+    with pytest.raises(ConfigError) as exc:
+        envvars.deploy_env(PROJECT, values)
+    text = str(exc.value)
+    for name in ("DRKIT_AGE_RECIPIENTS", "DRKIT_STAGING_URL", "DRKIT_DB_ODOO_URL"):
+        assert name in text
+
+
+def test_deploy_env_refuses_a_database_project_yml_does_not_pass() -> None:
+    values = required_only() | {"DRKIT_DATABASES": "odoo,crm", "DRKIT_DB_CRM_URL": "postgresql://u:p@h/crm"}
+    with pytest.raises(ConfigError, match="DRKIT_DB_CRM_URL: \"\\$\\{DRKIT_DB_CRM_URL\\}\""):
+        envvars.deploy_env(PROJECT, values)
+
+
+@pytest.mark.parametrize("function", envvars.ALL)
+def test_missing_names_every_required_variable_at_once(function: str) -> None:
+    absent = envvars.missing(function, {})
+    wanted = [v.name for v in envvars.for_function(function) if function in v.required and envvars.DB not in v.name]
+    assert len(absent) == len(wanted) + len(envvars.ONE_OF[function])
+    if function == envvars.DB_BACKUP:  # per-database variables of the configured databases
+        assert any(a.startswith("DRKIT_DB_ODOO_URL is not set") for a in envvars.missing(function, {
+            "DRKIT_DATABASES": "odoo"}))
