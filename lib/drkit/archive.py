@@ -358,6 +358,8 @@ def extract(ciphertext: Any, manifest_files: Iterable[dict[str, Any]], identitie
                                  f"(first: {missing[0]})")
         if wanted and not any(_selected(p, wanted) for p in seen):
             raise ConfigError(f"no file in this backup is under {', '.join(wanted)}")
+        for folder in [p for p in staging.rglob("*") if p.is_dir() and not p.is_symlink()]:
+            folder.chmod(0o700)  # parents made on the way down took the umask's mode
         if dest.exists():
             dest.rmdir()
         os.replace(staging, dest)
@@ -410,7 +412,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, expected: dic
         result.skipped.append(member.name)
         return
     target = _safe_target(member, staging)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)  # made 0700 before the staging folder is moved into place
     if member.issym():
         if info.get("type") != "symlink" or info.get("target") != member.linkname:
             raise IntegrityError(f"{member.name}: symlink does not match the manifest")
@@ -423,13 +425,13 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, expected: dic
     assert source is not None
     digest = hashlib.sha256()
     size = 0
-    with open(target, "xb") as out:
+    with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
         while chunk := source.read(CHUNK):
             digest.update(chunk)
             out.write(chunk)
             size += len(chunk)
     if size != int(info["size"]) or digest.hexdigest() != info["sha256"]:
         raise IntegrityError(f"{member.name}: content does not match the manifest (size or SHA-256)")
-    os.chmod(target, 0o755 if (member.mode or 0) & 0o100 else 0o644)
+    os.chmod(target, 0o700 if (member.mode or 0) & 0o100 else 0o600)  # yours only: it may hold secrets
     result.files += 1
     result.bytes += size

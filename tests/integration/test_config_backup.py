@@ -120,6 +120,10 @@ def test_every_source_archived_checked_and_extractable(account: Account, s3_clie
     assert (out / "infra/compose/odoo.yml").read_bytes() == account.web.repos["acme/infra"].files["compose/odoo.yml"]
     assert os.access(out / "infra/scripts/restore.sh", os.X_OK) and not os.access(out / "infra/README.md", os.X_OK)
     assert os.readlink(out / "infra/docs") == "README.md"
+    # extracted configuration may hold secrets (Terraform state): the operator's only
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in [out, *out.rglob("*")] if not p.is_symlink()}
+    assert modes["tfstate/terraform.tfstate"] == 0o600 and modes["infra/scripts/restore.sh"] == 0o700
+    assert {m for m in modes.values()} <= {0o600, 0o700}, modes
     zone = (out / "digitalocean/domains/example.net.zone").read_text()
     assert "erp\t300\tIN\tA\t203.0.113.10" in zone and "@\t3600\tIN\tMX\t10 mail.example.net." in zone
     assert '@\t3600\tIN\tCAA\t0 issue "letsencrypt.org"' in zone and "_sip._tcp\t3600\tIN\tSRV\t10 5 5060 sip.example.net." in zone

@@ -97,3 +97,18 @@ def test_missing_names_every_required_variable_at_once(function: str) -> None:
     if function == envvars.DB_BACKUP:  # per-database variables of the configured databases
         assert any(a.startswith("DRKIT_DB_ODOO_URL is not set") for a in envvars.missing(function, {
             "DRKIT_DATABASES": "odoo"}))
+
+
+def test_deploy_env_file_is_private_and_complete(tmp_path: Path) -> None:
+    from drkit import cli
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}   # a comment\n" for k, v in required_only().items()))
+    out = tmp_path / "build" / "deploy.env"
+    assert cli.main(["--env-file", str(env_file), "config", "deploy-env", "--out", str(out),
+                     "--project", str(ROOT / "project.yml")]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600  # it holds the Spaces secret and database passwords
+    lines = dict(line.split("=", 1) for line in out.read_text().splitlines() if not line.startswith("#"))
+    assert lines["DRKIT_SPACES_SECRET"] == "'s'" and lines["DRKIT_DB_SUPERSET_URL"] == "'unset'"
+    code = "\n".join(line.split("#")[0] for line in PROJECT.splitlines())
+    assert set(lines) == set(re.findall(r"\$\{([A-Z0-9_]+)\}", code))
