@@ -84,6 +84,6 @@ def run_under_loader(archive: Path, function: str, env: dict[str, str], event: d
 
 
 def footprint_mb(report: dict[str, Any]) -> float:
-    """Peak RSS + bytes under the stand-in /tmp, in MB (both count against the limit on DO)."""
+    """Peak RSS + bytes under the stand-in /tmp, in MiB (both count against the limit on DO)."""
     mem = report["memory"]
-    return float((mem["peak_rss_kb"] * 1024 + mem["tmp_bytes"]) / 1e6)
+    return float((mem["peak_rss_kb"] * 1024 + mem["tmp_bytes"]) / 2**20)

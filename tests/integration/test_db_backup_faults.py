@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,27 @@ def test_rejected_spaces_credentials_say_so(pg: PgServer, dbname: str, make_env:
     assert result["status"] == "failed"
     assert "rejected the credentials" in result["error"] and "DRKIT_SPACES_KEY" in result["error"]
     assert not any(s.startswith("PUT") or s.startswith("POST") for s in proxy.seen)  # nothing was written
+
+
+def test_a_failed_backup_fails_the_activation_and_notifies(make_env: Any, pg: PgServer, dbname: str,
+                                                          webhook: Any, s3_client: Any, bucket: str) -> None:
+    """DigitalOcean lists the activation as failed (`error` in the result); the operators hear of it."""
+    url, received = webhook
+    good = pg.url(dbname)
+    env = make_env({"app": good, "crm": good.replace(pg.password, "wrong-password-9")},
+                   DRKIT_NOTIFY_WEBHOOK_URL=f"{url}/drkit", DRKIT_NOTIFY_SECRET="s" * 20)
+    result = handle("db-backup", db_backup.run, {}, None, env)
+    assert result["ok"] is False and result["status"] == "partial"
+    assert result["error"] and "crm failed" in result["error"] and "backed up app" in result["error"]
+    (path, headers, body), = received
+    event = json.loads(body)
+    assert path == "/drkit" and event["event"] == "db_backup.failed" and headers["X-Drkit-Signature"].startswith("sha256=")
+    assert [d["database"] for d in event["databases"]] == ["crm"] and "password" in event["failed_checks"][0]
+    assert pg.password not in body.decode() and "wrong-password-9" not in body.decode()
+
+    # a run that cannot start at all (the bucket is unreachable) is notified too
+    received.clear()
+    broken = dict(env, DRKIT_SPACES_ENDPOINT="http://127.0.0.1:9", DRKIT_S3_MAX_ATTEMPTS="1")
+    result = handle("db-backup", db_backup.run, {}, None, broken)
+    assert result["ok"] is False and result["error"]
+    assert len(received) == 1 and json.loads(received[0][2])["decision"].startswith("no backup was made")
