@@ -281,3 +281,37 @@ def test_the_engine_commits_nothing_unless_every_check_passed(fault: str, major:
         RESULTS.append((fault, "engine", major, "existing empty", "stays empty"))
     finally:
         server.drop_database(target)
+
+
+def test_a_role_that_may_not_create_databases_gets_a_plan_not_a_half_restore(setup: dict[str, Any], pg: PgServer,
+                                                                            source: str,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Managed services: no CREATEDB. A database with tables is refused with what to do; an empty one the
+    role owns is restored into directly, in one transaction."""
+    role = f"limited_{uuid.uuid4().hex[:6]}"
+    busy, empty = f"busy_{uuid.uuid4().hex[:6]}", f"empty_{uuid.uuid4().hex[:6]}"
+    pg.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'limited-Pw-123' NOCREATEDB")
+    pg.create_database(busy)
+    pg.execute(f"ALTER DATABASE {busy} OWNER TO {role}")
+    pg.execute(f"SET ROLE {role}; CREATE TABLE precious (v text); INSERT INTO precious VALUES ('keep')", busy)
+    pg.create_database(empty)
+    pg.execute(f"ALTER DATABASE {empty} OWNER TO {role}; GRANT CREATE ON SCHEMA public TO {role}", empty)
+    pg.execute(f"ALTER SCHEMA public OWNER TO {role}", empty)
+    url = f"postgresql://{role}:limited-Pw-123@127.0.0.1:{pg.port}/"
+    base = ["--env-file", setup["env_file"], "restore", "--db", "app", "--identity", setup["identity"],
+            "--no-privileges"]
+    try:
+        code = cli.main([*base, "--target", url + busy, "--force", "--yes-i-know", busy])
+        err = " ".join(capsys.readouterr().err.split())
+        assert code == 2 and "may not create databases" in err and "Nothing was changed" in err
+        with pg.connect(busy) as conn:
+            assert conn.execute("SELECT v FROM precious").fetchall() == [("keep",)]
+        code = cli.main([*base, "--target", url + empty])
+        out = " ".join(capsys.readouterr().out.split())
+        assert code == 0, out
+        assert f"restore directly into the existing empty database {empty}" in out
+        assert table_fingerprints(pg, empty) == table_fingerprints(pg, source)
+    finally:
+        for name in (busy, empty):
+            pg.drop_database(name)
+        pg.execute(f"DROP ROLE {role}")
