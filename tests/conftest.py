@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from drkit import crypto, log
+from drkit_dev.keys import signing_env
 from drkit_dev.pgserver import PgServer, installed_bindirs
 from drkit_dev.s3server import S3Server
 
@@ -96,6 +97,7 @@ def make_env(s3_server: S3Server, bucket: str, age_keys: tuple[str, str]) -> Any
             "DRKIT_SPACES_KEY": "test-key",
             "DRKIT_SPACES_SECRET": SPACES_SECRET,
             "DRKIT_AGE_RECIPIENTS": age_keys[1],
+            **signing_env(),
             "DRKIT_DATABASES": ",".join(databases),
             "DRKIT_PART_SIZE_MB": "5",
         }

@@ -14,6 +14,7 @@ reported, never silently treated as a backup:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -137,12 +138,27 @@ def pick(newest_first: list[E], ref: str) -> E | None:
     return next((e for e in newest_first if e.id == ref), None)
 
 
-def read_manifest(store: Store, entry: Entry) -> dict[str, Any]:
+def read_manifest(store: Store, entry: Entry, trusted: Sequence[Any]) -> dict[str, Any]:
+    """The manifest, believed only when signed by a trusted key for this very backup (see signed.py):
+    what any step that acts on the backup (restore, verify) must use."""
+    from . import signed
+
+    manifest = signed.get_json(store, entry.manifest_key, trusted, f"the manifest of backup {entry.database} {entry.id}")
+    return _checked(manifest, entry)
+
+
+def peek_manifest(store: Store, entry: Entry) -> dict[str, Any]:
+    """The manifest as stored, unverified: for listings and bookkeeping only, never to act on the data."""
+    return _checked(store.get_json(entry.manifest_key), entry)
+
+
+def _checked(manifest: Any, entry: Entry) -> dict[str, Any]:
     from .errors import IntegrityError
 
-    manifest = store.get_json(entry.manifest_key)
-    if not isinstance(manifest, dict) or manifest.get("id") != entry.id or "sha256" not in manifest:
-        raise IntegrityError(f"{entry.manifest_key} is not a drkit manifest for backup {entry.id}")
+    if not isinstance(manifest, dict) or manifest.get("id") != entry.id or "sha256" not in manifest \
+            or manifest.get("key", entry.data_key) != entry.data_key \
+            or manifest.get("database", entry.database) != entry.database:
+        raise IntegrityError(f"{entry.manifest_key} is not a drkit manifest for backup {entry.database} {entry.id}")
     return manifest
 
 

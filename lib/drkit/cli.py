@@ -85,14 +85,30 @@ def _age(t: dt.datetime, now: dt.datetime) -> str:
 
 # -- commands -----------------------------------------------------------------------
 
-def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    identity, recipient = crypto.generate_identity()
-    out = Path(args.out)
+def _write_private(out: Path, text: str) -> None:
     if out.exists():
-        raise ConfigError(f"{out} exists; refusing to overwrite an identity (move it away first)")
+        raise ConfigError(f"{out} exists; refusing to overwrite a key (move it away first)")
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f"# created: {dt.datetime.now(dt.UTC).isoformat()}\n# public key: {recipient}\n{identity}\n")
+        f.write(text)
+
+
+def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from . import signing
+
+    now = dt.datetime.now(dt.UTC).isoformat()
+    out = Path(args.out or ("drkit-signing.key" if args.signing else "drkit-identity.txt"))
+    if args.signing:
+        secret, public = signing.generate()
+        _write_private(out, f"# drkit signing key, created {now}\n# drkit trusted key: {public}\n{secret}\n")
+        print(f"signing key written to {out} (mode 0600). Give it to the functions that write backups only:")
+        print("DRKIT_SIGNING_KEY (db-backup, config-backup). Trust its public key everywhere else:")
+        print("DRKIT_TRUSTED_KEYS (restore-verify, dns-failover, health-probe, your .env), or a line")
+        print(f"'# drkit trusted key: {public}' in your identity file. Standard tools: minisign -V -P {public}")
+        print(public)
+        return 0
+    identity, recipient = crypto.generate_identity()
+    _write_private(out, f"# created: {now}\n# public key: {recipient}\n{identity}\n")
     print(f"identity written to {out} (mode 0600). Keep it OFF the deployment: store it in your password manager")
     print("and an offline copy. Only restore needs it. Put the public key in DRKIT_AGE_RECIPIENTS:")
     print(recipient)
@@ -190,7 +206,7 @@ def cmd_backups_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     _, store = _store(env)
     entry = catalog.find(store, args.backup, args.db)
-    manifest = catalog.read_manifest(store, entry)
+    manifest = catalog.read_manifest(store, entry, _trusted(args, env))
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0
@@ -203,7 +219,9 @@ def cmd_backups_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
               f"(zstd {manifest['compression']['level']}, age to {len(manifest['encryption']['recipients'])} recipient(s))")
     con.print(f"  sha256 {manifest['sha256']}; verified: {'yes' if entry.verified else 'no'}; "
               f"pinned: {'yes' if entry.pinned else 'no'}")
-    con.print(f"  restore with standard tools: {manifest['restore']['pipeline']}")
+    how = manifest["restore"].get("without_drkit") or manifest["restore"].get("pipeline")
+    con.print("  signature: valid, by a trusted key (DRKIT_TRUSTED_KEYS)")
+    con.print(f"  restore with standard tools: {how}")
     table = Table("schema", "table", "kind", "estimated rows", "exact rows")
     for t in manifest.get("tables", [])[: args.tables]:
         table.add_row(t["schema"], t["name"], t["kind"], str(t["estimated_rows"] if t["estimated_rows"] is not None else "-"),
@@ -229,6 +247,19 @@ def cmd_backups_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def _trusted(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:
+    """The public keys whose signatures this command believes: DRKIT_TRUSTED_KEYS, and keys pinned in the
+    identity file (`# drkit trusted key: RW…` lines, which `drkit keygen --signing` shows)."""
+    from . import signing
+    from .config import trusted_keys
+
+    pinned: list[str] = []
+    identity = getattr(args, "identity", None)
+    if identity and Path(identity).exists():
+        pinned = signing.keys_in(Path(identity).read_text().splitlines())
+    return trusted_keys(env, required=True, extra=pinned)
+
+
 def _identities(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:
     if args.identity:
         path = Path(args.identity)
@@ -252,7 +283,7 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     identities = _identities(args, env)
     plan = operator_restore.make_plan(store, args.db, args.backup, args.before, args.target,
                                       download_to=args.download_to, jobs=args.jobs, force=args.force,
-                                      no_privileges=args.no_privileges)
+                                      no_privileges=args.no_privileges, trusted=_trusted(args, env))
     con = _console()
     con.print("[bold]restore plan[/bold]")
     for line in plan.lines():
@@ -334,8 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-v", "--verbose", action="store_true", help="JSON log lines (info level) on stderr")
     sub = ap.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("keygen", help="create an age identity (private key file) and print its public key")
-    p.add_argument("--out", default="drkit-identity.txt", help="where to write the identity (default: %(default)s)")
+    p = sub.add_parser("keygen", help="create an age identity (or, with --signing, a signing key) and print its "
+                       "public key")
+    p.add_argument("--out", default=None, help="where to write the private key (default: drkit-identity.txt, or "
+                   "drkit-signing.key with --signing)")
+    p.add_argument("--signing", action="store_true", help="a minisign-format signing key for DRKIT_SIGNING_KEY "
+                   "(and its public key for DRKIT_TRUSTED_KEYS)")
     p.set_defaults(fn=cmd_keygen)
 
     g = sub.add_parser("config", help="configuration check, and config backups (list, show, extract)").add_subparsers(
@@ -343,9 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = g.add_parser("check", help="validate the configuration (and with --connect, reach the bucket and databases)")
     c.add_argument("--connect", action="store_true", help="also connect to the bucket and every database")
     c.set_defaults(fn=cmd_config_check)
-    from . import cli_config
+    from . import cli_config, cli_failover
 
     cli_config.register(g, sub)
+    cli_failover.register(sub)
 
     p = sub.add_parser("backup", help="take a database backup now (what the hourly trigger runs)")
     p.add_argument("--db", action="append", help="database name (repeatable; default: all)")

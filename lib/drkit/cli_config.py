@@ -73,7 +73,7 @@ def cmd_config_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                                "pinned": e.pinned, "key": e.data_key}
         if e.complete and n < args.limit:
             try:
-                m = config_catalog.read_manifest(store, e)
+                m = config_catalog.peek_manifest(store, e)  # a listing; show and extract verify
                 row |= {"status": m["status"], "files": len(m["files"]), "drift": m.get("drift", {}).get("summary", "")}
             except DrkitError as exc:
                 row |= {"status": "UNREADABLE", "drift": str(exc)}
@@ -100,7 +100,7 @@ def cmd_config_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     cli = _cli()
     _, store = cli._store(env)
     entry = config_catalog.find(store, args.backup_opt or args.backup or "latest")
-    m = config_catalog.read_manifest(store, entry)
+    m = config_catalog.read_manifest(store, entry, cli._trusted(args, env))
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
@@ -144,7 +144,7 @@ def cmd_config_extract(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _, store = cli._store(env)
     identities = cli._identities(args, env)
     entry = config_catalog.find(store, args.backup)
-    m = config_catalog.read_manifest(store, entry)
+    m = config_catalog.read_manifest(store, entry, cli._trusted(args, env))
     dest = Path(args.to)
     con = cli._console()
     raw = store.open_read(entry.data_key)
@@ -186,7 +186,7 @@ def cmd_dns_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     identities = cli._identities(args, env)
     api = DoApi.from_env(env, Deadline(None))
     domain = args.domain.strip().lower().rstrip(".")
-    backup_id, records = dns_restore.backed_up_records(store, args.from_, domain, identities)
+    backup_id, records = dns_restore.backed_up_records(store, args.from_, domain, identities, cli._trusted(args, env))
     plan = dns_restore.make_plan(api, backup_id, domain, records, delete_extra=args.delete_extra)
     con = cli._console()
     con.print(f"[bold]DNS restore plan[/bold]: {plan.summary()}")

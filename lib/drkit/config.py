@@ -9,7 +9,7 @@ work starts on an invalid configuration. Variable names are documented in
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +104,7 @@ class Config:
     spaces: SpacesConfig
     databases: Mapping[str, DatabaseConfig]
     recipients: tuple[str, ...]
+    signing_key: Secret | None = None  # writers sign their manifests (DRKIT_SIGNING_KEY)
     zstd_level: int = 1
     zstd_threads: int = 0
     part_size_mb: int = 8
@@ -128,8 +129,9 @@ class Config:
         spaces = _spaces_from_env(environ, problems)
         recipients = _recipients_from_env(environ, problems) if need_recipients else ()
         databases = _databases_from_env(environ, problems, required=need_databases) if with_databases else {}
-        # archive writers (they need recipients) also read the compression and upload settings
+        # archive writers (they need recipients) also read the signing key and the compression and upload settings
         writer = need_recipients
+        signing_key = signing_key_from_env(environ, problems) if writer else None
         zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 1, 1, 19, problems) if writer else 1
         zstd_threads = _int_env(environ, "DRKIT_ZSTD_THREADS", 0, 0, 8, problems) if writer else 0
         part_size_mb = _int_env(environ, "DRKIT_PART_SIZE_MB", 8, 5, 512, problems) if writer else 8
@@ -143,6 +145,7 @@ class Config:
             spaces=spaces,
             databases=databases,
             recipients=recipients,
+            signing_key=signing_key,
             zstd_level=zstd_level,
             zstd_threads=zstd_threads,
             part_size_mb=part_size_mb,
@@ -233,6 +236,39 @@ def _spaces_from_env(environ: Mapping[str, str], problems: list[str]) -> SpacesC
         secret_key=Secret(secret),
         prefix=prefix,
     )
+
+
+def signing_key_from_env(environ: Mapping[str, str], problems: list[str]) -> Secret | None:
+    from .signing import SECRET_PREFIX
+
+    # the key itself, or the whole file `drkit keygen --signing` wrote
+    raw = next((t for t in environ.get("DRKIT_SIGNING_KEY", "").split() if t.startswith(SECRET_PREFIX)),
+               environ.get("DRKIT_SIGNING_KEY", "").strip())
+    if not raw:
+        problems.append("DRKIT_SIGNING_KEY is not set (the key that signs every manifest, so that readers can "
+                        "tell drkit's backups from planted ones; make one with `drkit keygen --signing`)")
+        return None
+    secret = Secret(raw)
+    from . import signing
+
+    try:
+        signing.public_of(raw)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    return secret
+
+
+def trusted_keys(environ: Mapping[str, str], *, required: bool, extra: Sequence[str] = ()) -> list[Any]:
+    """DRKIT_TRUSTED_KEYS (plus keys pinned elsewhere, e.g. in the identity file): the public keys
+    whose signatures make a manifest or plan believable."""
+    from . import signing
+
+    raw = " ".join([environ.get("DRKIT_TRUSTED_KEYS", ""), *extra]).strip()
+    if not raw and required:
+        raise ConfigError("DRKIT_TRUSTED_KEYS is not set (the minisign public keys, RW…, whose signatures drkit "
+                          "believes; `drkit keygen --signing` prints one)")
+    return signing.parse_trusted(raw)
 
 
 def _recipients_from_env(environ: Mapping[str, str], problems: list[str]) -> tuple[str, ...]:

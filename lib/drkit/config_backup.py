@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, audit, config_catalog, drift, fetch, inventory, layout, log, state
+from . import __version__, audit, config_catalog, drift, fetch, inventory, layout, log, signed, state
 from .archive import ArchiveWriter, FileEntry
 from .config import Config, SpacesConfig
 from .config_sources import DO_KINDS, Source, parse_sources
@@ -291,7 +291,8 @@ def backup(store: Store, settings: Settings, units: list[Unit], recipients: list
     }
     manifest["drift"] = drift.compare(manifest, baselines(store, manifest))
     try:
-        store.put_json(base + layout.MANIFEST_SUFFIX, manifest)
+        assert cfg.signing_key is not None  # Config.from_env requires it of writers
+        signed.put_json(store, base + layout.MANIFEST_SUFFIX, manifest, cfg.signing_key.reveal())
     except StoreError:
         try:
             store.delete(data_key)  # without its manifest the archive is not a backup
@@ -328,7 +329,7 @@ def _newest_ok(store: Store, units: set[str], before: str | None, known: Mapping
         if not entry.complete or (before is not None and entry.id >= before):
             continue
         try:
-            m = (known or {}).get(entry.id) or config_catalog.read_manifest(store, entry)
+            m = (known or {}).get(entry.id) or config_catalog.peek_manifest(store, entry)  # bookkeeping
         except DrkitError as exc:
             log.warning("config manifest unreadable; skipped", backup_id=entry.id, error=str(exc))
             continue
@@ -361,6 +362,7 @@ def prune(store: Store, settings: Settings, units: list[Unit], new_id: str | Non
             entry = by_id[d.id]
             store.delete(entry.manifest_key)  # manifest first: a listed backup always has its archive
             store.delete(entry.data_key)
+            store.delete(entry.manifest_key + signed.SIG)
             deleted.append(d.id)
             audit.record(store, FUNCTION, "config.backup.deleted", {
                 "backup_id": d.id, "policy": str(settings.retention), "reasons": list(d.reasons)})

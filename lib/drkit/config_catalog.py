@@ -4,6 +4,7 @@ a backup is complete when its archive and its manifest exist; see catalog.py).""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +75,23 @@ def find(store: Store, ref: str) -> ConfigEntry:
     return found
 
 
-def read_manifest(store: Store, entry: ConfigEntry) -> dict[str, Any]:
-    manifest = store.get_json(entry.manifest_key)
+def read_manifest(store: Store, entry: ConfigEntry, trusted: Sequence[Any]) -> dict[str, Any]:
+    """The manifest, believed only when signed by a trusted key for this very backup (see signed.py):
+    what extracting files or restoring DNS records from the archive must use."""
+    from . import signed
+
+    return _checked(signed.get_json(store, entry.manifest_key, trusted, f"the manifest of config backup {entry.id}"),
+                    entry)
+
+
+def peek_manifest(store: Store, entry: ConfigEntry) -> dict[str, Any]:
+    """The manifest as stored, unverified: for listings, drift and retention bookkeeping only."""
+    return _checked(store.get_json(entry.manifest_key), entry)
+
+
+def _checked(manifest: Any, entry: ConfigEntry) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("id") != entry.id or "sha256" not in manifest \
-            or not isinstance(manifest.get("files"), list):
+            or not isinstance(manifest.get("files"), list) or manifest.get("key", entry.data_key) != entry.data_key:
         raise IntegrityError(f"{entry.manifest_key} is not a drkit config manifest for {entry.id}")
     return manifest
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import zstandard
 
-from . import __version__, audit, catalog, crypto, layout, log, pg, state
+from . import __version__, audit, catalog, crypto, layout, log, pg, signed, state
 from .config import Config, DatabaseConfig
 from .deadline import Clock, Deadline, utcnow
 from .errors import DeadlineExceeded, DrkitError, PgError, StoreError
@@ -244,14 +244,15 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
         "missing_count_tables": source.missing_count_tables,
         "restore": {
             "min_pg_restore_major": tool.major,
-            "pipeline": f"age -d -i key.txt < {backup_id}{layout.DATA_SUFFIX} | zstd -d | "
-                        "pg_restore --no-owner -d TARGET_URL",
+            "without_drkit": "docs/restore-standard-tools.md: verify this manifest's signature (minisign -V) and "
+                             "the object's SHA-256, age -d | zstd -d to a file, then pg_restore into a new database",
         },
         "drkit_version": __version__,
         "activation_id": os.environ.get("__OW_ACTIVATION_ID"),
     }
     try:
-        store.put_json(layout.manifest_key(db.name, backup_id), manifest)
+        assert cfg.signing_key is not None  # Config.from_env requires it of writers
+        signed.put_json(store, layout.manifest_key(db.name, backup_id), manifest, cfg.signing_key.reveal())
     except StoreError:
         # Without its manifest the object is not a backup; remove it now rather than leave an orphan.
         _best_effort_delete(store, data_key)

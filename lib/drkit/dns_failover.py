@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit, failover, log
-from .config import spaces_from_env
+from . import audit, failover, log, signed
+from .config import spaces_from_env, trusted_keys
 from .deadline import Clock, Deadline, utcnow
 from .do_api import DoApi
 from .errors import ConfigError
@@ -48,8 +48,9 @@ class Settings:
         plan = None
         if text:
             plan = failover.parse_plan(text)
-        elif key:
-            plan = failover.parse_plan(store.get_bytes(key).decode(), key)
+        elif key:  # the bucket is writable by every function's key: believe only a trusted signature
+            trusted = trusted_keys(environ, required=True)
+            plan = failover.parse_plan(signed.get_bytes(store, key, trusted, f"the failover plan {key}").decode(), key)
         else:
             problems.append("set DRKIT_FAILOVER_PLAN (JSON) or DRKIT_FAILOVER_PLAN_KEY (an object in the bucket)")
         if not environ.get("DRKIT_DO_TOKEN", "").strip():

@@ -63,6 +63,11 @@ VARIABLES: tuple[Var, ...] = (
     _v("DRKIT_ZSTD_THREADS", (DB_BACKUP, CONFIG), "zstd worker threads (0: none)", default="0"),
     _v("DRKIT_PART_SIZE_MB", (DB_BACKUP, CONFIG), "multipart upload part size, MB (5-512)", default="8"),
     _v("DRKIT_UPLOAD_CONCURRENCY", (DB_BACKUP, CONFIG), "parts uploaded at once (1-10)", default="3"),
+    _v("DRKIT_SIGNING_KEY", (DB_BACKUP, CONFIG), "secret key that signs every manifest (drkit keygen --signing)",
+       required=(DB_BACKUP, CONFIG)),
+    _v("DRKIT_TRUSTED_KEYS", (RESTORE_VERIFY, FAILOVER, HEALTH),
+       "minisign public keys (RW…) whose signatures drkit believes: manifests, failover plans",
+       required=(RESTORE_VERIFY,), default="(none: nothing from the bucket is believed)"),
     # databases
     _v("DRKIT_DATABASES", (DB_BACKUP, RESTORE_VERIFY, HEALTH), "database names, comma separated (lower-case)",
        required=(DB_BACKUP, RESTORE_VERIFY), default="(none: health-probe checks no backups)"),

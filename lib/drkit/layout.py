@@ -30,7 +30,8 @@ MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified"
 PINNED_SUFFIX = ".pinned"
 REPORT_SUFFIX = ".verify.json"
-SUFFIXES = (DATA_SUFFIX, MANIFEST_SUFFIX, REPORT_SUFFIX, VERIFIED_SUFFIX, PINNED_SUFFIX)
+SIGNATURE_SUFFIX = ".manifest.json.minisig"  # the manifest's minisign signature (signed.py)
+SUFFIXES = (DATA_SUFFIX, MANIFEST_SUFFIX, SIGNATURE_SUFFIX, REPORT_SUFFIX, VERIFIED_SUFFIX, PINNED_SUFFIX)
 
 ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-([0-9a-f]{6})$")
 
@@ -96,7 +97,7 @@ def parse_key(key: str) -> tuple[str, str, str] | None:
 
 CONFIG_PREFIX = "config/"
 CONFIG_DATA_SUFFIX = ".tar.zst.age"
-CONFIG_SUFFIXES = (CONFIG_DATA_SUFFIX, MANIFEST_SUFFIX, PINNED_SUFFIX)
+CONFIG_SUFFIXES = (CONFIG_DATA_SUFFIX, MANIFEST_SUFFIX, SIGNATURE_SUFFIX, PINNED_SUFFIX)
 CONFIG_STATE_KEY = "state/config.json"
 
 

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +112,7 @@ def choose(store: Store, database: str, backup: str, before: str | None) -> cata
 
 
 def make_plan(store: Store, database: str, backup: str, before: str | None, target_url: str, *,
-              download_to: str | None, jobs: int, force: bool, no_privileges: bool,
+              download_to: str | None, jobs: int, force: bool, no_privileges: bool, trusted: Sequence[Any],
               now: dt.datetime | None = None) -> Plan:
     import os
 
@@ -120,7 +120,7 @@ def make_plan(store: Store, database: str, backup: str, before: str | None, targ
         raise ConfigError(f"--download-to {download_to} exists: name a new file (it would be replaced, and "
                           "removed if the restore fails)")
     entry = choose(store, database, backup, before)
-    manifest = catalog.read_manifest(store, entry)
+    manifest = catalog.read_manifest(store, entry, trusted)  # signed by a trusted key, or nothing happens
     server, dbname = target_from_url(target_url)
     version = pg.server_version_num(server)
     exists = pg.database_exists(server, dbname)

@@ -33,7 +33,7 @@ from typing import Any
 import zstandard
 
 from . import crypto, log, pg
-from .catalog import Entry, read_manifest
+from .catalog import Entry
 from .config import DatabaseConfig
 from .deadline import Deadline
 from .errors import CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError
@@ -225,11 +225,11 @@ NOT_COMMITTED = "nothing was committed: the restore transaction was rolled back"
 
 
 def restore(store: Store, entry: Entry, identities: Sequence[Any], target: DatabaseConfig, dbname: str, *,
-            manifest: dict[str, Any] | None = None, deadline: Deadline | None = None,
+            manifest: dict[str, Any], deadline: Deadline | None = None,
             options: Sequence[str] = ("--no-owner",), progress: Callable[[int], None] | None = None) -> RestoreResult:
     """Restore `entry` into the existing, empty database `dbname` on `target`'s server, in one transaction
-    committed only after every check passed (see the module's docstring)."""
-    manifest = manifest or read_manifest(store, entry)
+    committed only after every check passed (see the module's docstring). `manifest`: as
+    `catalog.read_manifest` returns it, its signature verified."""
     deadline = deadline or Deadline(None)
     tool = pg.tool_version("pg_restore")
     need = int(manifest.get("restore", {}).get("min_pg_restore_major", 0))
@@ -298,7 +298,7 @@ def explain_crypto_failure(reader: VerifyingReader, note: str, failure: CryptoEr
 
 
 def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *,
-             manifest: dict[str, Any] | None = None, progress: Callable[[int], None] | None = None) -> int:
+             manifest: dict[str, Any], progress: Callable[[int], None] | None = None) -> int:
     """Verify, decrypt and decompress a backup into a local pg_dump archive file (for `pg_restore --jobs`).
 
     Written (mode 0600: it is the database in plaintext) to `<path>.partial` and renamed only when every
@@ -306,7 +306,6 @@ def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *
     """
     import os
 
-    manifest = manifest or read_manifest(store, entry)
     partial = f"{path}.partial"
     raw = store.open_read(entry.data_key)
     reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))

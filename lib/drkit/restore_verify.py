@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__, audit, catalog, checks, crypto, layout, log, pg, restore, state
-from .config import Config, DatabaseConfig, Secret, database_names, env_name, parse_db_url
+from .config import Config, DatabaseConfig, Secret, database_names, env_name, parse_db_url, trusted_keys
 from .deadline import Clock, Deadline, utcnow
 from .errors import ConfigError, CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError, StoreError
 from .notify import Notifier
@@ -70,6 +70,7 @@ class Settings:
     identities: list[Any]
     checks: dict[str, list[checks.Check]] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
+    trusted: list[Any] = field(default_factory=list)  # DRKIT_TRUSTED_KEYS: whose manifests are believed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], names: list[str]) -> Settings:
@@ -101,9 +102,14 @@ class Settings:
             except ValueError as exc:
                 problems.append(str(exc))
         notifier = Notifier.collect(environ, problems)
+        trusted: list[Any] = []
+        try:
+            trusted = trusted_keys(environ, required=True)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
         if problems or staging is None:
             raise ConfigError(problems)
-        return cls(staging, identities, parsed, notifier)
+        return cls(staging, identities, parsed, notifier, trusted)
 
 
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
@@ -190,7 +196,7 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
         result["backup_id"] = entry.id
         result["backup_time"] = entry.time.isoformat()
         try:
-            manifest = catalog.read_manifest(store, entry)
+            manifest = catalog.read_manifest(store, entry, settings.trusted)
         except (StoreError, IntegrityError) as exc:
             outcomes.append(checks.Outcome("manifest", False, str(exc), None))
             raise

@@ -159,13 +159,16 @@ class Store:
     def get_json(self, key: str) -> Any:
         return _parse_json(key, self.get_bytes(key))
 
-    def get_json_or_none(self, key: str) -> Any | None:
-        """The object's JSON, or None if the key does not exist."""
+    def get_bytes_or_none(self, key: str) -> bytes | None:
         try:
-            data = self.get_bytes(key)
+            return self.get_bytes(key)
         except _Missing:
             return None
-        return _parse_json(key, data)
+
+    def get_json_or_none(self, key: str) -> Any | None:
+        """The object's JSON, or None if the key does not exist."""
+        data = self.get_bytes_or_none(key)
+        return None if data is None else _parse_json(key, data)
 
     def conditional_writes(self) -> bool:
         """Does the store enforce `If-None-Match: *` on PUT? Detected once per process.

@@ -30,6 +30,7 @@ from rich.table import Table
 from drkit import crypto
 
 from . import sampledb
+from .keys import signing_env
 from .pgserver import PgServer
 from .s3server import S3Server
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             url = pg.url(name)
             env = {"DRKIT_SPACES_BUCKET": bucket, "DRKIT_SPACES_ENDPOINT": s3srv.endpoint,
                    "DRKIT_SPACES_KEY": "BENCH00ACCESSKEY", "DRKIT_SPACES_SECRET": "bench-secret-key",
-                   "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_DATABASES": "bench", "DRKIT_DB_BENCH_URL": url,
+                   **signing_env(), "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_DATABASES": "bench", "DRKIT_DB_BENCH_URL": url,
                    "DRKIT_PG_BIN": str(pgbin), "DRKIT_LOG_LEVEL": "warning"}
             if args.zstd_threads is not None:
                 env["DRKIT_ZSTD_THREADS"] = args.zstd_threads

@@ -33,6 +33,7 @@ from rich.table import Table
 from drkit import crypto
 
 from .fakeweb import FakeWeb, Generated, Repo
+from .keys import signing_env
 from .s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             web = FakeWeb(repos={"acme/big": repository(size_mb)}).start()
             url = f"{web.url}/repos/acme/big/tarball/main"
             env = {"DRKIT_SPACES_BUCKET": bucket, "DRKIT_SPACES_ENDPOINT": s3.endpoint, "DRKIT_SPACES_KEY": "k",
-                   "DRKIT_SPACES_SECRET": "s", "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_GITHUB_TOKEN": web.github_token,
+                   "DRKIT_SPACES_SECRET": "s", **signing_env(), "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_GITHUB_TOKEN": web.github_token,
                    "DRKIT_LOG_LEVEL": "warning", "PATH": os.environ.get("PATH", ""),
                    "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "github", "name": "big", "repo": "acme/big",
                                                         "api_url": web.url}])}

@@ -23,11 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from drkit import catalog, crypto, db_backup, restore, restore_verify
-from drkit.config import Config
+from drkit.config import Config, trusted_keys
 from drkit.deadline import Deadline
 from drkit.store import Store
 
 from . import sampledb
+from .keys import signing_env
 from .pgserver import PgServer
 from .s3server import S3Server
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 pg.execute("VACUUM (FREEZE, ANALYZE)", name)
             env = {"DRKIT_SPACES_BUCKET": bucket, "DRKIT_SPACES_ENDPOINT": s3srv.endpoint,
                    "DRKIT_SPACES_KEY": "BENCH00ACCESSKEY", "DRKIT_SPACES_SECRET": "bench-secret-key",
-                   "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_DATABASES": "bench", "DRKIT_DB_BENCH_URL": pg.url(name),
+                   **signing_env(), "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_DATABASES": "bench", "DRKIT_DB_BENCH_URL": pg.url(name),
                    "DRKIT_STAGING_URL": pg.url("postgres"), "DRKIT_AGE_IDENTITY": identity,
                    "DRKIT_LOG_LEVEL": "warning", "DRKIT_PG_BIN": str(pgbin)}
             with console.status("db-backup ..."):
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = Config.from_env(env)
             store = Store(cfg.spaces)
             archive = str(Path(tmp) / "bench.dump")
-            restore.download(store, catalog.find(store, "latest", "bench"), [crypto.parse_identity(identity)], archive)
+            entry = catalog.find(store, "latest", "bench")
+            manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
+            restore.download(store, entry, [crypto.parse_identity(identity)], archive, manifest=manifest)
             pg.execute("CHECKPOINT", name)
             with console.status("bare pg_restore (one job) ..."):
                 bare1 = timed_restore(pgbin, pg, archive, 1)

@@ -25,12 +25,13 @@ from rich.console import Console
 from rich.table import Table
 
 from drkit import catalog, crypto, db_backup, dns_failover, health, log, restore, restore_verify, snapshot_rotate
-from drkit.config import Config
+from drkit.config import Config, trusted_keys
 from drkit.deadline import Deadline
 from drkit.runtime import handle, handle_web
 from drkit.store import Store
 
 from . import probeservers, sampledb
+from .keys import signing_env
 from .pgserver import PgServer
 from .s3server import S3Server
 
@@ -88,7 +89,7 @@ def run(size_mb: int, keep: bool) -> int:
             "DRKIT_SPACES_BUCKET": "drkit-drill", "DRKIT_SPACES_ENDPOINT": s3.endpoint,
             "DRKIT_SPACES_KEY": "DRILL00ACCESSKEY", "DRKIT_SPACES_SECRET": "drill-secret-key",
             "DRKIT_LOG_LEVEL": "warning",
-            "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_DATABASES": "erp", "DRKIT_DB_ERP_URL": pg.url("erp"),
+            **signing_env(), "DRKIT_AGE_RECIPIENTS": recipient, "DRKIT_DATABASES": "erp", "DRKIT_DB_ERP_URL": pg.url("erp"),
             "DRKIT_DB_ERP_COUNT_TABLES": "*",
             "DRKIT_STAGING_URL": pg.url("postgres"), "DRKIT_AGE_IDENTITY": identity,
             "DRKIT_DB_ERP_CHECKS": DRILL_CHECKS,
@@ -141,7 +142,9 @@ def restore_step(drill: Drill, env: dict[str, str], pg: PgServer, identity: str)
     entry = catalog.find(store, "latest", "erp")
     pg.create_database("erp_restored")
     try:
-        result = restore.restore(store, entry, [crypto.parse_identity(identity)], cfg.databases["erp"], "erp_restored")
+        manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
+        result = restore.restore(store, entry, [crypto.parse_identity(identity)], cfg.databases["erp"], "erp_restored",
+                                 manifest=manifest)
     except Exception as exc:  # noqa: BLE001 - reported as a failed step
         drill.step("restore", False, f"{type(exc).__name__}: {exc}", time.monotonic() - t)
         return
@@ -153,7 +156,6 @@ def restore_step(drill: Drill, env: dict[str, str], pg: PgServer, identity: str)
     source, restored = sampledb.fingerprint(pg, "erp"), sampledb.fingerprint(pg, "erp_restored")
     rows = sum(n for n, _ in source.values())
     same = source == restored
-    manifest = catalog.read_manifest(store, entry)
     counts = {f"{x['schema']}.{x['name']}": x["exact_rows"] for x in manifest["tables"] if x["exact_rows"] is not None}
     counts_ok = all(restored.get(k, (-1, ""))[0] == v for k, v in counts.items())
     detail = (f"{len(source)} tables, {rows:,} rows identical; manifest row counts match" if same and counts_ok
@@ -332,7 +334,7 @@ def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
         drill.console.print(table)
         identities = [crypto.parse_identity(env["DRKIT_AGE_IDENTITY"])]
         entry = config_catalog.find(store, "latest")
-        manifest = config_catalog.read_manifest(store, entry)
+        manifest = config_catalog.read_manifest(store, entry, trusted_keys(e, required=True))
         raw = store.open_read(entry.data_key)
         reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
         done = archive.extract(reader, manifest["files"], identities, work / "config",
@@ -340,7 +342,8 @@ def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
         raw.close()
         zone = (work / "config/digitalocean/domains/example.net.zone").read_text()
         api = DoApi.from_env(e, Deadline(None))
-        backup_id, records = dns_restore.backed_up_records(store, first["backup_id"], "example.net", identities)
+        backup_id, records = dns_restore.backed_up_records(store, first["backup_id"], "example.net", identities,
+                                                           trusted_keys(e, required=True))
         plan = dns_restore.make_plan(api, backup_id, "example.net", records)
         drill.console.print(f"dns restore --from {backup_id} --dry-run: " + "; ".join(s.text("example.net")
                                                                                       for s in plan.changes))

@@ -14,7 +14,7 @@ from pyrage import x25519
 
 from conftest import fill_rich, keys, table_fingerprints
 from drkit import catalog, crypto, db_backup, layout, restore
-from drkit.config import Config
+from drkit.config import Config, trusted_keys
 from drkit.runtime import handle
 from drkit.store import Store
 from drkit_dev.pgserver import PgServer
@@ -30,7 +30,9 @@ def restore_into(env: dict[str, str], pg: PgServer, name: str, identity: str) ->
     entry = catalog.find(store, "latest", name)
     target = f"r_{uuid.uuid4().hex[:10]}"
     pg.create_database(target)
-    result = restore.restore(store, entry, [crypto.parse_identity(identity)], cfg.databases[name], target)
+    manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
+    result = restore.restore(store, entry, [crypto.parse_identity(identity)], cfg.databases[name], target,
+                             manifest=manifest)
     return target, result
 
 
@@ -75,7 +77,7 @@ def test_manifest_records_what_restore_verify_needs(pg: PgServer, dbname: str, m
     assert "WARNING" in result["decision"]
     stored = keys(s3_client, bucket, "db/app/")
     base = layout.backup_base("app", b["backup_id"])
-    assert stored == [base + layout.DATA_SUFFIX, base + layout.MANIFEST_SUFFIX]
+    assert stored == [base + layout.DATA_SUFFIX, base + layout.MANIFEST_SUFFIX, base + layout.SIGNATURE_SUFFIX]
     manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=base + layout.MANIFEST_SUFFIX)["Body"].read())
     body = s3_client.get_object(Bucket=bucket, Key=base + layout.DATA_SUFFIX)["Body"].read()
     assert manifest["sha256"] == hashlib.sha256(body).hexdigest() == b["sha256"]
@@ -123,7 +125,7 @@ def test_one_failing_database_does_not_stop_the_others(pg: PgServer, dbname: str
         assert secret not in logged.out + logged.err
     assert '"msg": "backup failed"' in logged.out
     assert keys(s3_client, bucket, "db/badpw/") == []
-    assert len(keys(s3_client, bucket, "db/good/")) == 2
+    assert len(keys(s3_client, bucket, "db/good/")) == 3  # data, manifest, its signature
     state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/db/badpw.json")["Body"].read())
     assert state["consecutive_failures"] == 1 and state["last_run"]["status"] == "failed"
     assert "last_success" not in state

@@ -84,7 +84,7 @@ def test_transient_s3_errors_are_retried(pg: PgServer, big_db: str, make_env: An
     finally:
         proxy.stop()
     assert result["ok"], result
-    assert len(keys(s3_client, bucket, "db/app/")) == 2
+    assert len(keys(s3_client, bucket, "db/app/")) == 3  # data, manifest, its signature
     assert open_uploads(s3_client, bucket) == []
 
 

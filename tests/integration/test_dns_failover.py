@@ -8,6 +8,7 @@ import hmac
 import json
 import threading
 import time
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -297,13 +298,40 @@ def test_bad_plan_is_refused_before_any_call(env: dict[str, str], fake: FakeDO, 
     assert fake.requests == []
 
 
-def test_older_ow_event_shape_and_plan_from_the_bucket(env: dict[str, str], fake: FakeDO, dr_site: Behaviour,
-                                                       s3_client: Any, bucket: str) -> None:
-    s3_client.put_object(Bucket=bucket, Key="config/failover-plan.json", Body=plan(dr_site).encode())
-    e = {k: v for k, v in env.items() if k != "DRKIT_FAILOVER_PLAN"} | {"DRKIT_FAILOVER_PLAN_KEY": "config/failover-plan.json"}
+def test_older_ow_event_shape_and_a_signed_plan_from_the_bucket(env: dict[str, str], fake: FakeDO, dr_site: Behaviour,
+                                                                s3_client: Any, bucket: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan in the bucket is believed only when a trusted key signed it (`drkit failover plan push`):
+    anyone with the bucket key (every function, one of them a public endpoint) could write it."""
+    from drkit import cli
+
+    key = "config/failover-plan.json"
+    e = {k: v for k, v in env.items() if k != "DRKIT_FAILOVER_PLAN"} | {"DRKIT_FAILOVER_PLAN_KEY": key}
     body = alert_batch()
     event = {"__ow_method": "post", "__ow_headers": {"authorization": f"Bearer {BEARER}"},
              "__ow_body": base64.b64encode(body).decode()}
+    # an attacker's plan, planted: refused before any DNS change
+    evil = json.loads(plan(dr_site))
+    evil["records"][0]["values"]["dr"] = "192.0.2.66"
+    s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(evil).encode())
+    reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, event, None, e)
+    assert reply["statusCode"] == 502 and "not signed by a trusted key" in reply["body"]["error"], reply
+    assert fake.writes() == []
+    # the operator's plan, checked, signed and pushed
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan(dr_site))
+    env_file = tmp_path / "op.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in e.items() if "\n" not in v))
+    assert cli.main(["--env-file", str(env_file), "failover", "plan", "push", str(plan_file)]) == 0, capsys.readouterr()
+    assert "signed and stored" in capsys.readouterr().out
+    # ... and altered afterwards: one record added, the signature no longer matches
+    data = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    data["records"].append({**data["records"][0], "name": "www"})
+    s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(data).encode())
+    reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, event, None, e)
+    assert reply["statusCode"] == 502 and "signature does not match" in reply["body"]["error"] and fake.writes() == []
+    assert cli.main(["--env-file", str(env_file), "failover", "plan", "push", str(plan_file)]) == 0
+    capsys.readouterr()
     reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, event, None, e)
     assert reply["statusCode"] == 200 and reply["body"]["outcome"] == "applied"
     assert dns(fake)["erp"] == "198.51.100.20"

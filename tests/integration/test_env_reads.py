@@ -26,11 +26,12 @@ EDGE_READS = {"DRKIT_LOG_LEVEL"}
 # read only on a path the scenario does not take, with the reason
 NOT_ON_THIS_PATH = {
     "health-probe": ({"DRKIT_AUTO_FAILOVER", "DRKIT_DO_TOKEN", "DRKIT_DO_ENDPOINT", "DRKIT_DO_CA_FILE",
-                      "DRKIT_FAILOVER_PLAN", "DRKIT_FAILOVER_PLAN_KEY"},
+                      "DRKIT_FAILOVER_PLAN", "DRKIT_FAILOVER_PLAN_KEY", "DRKIT_TRUSTED_KEYS"},
                      "read only when a target marked failover goes down (the plan only with DRKIT_AUTO_FAILOVER=true)"),
     "config-backup": ({"DRKIT_GITHUB_TOKEN", "DRKIT_GRAFANA_TOKEN"},
                       "read only by the github and grafana sources (token_env) the scenario does not configure"),
-    "dns-failover": ({"DRKIT_FAILOVER_PLAN_KEY"}, "read only when DRKIT_FAILOVER_PLAN (inline) is not set"),
+    "dns-failover": ({"DRKIT_FAILOVER_PLAN_KEY", "DRKIT_TRUSTED_KEYS"},
+                     "read only when DRKIT_FAILOVER_PLAN (inline, from the deployed environment) is not set"),
 }
 
 

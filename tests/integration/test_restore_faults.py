@@ -76,7 +76,17 @@ def _repack(s3: Any, bucket: str, setup: dict[str, Any], age_keys: tuple[str, st
     s3.put_object(Bucket=bucket, Key=setup["key"], Body=stored)
     manifest = json.loads(_get(s3, bucket, setup["manifest_key"]))
     manifest["sha256"], manifest["bytes_out"] = hashlib.sha256(stored).hexdigest(), len(stored)
-    s3.put_object(Bucket=bucket, Key=setup["manifest_key"], Body=json.dumps(manifest).encode())
+    _sign(setup, manifest)
+
+
+def _sign(setup: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Store a manifest signed with the writers' key: these faults are past the signature (a writer's bug, or
+    an attacker who has the signing key); the engine must still commit nothing."""
+    from drkit import signed
+    from drkit.config import spaces_from_env
+    from drkit.store import Store
+
+    signed.put_json(Store(spaces_from_env(setup["env"])), setup["manifest_key"], manifest, setup["env"]["DRKIT_SIGNING_KEY"])
 
 
 def _plaintext(s3: Any, bucket: str, setup: dict[str, Any], identity: str) -> bytes:
@@ -104,7 +114,7 @@ def inject(fault: str, s3: Any, bucket: str, setup: dict[str, Any], age_keys: tu
         other = pyrage.encrypt(compressed, [pyrage.x25519.Recipient.from_str(age_keys[1])])
         manifest = json.loads(_get(s3, bucket, setup["manifest_key"]))
         manifest["bytes_out"] = len(other)  # the size agrees too
-        s3.put_object(Bucket=bucket, Key=setup["manifest_key"], Body=json.dumps(manifest).encode())
+        _sign(setup, manifest)
         s3.put_object(Bucket=bucket, Key=setup["key"], Body=other)
         return "SHA-256 does not match"
     if fault == "row-boundary":
@@ -260,7 +270,7 @@ def test_the_engine_commits_nothing_unless_every_check_passed(fault: str, major:
     create databases): no scratch database to drop, so only the one transaction that drkit commits keeps
     it empty (the old `psql --single-transaction` route fails the cut-at-a-row-boundary cases here)."""
     from drkit import catalog, restore
-    from drkit.config import Config
+    from drkit.config import Config, trusted_keys
     from drkit.errors import DrkitError
     from drkit.store import Store
 
@@ -272,8 +282,10 @@ def test_the_engine_commits_nothing_unless_every_check_passed(fault: str, major:
         cfg = Config.from_env({**setup["env"], "DRKIT_DB_APP_URL": _url(server, "postgres")})
         store = Store(cfg.spaces)
         entry = catalog.find(store, "latest", "app")
+        manifest = catalog.read_manifest(store, entry, trusted_keys(setup["env"], required=True))
         with pytest.raises(DrkitError):
-            restore.restore(store, entry, [crypto.parse_identity(age_keys[0])], cfg.databases["app"], target)
+            restore.restore(store, entry, [crypto.parse_identity(age_keys[0])], cfg.databases["app"], target,
+                            manifest=manifest)
         with server.connect(target) as conn:
             assert conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                                 "WHERE n.nspname = 'public'").fetchone()[0] == 0, "nothing may be committed"

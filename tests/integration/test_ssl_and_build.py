@@ -137,7 +137,7 @@ def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg:
                                                            make_env: Any, age_keys: tuple[str, str]) -> None:
     """pg_restore 18 archives into a PostgreSQL 15 target: script mode, no ignored errors."""
     from drkit import catalog, crypto, restore
-    from drkit.config import Config
+    from drkit.config import Config, trusted_keys
     from drkit.store import Store
 
     fill_rich(pg, dbname)
@@ -152,7 +152,9 @@ def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg:
         cfg = Config.from_env(env15)
         store = Store(cfg.spaces)
         entry = catalog.find(store, "latest", "app")
-        result = restore.restore(store, entry, [crypto.parse_identity(age_keys[0])], cfg.databases["app"], target)
+        manifest = catalog.read_manifest(store, entry, trusted_keys(env15, required=True))
+        result = restore.restore(store, entry, [crypto.parse_identity(age_keys[0])], cfg.databases["app"], target,
+                                 manifest=manifest)
         assert result.strategy == "script" and result.target_version_num // 10000 == 15
         assert table_fingerprints(ssl_pg, target) == table_fingerprints(pg, dbname)
     finally:

@@ -22,6 +22,7 @@ import pytest
 from conftest import PGBIN, ROOT, SPACES_SECRET, fill_rich, table_fingerprints
 from drkit import db_backup
 from drkit.runtime import handle
+from drkit_dev.keys import signing_env
 from drkit_dev.pgserver import PgServer, embedded_bindir, installed_bindirs
 from drkit_dev.s3server import S3Server
 
@@ -109,7 +110,7 @@ def sources(pg: PgServer, ssl_pg: PgServer) -> dict[int, tuple[PgServer, str]]:
 
 def _backup(s3_server: S3Server, bucket: str, age_keys: tuple[str, str], server: PgServer, name: str) -> str:
     env = {"DRKIT_SPACES_BUCKET": bucket, "DRKIT_SPACES_ENDPOINT": s3_server.endpoint, "DRKIT_SPACES_KEY": "test-key",
-           "DRKIT_SPACES_SECRET": SPACES_SECRET, "DRKIT_AGE_RECIPIENTS": age_keys[1], "DRKIT_DATABASES": "app",
+           "DRKIT_SPACES_SECRET": SPACES_SECRET, **signing_env(), "DRKIT_AGE_RECIPIENTS": age_keys[1], "DRKIT_DATABASES": "app",
            "DRKIT_DB_APP_URL": server.url(name, sslmode="require" if server.ssl else None)}
     result = handle("db-backup", db_backup.run, {}, None, env)
     assert result["ok"], result

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drkit_dev.fakedo import FakeDO
+from drkit_dev.keys import signing_env
 
 WEBHOOK_TOKEN = "built-function-Token-0001"
 FAILOVER_PLAN = {"sites": ["primary", "dr"], "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
@@ -55,7 +56,7 @@ def base_env(s3_endpoint: str, bucket: str, secret: str, db_url: str, staging_ur
     return {
         "DRKIT_SPACES_BUCKET": bucket, "DRKIT_SPACES_ENDPOINT": s3_endpoint, "DRKIT_SPACES_KEY": "test-key",
         "DRKIT_SPACES_SECRET": secret, "DRKIT_PART_SIZE_MB": "5", "DRKIT_LOG_LEVEL": "info",
-        "DRKIT_AGE_RECIPIENTS": age_keys[1], "DRKIT_AGE_IDENTITY": age_keys[0],
+        "DRKIT_AGE_RECIPIENTS": age_keys[1], "DRKIT_AGE_IDENTITY": age_keys[0], **signing_env(),
         "DRKIT_DATABASES": "odoo", "DRKIT_DB_ODOO_URL": db_url, "DRKIT_DB_ODOO_COUNT_TABLES": "t",
         "DRKIT_STAGING_URL": staging_url,
         "DRKIT_PROBES": json.dumps([{"name": "db", "type": "tcp", "host": "127.0.0.1", "port": probe_port}]),

@@ -14,6 +14,7 @@ from drkit.deadline import Deadline
 from drkit.errors import ConfigError, PgError
 from drkit.runtime import Params, fit_result, handle, params_from_event
 from drkit.store import MAX_PARTS, part_size_for
+from drkit_dev.keys import signing_env
 
 RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 GOOD = {
@@ -25,6 +26,7 @@ GOOD = {
     "DRKIT_DATABASES": "odoo,superset",
     "DRKIT_DB_ODOO_URL": "postgresql://postgres:odoo-Pass-1@db.abc.supabase.co:5432/postgres?sslmode=require",
     "DRKIT_DB_SUPERSET_URL": "host=10.0.0.5 user=superset password=ss-Pass-2 dbname=superset",
+    **signing_env(),
 }
 
 

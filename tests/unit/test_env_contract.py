@@ -57,7 +57,8 @@ def required_only() -> dict[str, str]:
     return {"DRKIT_SPACES_BUCKET": "b", "DRKIT_SPACES_REGION": "fra1", "DRKIT_SPACES_KEY": "k",
             "DRKIT_SPACES_SECRET": "s", "DRKIT_AGE_RECIPIENTS": "age1x", "DRKIT_AGE_IDENTITY": "AGE-SECRET-KEY-1X",
             "DRKIT_DATABASES": "odoo", "DRKIT_DB_ODOO_URL": "postgresql://u:p@h/odoo",
-            "DRKIT_STAGING_URL": "postgresql://u:p@h/postgres"}
+            "DRKIT_STAGING_URL": "postgresql://u:p@h/postgres", "DRKIT_SIGNING_KEY": "drkit-sign-1:x",
+            "DRKIT_TRUSTED_KEYS": "RWx"}
 
 
 def test_a_dotenv_with_only_the_required_variables_deploys() -> None:
