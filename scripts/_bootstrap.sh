@@ -49,11 +49,12 @@ ensure_pgbin() {
 
 ensure_system_tools() {
   # Debian packages some tests use: an SSL-capable PostgreSQL 15 server (SSL and
-  # old-server tests) and the age and zstd CLIs (the standard-tools restore test).
+  # old-server tests) and the age, zstd and minisign CLIs (the standard-tools restore test).
   local missing=()
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
   command -v age >/dev/null || missing+=(age)
   command -v zstd >/dev/null || missing+=(zstd)
+  command -v minisign >/dev/null || missing+=(minisign)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian packages: ${missing[*]} ..." >&2

@@ -128,6 +128,23 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         table.add_row(db.name, db.display, ", ".join(db.count_tables) or "-", " ".join(db.pg_dump_args) or "-",
                       str(db.retention))
     con.print(table)
+    from . import pg as pg_tls
+    from .config import trusted_keys
+
+    for db in cfg.databases.values():
+        warning = pg_tls.tls_warning(db)
+        if warning:
+            con.print(f"[yellow]warning[/yellow]: {warning}")
+    trusted = trusted_keys(env, required=False)
+    if cfg.signing_key is not None:
+        from . import signing
+
+        mine = signing.public_of(cfg.signing_key.reveal())
+        said = "is" if any(k.text == mine for k in trusted) else "is NOT (restores will refuse these backups)"
+        con.print(f"signing key {signing.parse_public(mine).id_hex}: its public key {said} in DRKIT_TRUSTED_KEYS")
+    con.print("[yellow]note[/yellow]: every function holds DRKIT_SPACES_KEY, and dns-failover answers the public "
+              "web: give it (and health-probe) a key scoped to this bucket, and trust only signatures "
+              "(docs/configuration.md, least privilege)")
     if env.get("DRKIT_CONFIG_SOURCES", "").strip():
         from .cli_config import print_sources
 

@@ -195,6 +195,15 @@ def database_names(environ: Mapping[str, str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+LOOPBACK_HTTP = re.compile(r"^http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|$)")
+
+
+def secure_url(url: str) -> bool:
+    """https://, or plain http:// to this machine only (the local stand-ins of tests and the drill):
+    credentials and backups never cross a network in clear text."""
+    return url.startswith("https://") or bool(LOOPBACK_HTTP.match(url))
+
+
 def env_name(db_name: str, suffix: str) -> str:
     return f"DRKIT_DB_{db_name.upper().replace('-', '_')}_{suffix}"
 
@@ -211,6 +220,9 @@ def _spaces_from_env(environ: Mapping[str, str], problems: list[str]) -> SpacesC
         problems.append("set DRKIT_SPACES_REGION (e.g. fra1) or DRKIT_SPACES_ENDPOINT (a full https:// URL)")
     if endpoint and not re.match(r"^https?://[^/\s]+/?$", endpoint):
         problems.append(f"DRKIT_SPACES_ENDPOINT {endpoint!r} must look like https://fra1.digitaloceanspaces.com")
+    elif endpoint and not secure_url(endpoint):
+        problems.append(f"DRKIT_SPACES_ENDPOINT {endpoint!r} must be https:// (plain http:// would send the keys and "
+                        "every backup in clear text; it is allowed only to this machine, for local tests)")
     if region and not re.match(r"^[a-z0-9-]{2,32}$", region):
         problems.append(f"DRKIT_SPACES_REGION {region!r} is not a region slug like fra1 or nyc3")
     if not endpoint and region:

@@ -19,13 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Secret, json_list
+from .config import Secret, json_list, secure_url
 from .errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ENV_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,100}$")
-LOOPBACK_HTTP = re.compile(r"^http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(/|$)")
 DO_KINDS = ("apps", "domains", "firewalls", "load_balancers", "droplets", "volumes", "reserved_ips", "vpcs",
             "databases", "projects")
 MAX_SOURCES = 50
@@ -67,7 +66,7 @@ class Source:
 
 
 def _https(url: Any) -> bool:
-    return isinstance(url, str) and (url.startswith("https://") or bool(LOOPBACK_HTTP.match(url)))
+    return isinstance(url, str) and secure_url(url)
 
 
 def parse_sources(raw: str, environ: Mapping[str, str]) -> list[Source]:

@@ -114,6 +114,9 @@ def _run(request: Request, environ: Mapping[str, str], deadline: Deadline, store
     results = []
     for db in selected:
         results.append(_one(db, cfg, store, recipients, request, deadline, clock))
+        warning = pg.tls_warning(db)
+        if warning:
+            results[-1].setdefault("warnings", []).append(warning)
     statuses = {r["status"] for r in results}
     ok = statuses <= {"ok", "dry_run"}
     status = "ok" if ok else ("failed" if statuses.isdisjoint({"ok"}) else "partial")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import log
-from .config import Secret
+from .config import Secret, secure_url
 from .deadline import Deadline
 from .errors import DeadlineExceeded, DoApiError
 
@@ -60,8 +60,11 @@ class DoApi:
             if not raw:
                 raise ConfigError("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with the scopes this function needs)")
             token = Secret(raw)
-        return cls(token, endpoint=str(environ.get("DRKIT_DO_ENDPOINT", "")).strip() or "https://api.digitalocean.com",
-                   ca_file=str(environ.get("DRKIT_DO_CA_FILE", "")).strip() or None, deadline=deadline)
+        endpoint = str(environ.get("DRKIT_DO_ENDPOINT", "")).strip() or "https://api.digitalocean.com"
+        if not secure_url(endpoint):
+            raise ConfigError(f"DRKIT_DO_ENDPOINT {endpoint!r} must be https:// (the API token would travel in clear text)")
+        return cls(token, endpoint=endpoint, ca_file=str(environ.get("DRKIT_DO_CA_FILE", "")).strip() or None,
+                   deadline=deadline)
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, idempotent: bool, expect: str | None = None,
               **kwargs: Any) -> Any:

@@ -16,18 +16,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import log
-from .config import Secret
+from .config import Secret, secure_url
 from .errors import ConfigError
 
 TIMEOUT_S = 10
-LOOPBACK = re.compile(r"^http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/")
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class Notifier:
         urls: dict[str, Secret | None] = {}
         for var in ("DRKIT_NOTIFY_SLACK_URL", "DRKIT_NOTIFY_WEBHOOK_URL"):
             value = environ.get(var, "").strip()
-            if value and not (value.startswith("https://") or LOOPBACK.match(value)):
+            if value and not secure_url(value):
                 problems.append(f"{var} must be an https:// URL")
             urls[var] = Secret(value) if value else None
         secret = environ.get("DRKIT_NOTIFY_SECRET", "").strip()

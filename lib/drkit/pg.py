@@ -145,9 +145,27 @@ def _version_of(path: str, name: str) -> ToolVersion:
     return ToolVersion(str(path), m.group(0), int(m.group(1)))
 
 
+# libpq's TLS settings from the environment reach the tools as they reach psycopg (a PGSSLMODE=verify-full
+# the operator set must not silently become `prefer` for pg_dump); every other PG* variable is dropped.
+SSL_ENV = ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSSLCRLDIR", "PGSSLSNI",
+           "PGSSLMINPROTOCOLVERSION", "PGREQUIRESSL", "PGGSSENCMODE")
+
+
+def tls_warning(db: DatabaseConfig) -> str | None:
+    """A sentence when the connection to `db` would not verify the server it talks to."""
+    host = str(db.params.get("host", ""))
+    if not host or host.startswith("/") or host in ("localhost", "127.0.0.1", "::1"):
+        return None
+    mode = str(db.params.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer")
+    if mode in ("verify-full", "verify-ca"):
+        return None
+    return (f"{db.name}: sslmode={mode} does not verify the server ({'it may even fall back to plaintext' if mode in ('prefer', 'allow', 'disable') else 'a man in the middle is not noticed'}); "
+            "use sslmode=verify-full&sslrootcert=<the provider's CA file> (Supabase and DigitalOcean publish theirs)")
+
+
 def _base_env() -> dict[str, str]:
-    # Drop inherited libpq variables: the connection is exactly what drkit passes.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    # Drop inherited libpq variables but TLS ones: the connection is exactly what drkit passes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in SSL_ENV}
     env["LC_ALL"] = "C"
     if _MEMFD_LIB:
         env["LD_LIBRARY_PATH"] = ":".join([*_MEMFD_LIB, *filter(None, [env.get("LD_LIBRARY_PATH")])])

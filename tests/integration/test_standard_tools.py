@@ -22,7 +22,7 @@ import pytest
 from conftest import PGBIN, ROOT, SPACES_SECRET, fill_rich, table_fingerprints
 from drkit import db_backup
 from drkit.runtime import handle
-from drkit_dev.keys import signing_env
+from drkit_dev.keys import signing_env, signing_pair
 from drkit_dev.pgserver import PgServer, embedded_bindir, installed_bindirs
 from drkit_dev.s3server import S3Server
 
@@ -44,9 +44,10 @@ def test_the_guide_has_its_steps() -> None:
 
 
 def _tools() -> dict[str, str]:
-    missing = [t for t in ("age", "zstd", "s3cmd", "sha256sum", "awk") if not shutil.which(t, path=_path())]
+    missing = [t for t in ("age", "zstd", "minisign", "s3cmd", "sha256sum", "awk") if not shutil.which(t, path=_path())]
     if missing:
-        pytest.skip(f"missing {', '.join(missing)} (scripts/test installs age and zstd as root; s3cmd is in the venv)")
+        pytest.skip(f"missing {', '.join(missing)} (scripts/test installs age, zstd and minisign as root; s3cmd is "
+                    "in the venv)")
     return {}
 
 
@@ -69,6 +70,7 @@ ENDPOINT={endpoint}
 BUCKET={bucket}
 BACKUP={backup}
 IDENTITY={identity}
+TRUSTED_KEY={signing_pair()[1]}
 export AWS_ACCESS_KEY_ID=test-key
 export AWS_SECRET_ACCESS_KEY={SPACES_SECRET}
 export PGHOST=127.0.0.1 PGPORT={target.port} PGUSER=postgres
@@ -142,7 +144,7 @@ def test_the_guide_restores_exactly(source_major: int, target_major: int, tmp_pa
 def test_a_tampered_object_leaves_nothing_behind(lie: str, tmp_path: Path, sources: Any, ssl_pg: PgServer,
                                                  s3_server: S3Server, s3_client: Any, bucket: str,
                                                  age_keys: tuple[str, str]) -> None:
-    """A flipped byte at 60 %: the checksum stops it; with a manifest that lies too, age stops it."""
+    """A flipped byte at 60 %: the checksum stops it; with a manifest rewritten to match, its signature does."""
     import hashlib
 
     _tools()
@@ -160,7 +162,8 @@ def test_a_tampered_object_leaves_nothing_behind(lie: str, tmp_path: Path, sourc
     new_db = f"restored_{uuid.uuid4().hex[:8]}"
     proc = run_guide(tmp_path, _settings(s3_server, bucket, backup, identity, ssl_pg, new_db))
     assert proc.returncode != 0
-    assert ("FAILED" in proc.stdout + proc.stderr) if lie == "object" else ("age" in proc.stderr.lower())
+    said = proc.stdout + proc.stderr
+    assert ("FAILED" in said) if lie == "object" else ("Signature verification failed" in said), said
     with ssl_pg.connect() as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (new_db,)).fetchone()[0] == 0
     assert not [p for p in (tmp_path / "tmp").iterdir()], "no plaintext or download left behind"
