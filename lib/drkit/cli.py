@@ -142,9 +142,15 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         mine = signing.public_of(cfg.signing_key.reveal())
         said = "is" if any(k.text == mine for k in trusted) else "is NOT (restores will refuse these backups)"
         con.print(f"signing key {signing.parse_public(mine).id_hex}: its public key {said} in DRKIT_TRUSTED_KEYS")
-    con.print("[yellow]note[/yellow]: every function holds DRKIT_SPACES_KEY, and dns-failover answers the public "
-              "web: give it (and health-probe) a key scoped to this bucket, and trust only signatures "
-              "(docs/configuration.md, least privilege)")
+    from . import envvars
+
+    writers = {envvars.spaces_key_of(fn, env) for fn in (envvars.DB_BACKUP, envvars.CONFIG)}
+    for exposed in (envvars.FAILOVER, envvars.HEALTH):
+        if envvars.spaces_key_of(exposed, env) in writers:
+            con.print(f"[yellow]warning[/yellow]: dr/{exposed} uses the same Spaces key as the backup writers; "
+                      f"{'it answers the public web: ' if exposed == envvars.FAILOVER else ''}give it its own key "
+                      f"limited to this bucket ({envvars.per_function_name('DRKIT_SPACES_KEY', exposed)}; "
+                      "docs/configuration.md, least privilege)")
     if env.get("DRKIT_CONFIG_SOURCES", "").strip():
         from .cli_config import print_sources
 

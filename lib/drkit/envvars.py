@@ -130,6 +130,31 @@ VARIABLES: tuple[Var, ...] = (
 )
 
 
+# Credentials each function may get its own value of at deploy time: project.yml substitutes
+# `${DRKIT_SPACES_KEY_DNS_FAILOVER}` into dns-failover's DRKIT_SPACES_KEY, and `deploy_env` falls back to
+# DRKIT_SPACES_KEY when that is unset. So a web-exposed function can hold a read-mostly key.
+PER_FUNCTION = ("DRKIT_SPACES_KEY", "DRKIT_SPACES_SECRET")
+
+
+def per_function_name(var: str, function: str) -> str:
+    return f"{var}_{_upper(function)}"
+
+
+def split_per_function(name: str) -> tuple[str, str] | None:
+    """`DRKIT_SPACES_KEY_DNS_FAILOVER` -> ("DRKIT_SPACES_KEY", "dns-failover"); else None."""
+    for var in PER_FUNCTION:
+        for fn in ALL:
+            if name == per_function_name(var, fn):
+                return var, fn
+    return None
+
+
+def spaces_key_of(function: str, values: Mapping[str, str]) -> str:
+    """The Spaces access key id `function` is deployed with."""
+    own = str(values.get(per_function_name("DRKIT_SPACES_KEY", function), "")).strip()
+    return own if own and own != UNSET else str(values.get("DRKIT_SPACES_KEY", "")).strip()
+
+
 def for_function(function: str) -> list[Var]:
     return [v for v in VARIABLES if function in v.functions]
 
@@ -166,15 +191,21 @@ def deploy_env(project_yml: str, values: Mapping[str, str]) -> tuple[dict[str, s
             for var in re.findall(r"\$\{([A-Za-z0-9_]+)\}", str(text)):
                 given.add(var)
                 value = str(values.get(var, "")).strip()
-                spec = find(var)
+                own = split_per_function(var)
+                if own is not None:  # a function's own credential, else the shared one
+                    value = value or str(values.get(own[0], "")).strip()
+                    var_spec = own[0]
+                else:
+                    var_spec = var
+                spec = find(var_spec)
                 required = bool(spec and fn["name"] in spec.required)
                 if spec and DB in spec.name:  # per-database: required only for the configured databases
                     required = required and any(var == spec.name.replace(DB, _upper(n)) for n in names)
                 if not value:
                     if required and fn.get("triggers"):
-                        problems.append(f"{var} is required by dr/{fn['name']} (scheduled) and is not set")
+                        problems.append(f"{var_spec} is required by dr/{fn['name']} (scheduled) and is not set")
                     elif required:
-                        warnings.append(f"{var} is not set: dr/{fn['name']} will refuse to run until it is")
+                        warnings.append(f"{var_spec} is not set: dr/{fn['name']} will refuse to run until it is")
                     value = UNSET
                 out[var] = value
         if fn["name"] == DB_BACKUP:

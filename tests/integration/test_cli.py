@@ -56,6 +56,11 @@ def test_config_check(env_file: Any, capsys: pytest.CaptureFixture[str], pg: PgS
     assert code == 0, out
     assert "configuration is valid" in out and "PostgreSQL 18" in out and "compatible" in out
     assert pg.password not in out
+    assert "its public key is in DRKIT_TRUSTED_KEYS" in out  # the signing key's backups will be believed
+    assert "dr/dns-failover uses the same Spaces key as the backup writers" in out  # least privilege
+    code, out, _ = run(capsys, "--env-file", env_file(DRKIT_SPACES_KEY_DNS_FAILOVER="narrow-key",
+                                                      DRKIT_SPACES_KEY_HEALTH_PROBE="narrow-key"), "config", "check")
+    assert code == 0 and "same Spaces key" not in out
 
     code, _, err = run(capsys, "--env-file", env_file(DRKIT_SPACES_BUCKET="", DRKIT_ZSTD_LEVEL="x"), "config", "check")
     assert code == 2

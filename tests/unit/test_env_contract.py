@@ -23,7 +23,9 @@ def project_env(function: str) -> set[str]:
     fn = next(f for f in project["packages"][0]["functions"] if f["name"] == function)
     env = {**project["environment"], **fn["environment"]}
     for name, value in env.items():
-        assert value == f"${{{name}}}", f"{function}: {name} should be substituted from the variable of that name"
+        own = f"${{{envvars.per_function_name(name, function)}}}"
+        expected = own if name in envvars.PER_FUNCTION else f"${{{name}}}"
+        assert value == expected, f"{function}: {name} should be substituted from {expected}"
     return set(env)
 
 
@@ -84,6 +86,13 @@ def test_deploy_env_refuses_listing_every_missing_variable() -> None:
         assert name in text
 
 
+def test_each_function_can_hold_its_own_spaces_key() -> None:
+    values = required_only() | {"DRKIT_SPACES_KEY_DNS_FAILOVER": "narrow", "DRKIT_SPACES_SECRET_DNS_FAILOVER": "n-s"}
+    env, _ = envvars.deploy_env(PROJECT, values)
+    assert env["DRKIT_SPACES_KEY_DNS_FAILOVER"] == "narrow" and env["DRKIT_SPACES_KEY_DB_BACKUP"] == "k"
+    assert envvars.spaces_key_of("dns-failover", values) == "narrow" and envvars.spaces_key_of("db-backup", values) == "k"
+
+
 def test_deploy_env_refuses_a_database_project_yml_does_not_pass() -> None:
     values = required_only() | {"DRKIT_DATABASES": "odoo,crm", "DRKIT_DB_CRM_URL": "postgresql://u:p@h/crm"}
     with pytest.raises(ConfigError, match="DRKIT_DB_CRM_URL: \"\\$\\{DRKIT_DB_CRM_URL\\}\""):
@@ -110,6 +119,6 @@ def test_deploy_env_file_is_private_and_complete(tmp_path: Path) -> None:
                      "--project", str(ROOT / "project.yml")]) == 0
     assert out.stat().st_mode & 0o777 == 0o600  # it holds the Spaces secret and database passwords
     lines = dict(line.split("=", 1) for line in out.read_text().splitlines() if not line.startswith("#"))
-    assert lines["DRKIT_SPACES_SECRET"] == "'s'" and lines["DRKIT_DB_SUPERSET_URL"] == "'unset'"
+    assert lines["DRKIT_SPACES_SECRET_DNS_FAILOVER"] == "'s'" and lines["DRKIT_DB_SUPERSET_URL"] == "'unset'"
     code = "\n".join(line.split("#")[0] for line in PROJECT.splitlines())
     assert set(lines) == set(re.findall(r"\$\{([A-Z0-9_]+)\}", code))
