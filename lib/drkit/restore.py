@@ -157,7 +157,6 @@ class _Script:
                                stdout=subprocess.DEVNULL, tool="psql")
         self.errors: list[BaseException] = []
         self.complete = threading.Event()
-        self.committed = False
         self.pump = threading.Thread(target=self._pump, daemon=True, name="restore-gate")
         self.pump.start()
 
@@ -200,7 +199,6 @@ class _Script:
         except BrokenPipeError:
             raise PgError("psql ended before the COMMIT", tool="psql") from None
         self.psql.check(self.psql.wait())
-        self.committed = True
 
     def abort(self, reason: str) -> None:
         """End psql's session first (PostgreSQL rolls the open transaction back), then pg_restore."""
@@ -260,6 +258,8 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
     source: Any = _Progress(reader, progress) if progress else reader
     try:
         unpack(reader, source, sink, identities, note=NOT_COMMITTED)
+        if watchdog is not None:
+            watchdog.cancel()  # from here on the outcome is the COMMIT's, never a kill half-way through it
         if timed_out.is_set():
             raise DeadlineExceeded("deadline reached")
         run.commit()
