@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import json_list
+from .config import json_list, secure_url
 from .errors import ConfigError
 
 MAX_TARGETS = 500
@@ -29,7 +29,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$")
 COMMON = {"name", "type", "timeout_s", "failure_threshold", "success_threshold", "failover"}
 KEYS = {
     "http": COMMON | {"url", "method", "headers", "body", "status", "max_response_ms", "body_contains",
-                      "json_path", "json_equals", "follow_redirects", "max_redirects", "tls_verify", "ca_pem"},
+                      "json_path", "json_equals", "follow_redirects", "max_redirects", "tls_verify", "ca_pem",
+                      "plain_http"},
     "tls": COMMON | {"host", "port", "warn_days", "fail_days", "ca_pem", "server_name"},
     "dns": COMMON | {"host", "expect", "family"},
     "tcp": COMMON | {"host", "port"},
@@ -125,6 +126,9 @@ def _target(item: Any, label: str) -> Target:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{label}: url must be an http:// or https:// URL with a host, not {url!r}")
+        if not secure_url(str(url)) and not _bool(item, "plain_http", False, label):
+            raise ValueError(f"{label}: {url} is plain http:// (what answers is not authenticated, and headers travel "
+                             "in clear text); probe https://, or say \"plain_http\": true to check it on purpose")
         args["url"] = url
         method = str(item.get("method", "GET")).upper()
         if method not in ("GET", "HEAD", "POST", "PUT", "OPTIONS"):

@@ -49,6 +49,17 @@ def test_keygen_writes_a_private_file_and_refuses_to_overwrite(tmp_path: Path,
     assert "AGE-SECRET-KEY" not in out
     code, _, err = run(capsys, "keygen", "--out", str(target))
     assert code == 2 and "refusing to overwrite" in err
+    # the signing key: private file, public key printed last, and usable as DRKIT_SIGNING_KEY as written
+    from drkit import signing
+    from drkit.config import signing_key_from_env
+
+    key_file = tmp_path / "signing.key"
+    code, out, _ = run(capsys, "keygen", "--signing", "--out", str(key_file))
+    assert code == 0 and stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert "drkit-sign-1:" not in out and out.split()[-1].startswith("RW")
+    secret = signing_key_from_env({"DRKIT_SIGNING_KEY": key_file.read_text()}, [])
+    assert secret is not None and signing.public_of(secret.reveal()) == out.split()[-1]
+    assert f"# drkit trusted key: {out.split()[-1]}" in key_file.read_text()
 
 
 def test_config_check(env_file: Any, capsys: pytest.CaptureFixture[str], pg: PgServer) -> None:

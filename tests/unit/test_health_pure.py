@@ -95,3 +95,16 @@ def test_parse_interval() -> None:
     for bad in ("", "0m", "1w", "soon"):
         with pytest.raises(ConfigError, match="X must be a duration"):
             parse_interval(bad, "X")
+
+
+def test_plain_http_targets_must_be_asked_for() -> None:
+    import pytest
+
+    from drkit import probe
+    from drkit.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="plain http://"):
+        probe.parse_targets('[{"name": "erp", "type": "http", "url": "http://erp.example.com/"}]')
+    (t,) = probe.parse_targets('[{"name": "erp", "type": "http", "url": "http://erp.example.com/", "plain_http": true}]')
+    assert t.url == "http://erp.example.com/"
+    (t,) = probe.parse_targets('[{"name": "local", "type": "http", "url": "http://127.0.0.1:8080/"}]')  # this machine
