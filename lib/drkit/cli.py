@@ -195,6 +195,8 @@ def _print_result(result: dict[str, Any], as_json: bool) -> int:
         con.print(f"[{color}]{result.get('status')}[/{color}]: {result.get('decision')}")
         for problem in result.get("problems", []):
             con.print(f"  - {problem}")
+    if result["ok"]:
+        return 0  # whatever the status word (applied, pending, ok, dry_run): the run did its job
     return EXIT.get(str(result.get("status")), 1)
 
 

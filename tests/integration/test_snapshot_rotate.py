@@ -182,3 +182,8 @@ def test_cli_droplet_rebuild(env: dict[str, str], fake: FakeDO, tmp_path: Any, c
     code = cli.main(["--env-file", str(env_file), "droplet", "rebuild", "erp", "--dry-run"])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0 and "would create erp-rebuilt-" in out and fake.writes() == []
+    # and for real: a rebuild that was applied (or is pending) exits 0, as every run that did its job
+    code = cli.main(["--env-file", str(env_file), "droplet", "rebuild", "erp", "--no-wait"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0, out
+    assert any(w[0] == "POST" and w[1] == "/v2/droplets" for w in fake.writes())
