@@ -147,11 +147,6 @@ def read_manifest(store: Store, entry: Entry, trusted: Sequence[Any]) -> dict[st
     return _checked(manifest, entry)
 
 
-def peek_manifest(store: Store, entry: Entry) -> dict[str, Any]:
-    """The manifest as stored, unverified: for listings and bookkeeping only, never to act on the data."""
-    return _checked(store.get_json(entry.manifest_key), entry)
-
-
 def _checked(manifest: Any, entry: Entry) -> dict[str, Any]:
     from .errors import IntegrityError
 

@@ -164,6 +164,8 @@ def find(name: str) -> Var | None:
 
 
 def database_names(values: Mapping[str, str]) -> list[str]:
+    """The names in DRKIT_DATABASES, unvalidated (config.database_names validates them; this one must
+    not raise, since it also serves the edge that reports every missing variable)."""
     return [n for n in re.split(r"[\s,]+", values.get("DRKIT_DATABASES", "").strip()) if n and n != UNSET]
 
 

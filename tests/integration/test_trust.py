@@ -125,7 +125,8 @@ def test_a_rotated_key_still_verifies_old_backups(setup: dict[str, Any], pg: PgS
     old_public = setup["env"]["DRKIT_TRUSTED_KEYS"]
     new_secret, new_public = signing.generate()
     rotated = setup["env"] | {"DRKIT_SIGNING_KEY": new_secret, "DRKIT_TRUSTED_KEYS": f"{new_public} {old_public}"}
-    assert handle("db-backup", db_backup.run, {"prune": "false"}, None, rotated)["ok"]  # signed by the new key
+    newest = handle("db-backup", db_backup.run, {"prune": "false"}, None, rotated)  # signed by the new key
+    assert newest["ok"]
     Path(setup["env_file"]).write_text("".join(f"{k}={v}\n" for k, v in rotated.items()))
     entries = [e for e in __import__("drkit.catalog").catalog.list_backups(setup["store"], "app") if e.complete]
     assert len(entries) == 2
@@ -139,7 +140,8 @@ def test_a_rotated_key_still_verifies_old_backups(setup: dict[str, Any], pg: PgS
     # the old key retired from the list: its backups are refused, the new ones restore
     Path(setup["env_file"]).write_text("".join(f"{k}={v}\n" for k, v in (rotated | {"DRKIT_TRUSTED_KEYS": new_public}).items()))
     target = f"t_{uuid.uuid4().hex[:8]}"
-    code, text = _restore(setup, pg, target, capsys, backup=entries[-1].id)
+    (old,) = [e for e in entries if e.id != newest["databases"][0]["backup_id"]]  # ids of one second sort by chance
+    code, text = _restore(setup, pg, target, capsys, backup=old.id)
     assert code != 0 and "not signed by a trusted key" in text
     _nothing_happened(pg, target)
 

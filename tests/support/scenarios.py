@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from conftest import keys
 from drkit_dev.fakedo import FakeDO
 from drkit_dev.keys import signing_env
 
@@ -107,13 +108,6 @@ def broken(sc: Scenario, closed_port: int) -> None:
         sc.fake.fail("PUT", ".*", 500, times=None)
 
 
-def _keys(s3_client: Any, bucket: str, prefix: str) -> list[str]:
-    out: list[str] = []
-    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        out += [o["Key"] for o in page.get("Contents", [])]
-    return out
-
-
 def check_effects(function: str, result: dict[str, Any], s3_client: Any, bucket: str, sc: Scenario) -> None:
     """What a successful run of `function` must have done."""
     if function == "dns-failover":  # a web reply
@@ -121,19 +115,19 @@ def check_effects(function: str, result: dict[str, Any], s3_client: Any, bucket:
         assert sc.fake is not None and sc.fake.records["example.net"][0]["data"] == "198.51.100.20"
         return
     assert result["ok"] and "error" not in result, result
-    stored = _keys(s3_client, bucket, "db/odoo/")
+    stored = keys(s3_client, bucket, "db/odoo/")
     if function == "db-backup":
         assert len([k for k in stored if k.endswith(".dump.zst.age")]) >= 1, stored
         assert len([k for k in stored if k.endswith(".manifest.json")]) >= 1, stored
     elif function == "config-backup":
-        assert [k for k in _keys(s3_client, bucket, "config/") if k.endswith(".tar.zst.age")]
+        assert [k for k in keys(s3_client, bucket, "config/") if k.endswith(".tar.zst.age")]
         assert result["files"] == 3  # example.net records + zone, the domain index
     elif function == "snapshot-rotate":
         assert result["created"] and result["created"][0].startswith("droplet erp: drkit-erp-"), result
     elif function == "health-probe":
         names = {t["name"]: t["ok"] for t in result["targets"]}
         assert names["db"] and names["backup-age:odoo"], names
-        assert "status/health.prom" in _keys(s3_client, bucket, "status/")
+        assert "status/health.prom" in keys(s3_client, bucket, "status/")
     else:
         assert result["databases"][0]["status"] == "passed", result
         assert any(k.endswith(".verified") for k in stored) and any(k.endswith(".verify.json") for k in stored)
