@@ -36,9 +36,9 @@ from typing import Any
 
 import zstandard
 
-from . import crypto
-from .deadline import Deadline
-from .errors import ConfigError, CryptoError, DeadlineExceeded, DrkitError, IntegrityError
+from drkit import crypto
+from drkit.deadline import Deadline
+from drkit.errors import ConfigError, CryptoError, DeadlineExceeded, DrkitError, IntegrityError
 
 CHUNK = 1 << 20
 RECORD = tarfile.RECORDSIZE

@@ -6,10 +6,10 @@ import datetime as dt
 import os
 from typing import Any
 
-from . import __version__, log
-from .errors import StoreError
-from .layout import audit_key
-from .store import Store
+from drkit import __version__, log
+from drkit.errors import StoreError
+from drkit.layout import audit_key
+from drkit.store import Store
 
 
 def actor() -> str:

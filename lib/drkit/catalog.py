@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from . import layout
-from .retention import Item
-from .store import ObjectInfo, Store, UploadInfo
+from drkit import layout
+from drkit.retention import Item
+from drkit.store import ObjectInfo, Store, UploadInfo
 
 ORPHAN_GRACE = dt.timedelta(hours=6)  # far beyond the 15-minute function limit
 
@@ -107,7 +107,7 @@ def list_databases(store: Store) -> list[str]:
 
 def find(store: Store, ref: str, database: str | None = None) -> Entry:
     """Resolve `latest`, an id, or a data/manifest key to a complete backup."""
-    from .errors import ConfigError
+    from drkit.errors import ConfigError
 
     parsed = layout.parse_key(ref)
     if parsed:
@@ -141,14 +141,14 @@ def pick(newest_first: list[E], ref: str) -> E | None:
 def read_manifest(store: Store, entry: Entry, trusted: Sequence[Any]) -> dict[str, Any]:
     """The manifest, believed only when signed by a trusted key for this very backup (see signed.py):
     what any step that acts on the backup (restore, verify) must use."""
-    from . import signed
+    from drkit import signed
 
     manifest = signed.get_json(store, entry.manifest_key, trusted, f"the manifest of backup {entry.database} {entry.id}")
     return _checked(manifest, entry)
 
 
 def _checked(manifest: Any, entry: Entry) -> dict[str, Any]:
-    from .errors import IntegrityError
+    from drkit.errors import IntegrityError
 
     if not isinstance(manifest, dict) or manifest.get("id") != entry.id or "sha256" not in manifest \
             or manifest.get("key", entry.data_key) != entry.data_key \

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .retention import Duration, parse_duration
+from drkit.retention import Duration, parse_duration
 
 _NUM = re.compile(r"^(==|!=|>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)$")
 _TEXT = re.compile(r'^(==|!=)\s*"(.*)"$')

@@ -18,10 +18,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, audit, catalog, crypto, db_backup, layout, log, runtime
-from .config import Config
-from .errors import ConfigError, DrkitError
-from .store import Store
+from drkit import __version__, audit, catalog, crypto, db_backup, layout, log, runtime
+from drkit.config import Config
+from drkit.errors import ConfigError, DrkitError
+from drkit.store import Store
 
 EXIT = {"ok": 0, "dry_run": 0, "partial": 3, "invalid_config": 2}
 
@@ -94,7 +94,7 @@ def _write_private(out: Path, text: str) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from . import signing
+    from drkit import signing
 
     now = dt.datetime.now(dt.UTC).isoformat()
     out = Path(args.out or ("drkit-signing.key" if args.signing else "drkit-identity.txt"))
@@ -128,8 +128,8 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         table.add_row(db.name, db.display, ", ".join(db.count_tables) or "-", " ".join(db.pg_dump_args) or "-",
                       str(db.retention))
     con.print(table)
-    from . import pg as pg_tls
-    from .config import trusted_keys
+    from drkit import pg as pg_tls
+    from drkit.config import trusted_keys
 
     for db in cfg.databases.values():
         warning = pg_tls.tls_warning(db)
@@ -137,12 +137,12 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             con.print(f"[yellow]warning[/yellow]: {warning}")
     trusted = trusted_keys(env, required=False)
     if cfg.signing_key is not None:
-        from . import signing
+        from drkit import signing
 
         mine = signing.public_of(cfg.signing_key.reveal())
         said = "is" if any(k.text == mine for k in trusted) else "is NOT (restores will refuse these backups)"
         con.print(f"signing key {signing.parse_public(mine).id_hex}: its public key {said} in DRKIT_TRUSTED_KEYS")
-    from . import envvars
+    from drkit import envvars
 
     writers = {envvars.spaces_key_of(fn, env) for fn in (envvars.DB_BACKUP, envvars.CONFIG)}
     for exposed in (envvars.FAILOVER, envvars.HEALTH):
@@ -152,11 +152,11 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                       f"limited to this bucket ({envvars.per_function_name('DRKIT_SPACES_KEY', exposed)}; "
                       "docs/configuration.md, least privilege)")
     if env.get("DRKIT_CONFIG_SOURCES", "").strip():
-        from .cli_config import print_sources
+        from drkit.cli_config import print_sources
 
         print_sources(con, env)
     if args.connect:
-        from . import pg
+        from drkit import pg
 
         store = Store(cfg.spaces)
         store.check_access()
@@ -275,8 +275,8 @@ def cmd_backups_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _trusted(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:
     """The public keys whose signatures this command believes: DRKIT_TRUSTED_KEYS, and keys pinned in the
     identity file (`# drkit trusted key: RW…` lines, which `drkit keygen --signing` shows)."""
-    from . import signing
-    from .config import trusted_keys
+    from drkit import signing
+    from drkit.config import trusted_keys
 
     pinned: list[str] = []
     identity = getattr(args, "identity", None)
@@ -302,7 +302,7 @@ def _identities(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:
 def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    from . import operator_restore
+    from drkit import operator_restore
 
     _, store = _store(env)
     identities = _identities(args, env)
@@ -338,7 +338,7 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_swap_back(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from . import operator_restore
+    from drkit import operator_restore
 
     _, store = _store(env)
     detail = operator_restore.swap_back(store, args.target, args.kept)
@@ -348,7 +348,7 @@ def cmd_swap_back(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_droplet_rebuild(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from . import snapshot_rotate
+    from drkit import snapshot_rotate
 
     params = {"action": "rebuild", "droplet": args.droplet, "name": args.name or "", "region": args.region or "",
               "size": args.size or "", "reserved_ip": args.reserved_ip or "", "wait": not args.no_wait,
@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = g.add_parser("check", help="validate the configuration (and with --connect, reach the bucket and databases)")
     c.add_argument("--connect", action="store_true", help="also connect to the bucket and every database")
     c.set_defaults(fn=cmd_config_check)
-    from . import cli_config, cli_failover
+    from drkit import cli_config, cli_failover
 
     cli_config.register(g, sub)
     cli_failover.register(sub)

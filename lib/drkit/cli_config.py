@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import archive, config_backup, config_catalog, dns_restore, runtime
-from .errors import ConfigError, DrkitError
-from .restore import explain_crypto_failure
-from .store import VerifyingReader
+from drkit import archive, config_backup, config_catalog, dns_restore, runtime
+from drkit.errors import ConfigError, DrkitError
+from drkit.restore import explain_crypto_failure
+from drkit.store import VerifyingReader
 
 
 def _cli() -> Any:
-    from . import cli
+    from drkit import cli
 
     return cli
 
@@ -32,7 +32,7 @@ def print_sources(con: Any, env: Mapping[str, str]) -> None:
     """config-backup's sources as `drkit config check` shows them (raises ConfigError when invalid)."""
     from rich.table import Table
 
-    from .config_sources import parse_sources
+    from drkit.config_sources import parse_sources
 
     sources = parse_sources(env["DRKIT_CONFIG_SOURCES"], env)
     table = Table("config source", "type", "what", "token from")
@@ -178,8 +178,8 @@ def cmd_config_extract(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_dns_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .deadline import Deadline
-    from .do_api import DoApi
+    from drkit.deadline import Deadline
+    from drkit.do_api import DoApi
 
     cli = _cli()
     _, store = cli._store(env)
@@ -217,7 +217,7 @@ def cmd_dns_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_config_deploy_env(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Every value project.yml substitutes, as the deployer needs it (see docs/configuration.md)."""
-    from . import envvars
+    from drkit import envvars
 
     values, warnings = envvars.deploy_env(Path(args.project).read_text(), env)
     lines = []

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import audit, failover, signed
-from .config import signing_key_from_env
-from .errors import ConfigError
+from drkit import audit, failover, signed
+from drkit.config import signing_key_from_env
+from drkit.errors import ConfigError
 
 
 def _cli() -> Any:
-    from . import cli
+    from drkit import cli
 
     return cli
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import log
-from .errors import ConfigError
-from .retention import Policy, parse_policy
+from drkit import log
+from drkit.errors import ConfigError
+from drkit.retention import Policy, parse_policy
 
 DEFAULT_RETENTION = "keep_within_hourly=7d keep_within_daily=30d"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -251,7 +251,7 @@ def _spaces_from_env(environ: Mapping[str, str], problems: list[str]) -> SpacesC
 
 
 def signing_key_from_env(environ: Mapping[str, str], problems: list[str]) -> Secret | None:
-    from .signing import SECRET_PREFIX
+    from drkit.signing import SECRET_PREFIX
 
     # the key itself, or the whole file `drkit keygen --signing` wrote
     raw = next((t for t in environ.get("DRKIT_SIGNING_KEY", "").split() if t.startswith(SECRET_PREFIX)),
@@ -261,7 +261,7 @@ def signing_key_from_env(environ: Mapping[str, str], problems: list[str]) -> Sec
                         "tell drkit's backups from planted ones; make one with `drkit keygen --signing`)")
         return None
     secret = Secret(raw)
-    from . import signing
+    from drkit import signing
 
     try:
         signing.public_of(raw)
@@ -274,7 +274,7 @@ def signing_key_from_env(environ: Mapping[str, str], problems: list[str]) -> Sec
 def trusted_keys(environ: Mapping[str, str], *, required: bool, extra: Sequence[str] = ()) -> list[Any]:
     """DRKIT_TRUSTED_KEYS (plus keys pinned elsewhere, e.g. in the identity file): the public keys
     whose signatures make a manifest or plan believable."""
-    from . import signing
+    from drkit import signing
 
     raw = " ".join([environ.get("DRKIT_TRUSTED_KEYS", ""), *extra]).strip()
     if not raw and required:

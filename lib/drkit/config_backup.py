@@ -29,17 +29,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, audit, config_catalog, drift, fetch, inventory, layout, log, signed, state
-from .archive import ArchiveWriter, FileEntry
-from .config import Config, SpacesConfig
-from .config_sources import DO_KINDS, Source, parse_sources
-from .deadline import Clock, Deadline, utcnow
-from .do_api import DoApi
-from .errors import ConfigError, DrkitError, StoreError
-from .notify import Notifier
-from .retention import Policy, Verdict, parse_policy, plan
-from .runtime import Params
-from .store import Store
+from drkit import __version__, audit, config_catalog, drift, fetch, inventory, layout, log, signed, state
+from drkit.archive import ArchiveWriter, FileEntry
+from drkit.config import Config, SpacesConfig
+from drkit.config_sources import DO_KINDS, Source, parse_sources
+from drkit.deadline import Clock, Deadline, utcnow
+from drkit.do_api import DoApi
+from drkit.errors import ConfigError, DrkitError, StoreError
+from drkit.notify import Notifier
+from drkit.retention import Policy, Verdict, parse_policy, plan
+from drkit.runtime import Params
+from drkit.store import Store
 
 FUNCTION = "config-backup"
 DEFAULT_RETENTION = "keep_within=90d"
@@ -162,7 +162,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         units = [u for u in units if u.source.name in request.sources]
     store = store or Store(settings.cfg.spaces)
     store.check_access()
-    from .crypto import parse_recipients
+    from drkit.crypto import parse_recipients
 
     recipients = parse_recipients(settings.cfg.recipients)
     if request.dry_run:

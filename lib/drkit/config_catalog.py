@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import layout
-from .catalog import ORPHAN_GRACE, pick, started, upload_started
-from .errors import ConfigError, IntegrityError
-from .retention import Item
-from .store import ObjectInfo, Store, UploadInfo
+from drkit import layout
+from drkit.catalog import ORPHAN_GRACE, pick, started, upload_started
+from drkit.errors import ConfigError, IntegrityError
+from drkit.retention import Item
+from drkit.store import ObjectInfo, Store, UploadInfo
 
 DATA = layout.CONFIG_DATA_SUFFIX
 MANIFEST = layout.MANIFEST_SUFFIX
@@ -78,7 +78,7 @@ def find(store: Store, ref: str) -> ConfigEntry:
 def read_manifest(store: Store, entry: ConfigEntry, trusted: Sequence[Any]) -> dict[str, Any]:
     """The manifest, believed only when signed by a trusted key for this very backup (see signed.py):
     what extracting files or restoring DNS records from the archive must use."""
-    from . import signed
+    from drkit import signed
 
     return _checked(signed.get_json(store, entry.manifest_key, trusted, f"the manifest of config backup {entry.id}"),
                     entry)

@@ -13,7 +13,7 @@ from typing import Any
 import pyrage
 from pyrage import x25519
 
-from .errors import ConfigError, CryptoError
+from drkit.errors import ConfigError, CryptoError
 
 
 def parse_recipients(items: Sequence[str]) -> list[x25519.Recipient]:

@@ -29,14 +29,14 @@ from typing import Any
 
 import zstandard
 
-from . import __version__, audit, catalog, crypto, layout, log, pg, signed, state
-from .config import Config, DatabaseConfig
-from .deadline import Clock, Deadline, utcnow
-from .errors import DeadlineExceeded, DrkitError, PgError, StoreError
-from .notify import Notifier
-from .retention import Decision, Verdict, plan
-from .runtime import Params
-from .store import Store
+from drkit import __version__, audit, catalog, crypto, layout, log, pg, signed, state
+from drkit.config import Config, DatabaseConfig
+from drkit.deadline import Clock, Deadline, utcnow
+from drkit.errors import DeadlineExceeded, DrkitError, PgError, StoreError
+from drkit.notify import Notifier
+from drkit.retention import Decision, Verdict, plan
+from drkit.runtime import Params
+from drkit.store import Store
 
 FUNCTION = "db-backup"
 ABORT_MARGIN_S = 25.0  # stop pg_dump this long before the deadline: abort + report must fit

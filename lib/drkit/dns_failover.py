@@ -20,15 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit, failover, log, signed
-from .config import spaces_from_env, trusted_keys
-from .deadline import Clock, Deadline, utcnow
-from .do_api import DoApi
-from .errors import ConfigError
-from .notify import Notifier
-from .runtime import Params
-from .store import Store
-from .webhook import AuthConfig, HttpRequest, Trigger, authenticate, check_transport, parse_payload
+from drkit import audit, failover, log, signed
+from drkit.config import spaces_from_env, trusted_keys
+from drkit.deadline import Clock, Deadline, utcnow
+from drkit.do_api import DoApi
+from drkit.errors import ConfigError
+from drkit.notify import Notifier
+from drkit.runtime import Params
+from drkit.store import Store
+from drkit.webhook import AuthConfig, HttpRequest, Trigger, authenticate, check_transport, parse_payload
 
 FUNCTION = "dns-failover"
 IDEM_PREFIX = "state/idempotency/dns-failover/"

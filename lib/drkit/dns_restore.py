@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import archive, audit, config_catalog, dns_records, log
-from .do_api import DoApi
-from .errors import ConfigError, DrkitError, IntegrityError
-from .restore import explain_crypto_failure
-from .store import Store, VerifyingReader
+from drkit import archive, audit, config_catalog, dns_records, log
+from drkit.do_api import DoApi
+from drkit.errors import ConfigError, DrkitError, IntegrityError
+from drkit.restore import explain_crypto_failure
+from drkit.store import Store, VerifyingReader
 
 FUNCTION = "cli"
 

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import log
-from .config import Secret, secure_url
-from .deadline import Deadline
-from .errors import DeadlineExceeded, DoApiError
+from drkit import log
+from drkit.config import Secret, secure_url
+from drkit.deadline import Deadline
+from drkit.errors import DeadlineExceeded, DoApiError
 
 MAX_ATTEMPTS = 4
 # inventory kind -> (pydo operation group, response key); all paginated
@@ -53,7 +53,7 @@ class DoApi:
     @classmethod
     def from_env(cls, environ: Any, deadline: Deadline, token: Secret | None = None) -> DoApi:
         """DRKIT_DO_TOKEN (required unless `token` is given), DRKIT_DO_ENDPOINT and DRKIT_DO_CA_FILE (tests)."""
-        from .errors import ConfigError
+        from drkit.errors import ConfigError
 
         if token is None:
             raw = str(environ.get("DRKIT_DO_TOKEN", "")).strip()

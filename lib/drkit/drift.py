@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import dns_records
+from drkit import dns_records
 
 LIST_LIMIT = 200  # per category in the report; counts are always exact
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from drkit.errors import ConfigError
 
 UNSET = "unset"  # the deploy-time stand-in for "not set" (the deployer refuses empty values)
 DB = "<NAME>"    # per-database variables: DRKIT_DB_<NAME>_URL for each name in DRKIT_DATABASES

@@ -27,11 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit, log, probe
-from .do_api import DoApi
-from .errors import ConfigError, DoApiError
-from .health import parse_interval
-from .store import Store
+from drkit import audit, log, probe
+from drkit.do_api import DoApi
+from drkit.errors import ConfigError, DoApiError
+from drkit.health import parse_interval
+from drkit.store import Store
 
 STATE_KEY = "state/failover.json"
 FUNCTION = "dns-failover"

@@ -13,11 +13,11 @@ import tarfile
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from . import __version__
-from .archive import SourceError, safe_path
-from .config import SpacesConfig
-from .config_sources import Source
-from .inventory import doc, redact_secrets
+from drkit import __version__
+from drkit.archive import SourceError, safe_path
+from drkit.config import SpacesConfig
+from drkit.config_sources import Source
+from drkit.inventory import doc, redact_secrets
 
 TIMEOUT = (10, 60)  # connect, read (seconds)
 GITHUB_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
@@ -106,7 +106,7 @@ def github(source: Source, sink: Sink) -> dict[str, Any]:
 
 def s3(source: Source, sink: Sink, spaces: SpacesConfig) -> dict[str, Any]:
     """Objects under `prefix` (or the listed `keys`) of another bucket, e.g. Terraform state."""
-    from .store import make_client
+    from drkit.store import make_client
 
     o = source.options
     endpoint = o.get("endpoint") or (f"https://{o['region']}.digitaloceanspaces.com" if o.get("region")
@@ -144,7 +144,7 @@ def s3(source: Source, sink: Sink, spaces: SpacesConfig) -> dict[str, Any]:
     except SourceError:
         raise
     except Exception as exc:  # noqa: BLE001 - botocore errors become the source's failure
-        from .store import explain
+        from drkit.store import explain
 
         raise SourceError(f"{what}: {explain(exc, 'reading', o['bucket'], str(endpoint))}") from None
     return {"bucket": o["bucket"], "prefix": prefix, "objects": len(objects), "bytes": total}

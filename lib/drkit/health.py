@@ -23,13 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit, catalog, layout, log, probe
-from .config import database_names, env_name, spaces_from_env
-from .deadline import Clock, Deadline, utcnow
-from .errors import ConfigError, DrkitError, StoreError
-from .notify import Notifier
-from .runtime import Params
-from .store import Store
+from drkit import audit, catalog, layout, log, probe
+from drkit.config import database_names, env_name, spaces_from_env
+from drkit.deadline import Clock, Deadline, utcnow
+from drkit.errors import ConfigError, DrkitError, StoreError
+from drkit.notify import Notifier
+from drkit.runtime import Params
+from drkit.store import Store
 
 FUNCTION = "health-probe"
 STATE_KEY = "state/health.json"
@@ -144,7 +144,7 @@ def data_protection(store: Store, p: Protection, now: dt.datetime) -> list[probe
 
 def config_protection(store: Store, max_age: dt.timedelta, now: dt.datetime) -> list[probe.Result]:
     """config-backup: the newest complete archive is young enough, and the last run stored one."""
-    from . import config_catalog
+    from drkit import config_catalog
 
     entries = [e for e in config_catalog.list_entries(store) if e.complete]
     if entries:
@@ -245,13 +245,13 @@ def request_failover(store: Store, targets: list[str], now: dt.datetime, environ
     automatic move with all its safety rules (flap guard, DR health check, one
     transition, no automatic failback). Otherwise it records the request only.
     """
-    from .runtime import TRUE
+    from drkit.runtime import TRUE
 
     audit.record(store, FUNCTION, "failover.requested", {"targets": targets, "at": now.isoformat()})
     if environ.get("DRKIT_AUTO_FAILOVER", "").strip().lower() not in TRUE:
         return {"requested_for": targets, "performed": False,
                 "reason": "automatic failover is off (DRKIT_AUTO_FAILOVER); alerting or an operator moves traffic"}
-    from . import dns_failover
+    from drkit import dns_failover
 
     try:
         settings = dns_failover.Settings.from_env(environ, store)

@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import dns_records
-from .do_api import DoApi
+from drkit import dns_records
+from drkit.do_api import DoApi
 
 REDACTED = "<removed by drkit>"
 SECRET_KEYS = ("password", "uri", "private_uri", "access_key", "secret_key", "ca_certificate")

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import log
-from .config import Secret, secure_url
-from .errors import ConfigError
+from drkit import log
+from drkit.config import Secret, secure_url
+from drkit.errors import ConfigError
 
 TIMEOUT_S = 10
 

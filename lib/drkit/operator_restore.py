@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import audit, catalog, layout, pg, restore
-from .config import DatabaseConfig, Secret, parse_db_url
-from .errors import ConfigError, PgError
-from .restore_verify import content_checks
-from .store import Store
+from drkit import audit, catalog, layout, pg, restore
+from drkit.config import DatabaseConfig, Secret, parse_db_url
+from drkit.errors import ConfigError, PgError
+from drkit.restore_verify import content_checks
+from drkit.store import Store
 
 DEFAULT_RATE_MB_S = 20.0
 SCRATCH_MARK = "_drkit_"

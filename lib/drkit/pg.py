@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import log
-from .config import DatabaseConfig
-from .errors import PgError
+from drkit import log
+from drkit.config import DatabaseConfig
+from drkit.errors import PgError
 
 # pg_dump/pg_restore of major N read servers from 9.2 up to major N
 # (PostgreSQL docs: "pg_dump can also dump from PostgreSQL servers older than

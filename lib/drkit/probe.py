@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import json_list, secure_url
-from .errors import ConfigError
+from drkit.config import json_list, secure_url
+from drkit.errors import ConfigError
 
 MAX_TARGETS = 500
 MAX_WORKERS = 128  # one wave for typical target counts: total time ~ the slowest timeout

@@ -32,12 +32,12 @@ from typing import Any
 
 import zstandard
 
-from . import crypto, log, pg
-from .catalog import Entry
-from .config import DatabaseConfig
-from .deadline import Deadline
-from .errors import CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError
-from .store import Store, VerifyingReader
+from drkit import crypto, log, pg
+from drkit.catalog import Entry
+from drkit.config import DatabaseConfig
+from drkit.deadline import Deadline
+from drkit.errors import CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError
+from drkit.store import Store, VerifyingReader
 
 ABORT_MARGIN_S = 20.0
 

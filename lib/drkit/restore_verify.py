@@ -25,13 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__, audit, catalog, checks, crypto, layout, log, pg, restore, state
-from .config import Config, DatabaseConfig, Secret, database_names, env_name, parse_db_url, trusted_keys
-from .deadline import Clock, Deadline, utcnow
-from .errors import ConfigError, CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError, StoreError
-from .notify import Notifier
-from .runtime import Params
-from .store import Store
+from drkit import __version__, audit, catalog, checks, crypto, layout, log, pg, restore, state
+from drkit.config import Config, DatabaseConfig, Secret, database_names, env_name, parse_db_url, trusted_keys
+from drkit.deadline import Clock, Deadline, utcnow
+from drkit.errors import ConfigError, CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError, StoreError
+from drkit.notify import Notifier
+from drkit.runtime import Params
+from drkit.store import Store
 
 FUNCTION = "restore-verify"
 SCRATCH_PREFIX = "drkit_verify_"

@@ -23,10 +23,10 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import __version__, log
-from .deadline import Deadline
-from .envvars import UNSET, missing
-from .errors import ConfigError, DrkitError
+from drkit import __version__, log
+from drkit.deadline import Deadline
+from drkit.envvars import UNSET, missing
+from drkit.errors import ConfigError, DrkitError
 
 MAX_RESULT_BYTES = 900_000  # DO limit is 1 MB; keep headroom
 TRUE = ("true", "1", "yes", "y", "on")
@@ -144,7 +144,7 @@ def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, con
                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A `web: raw` function: HTTP calls go to run_web and get {statusCode, headers, body};
     plain invocations (doctl invoke, triggers) go to run_invoke through `handle`."""
-    from .webhook import WebhookError, from_event
+    from drkit.webhook import WebhookError, from_event
 
     environ = without_unset(os.environ if environ is None else environ)
     try:

@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from . import signing
-from .signing import PublicKey, SignatureError
-from .store import Store
+from drkit import signing
+from drkit.signing import PublicKey, SignatureError
+from drkit.store import Store
 
 SIG = ".minisig"
 

@@ -24,15 +24,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import audit, log
-from .config import json_list
-from .deadline import Clock, Deadline, utcnow
-from .do_api import DoApi
-from .errors import ConfigError, DoApiError
-from .notify import Notifier
-from .retention import Item, Policy, Verdict, parse_policy, plan
-from .runtime import Params
-from .store import Store
+from drkit import audit, log
+from drkit.config import json_list
+from drkit.deadline import Clock, Deadline, utcnow
+from drkit.do_api import DoApi
+from drkit.errors import ConfigError, DoApiError
+from drkit.notify import Notifier
+from drkit.retention import Item, Policy, Verdict, parse_policy, plan
+from drkit.runtime import Params
+from drkit.store import Store
 
 FUNCTION = "snapshot-rotate"
 PREFIX = "drkit-"
@@ -110,7 +110,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     if action == "rebuild" and not p.string("droplet", ""):
         p.problems.append("action rebuild needs droplet:<name of the droplet to rebuild>")
     p.finish()
-    from .config import spaces_from_env
+    from drkit.config import spaces_from_env
 
     if action == "rebuild":
         api = DoApi.from_env(environ, deadline)

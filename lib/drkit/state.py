@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import StoreError
-from .store import Store
+from drkit.errors import StoreError
+from drkit.store import Store
 
 
 def record_run(store: Store, key: str, subject: str, run_info: dict[str, Any], *, success: bool) -> None:

@@ -34,10 +34,10 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from . import log
-from .config import SpacesConfig
-from .deadline import Deadline
-from .errors import DeadlineExceeded, IntegrityError, StoreError
+from drkit import log
+from drkit.config import SpacesConfig
+from drkit.deadline import Deadline
+from drkit.errors import DeadlineExceeded, IntegrityError, StoreError
 
 MIN_PART = 5 * 1024 * 1024  # S3/Spaces minimum part size (all but the last part)
 MAX_PARTS = 10_000

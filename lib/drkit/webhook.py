@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Secret
-from .errors import DrkitError
+from drkit.config import Secret
+from drkit.errors import DrkitError
 
 MAX_BODY = 256 * 1024
 MAX_SKEW_S = 300
@@ -96,7 +96,7 @@ class AuthConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AuthConfig:
-        from .errors import ConfigError
+        from drkit.errors import ConfigError
 
         def secrets(var: str) -> tuple[Secret, ...]:
             items = [x for x in environ.get(var, "").replace(",", " ").split() if x]
