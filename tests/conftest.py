@@ -17,7 +17,8 @@ from typing import Any
 import boto3
 import pytest
 
-from drkit import crypto, log
+from drkit.core import log
+from drkit.crypto import encryption
 from drkit_dev.keys import signing_env
 from drkit_dev.pgserver import PgServer, installed_bindirs
 from drkit_dev.s3server import S3Server
@@ -61,7 +62,7 @@ def ssl_pg() -> Iterator[PgServer]:
 @pytest.fixture(scope="session")
 def age_keys() -> tuple[str, str]:
     """(identity, recipient)"""
-    return crypto.generate_identity()
+    return encryption.generate_identity()
 
 
 @pytest.fixture

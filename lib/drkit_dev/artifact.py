@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from drkit import envvars
+from drkit.platform import envvars
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_RUNTIME = ("DigitalOcean's Python loader (../shared/do-runtime) is not beside this checkout; "

@@ -27,7 +27,7 @@ import boto3
 from rich.console import Console
 from rich.table import Table
 
-from drkit import crypto
+from drkit.crypto import encryption
 
 from . import sampledb
 from .keys import signing_env
@@ -113,8 +113,8 @@ def old_pipeline(pgbin: Path, url: str, work: Path, s3: Any, bucket: str) -> Mea
 
 CHILD = r"""
 import json, sys
-from drkit import db_backup
-from drkit.deadline import Deadline
+from drkit.functions import db_backup
+from drkit.core.deadline import Deadline
 env = json.loads(sys.argv[1])
 r = db_backup.run({"prune": "false"}, env, Deadline(900))
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
@@ -157,7 +157,7 @@ def plain_upload(size: int, work: Path, s3: Any, bucket: str) -> Measure:
 
 def interpreter_baseline() -> float:
     """Peak RSS of a Python process that only imports what db-backup imports (the floor)."""
-    code = ("import boto3, psycopg, pyrage, zstandard, drkit.db_backup; "
+    code = ("import boto3, psycopg, pyrage, zstandard, drkit.functions.db_backup; "
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return int(out.strip()) / 1024
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         s3 = boto3.client("s3", endpoint_url=s3srv.endpoint, aws_access_key_id="BENCH00ACCESSKEY",
                           aws_secret_access_key="bench-secret-key", region_name="us-east-1")
-        _, recipient = crypto.generate_identity()
+        _, recipient = encryption.generate_identity()
         for gb in sizes:
             bucket = f"bench-{int(gb * 1000)}"
             s3.create_bucket(Bucket=bucket)

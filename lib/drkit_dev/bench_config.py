@@ -30,7 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from drkit import crypto
+from drkit.crypto import encryption
 
 from .fakeweb import FakeWeb, Generated, Repo
 from .keys import signing_env
@@ -77,8 +77,8 @@ print("RESULT " + json.dumps({"seconds": time.monotonic() - t0, "stored": size, 
 DRKIT = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from drkit import config_backup
-from drkit.runtime import handle
+from drkit.functions import config_backup
+from drkit.platform.runtime import handle
 t0 = time.monotonic()
 result = handle("config-backup", config_backup.run, {"prune": "false"}, None, json.loads(sys.argv[2]))
 hwm = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     console = Console()
     sizes = args.size_mb or [256, 1024]
-    ident, recipient = crypto.generate_identity()
+    ident, recipient = encryption.generate_identity()
     table = Table("repository", "step", "wall", "MB/s", "stored", "peak RSS", "vs baseline",
                   title="config-backup of a GitHub repository archive (local stand-ins)")
     with S3Server() as s3, tempfile.TemporaryDirectory(prefix="drkit-bench-config-") as tmp:

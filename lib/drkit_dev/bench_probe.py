@@ -15,7 +15,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from drkit import probe
+from drkit.health import probe
 
 from .probeservers import Behaviour, serve, stop
 

@@ -22,10 +22,13 @@ import boto3
 from rich.console import Console
 from rich.table import Table
 
-from drkit import catalog, crypto, db_backup, restore, restore_verify
-from drkit.config import Config, trusted_keys
-from drkit.deadline import Deadline
-from drkit.store import Store
+from drkit.core.deadline import Deadline
+from drkit.crypto import encryption
+from drkit.functions import db_backup, restore_verify
+from drkit.platform.config import Config, trusted_keys
+from drkit.postgres import restore
+from drkit.storage import catalog
+from drkit.storage.store import Store
 
 from . import sampledb
 from .keys import signing_env
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with PgServer(settings={"max_wal_size": "'4GB'", "checkpoint_timeout": "'30min'", "autovacuum": "off"}) as pg, \
             S3Server() as s3srv, tempfile.TemporaryDirectory(prefix="drkit-bench-") as tmp:
-        identity, recipient = crypto.generate_identity()
+        identity, recipient = encryption.generate_identity()
         for gb in (float(x) for x in args.sizes.split(",")):
             bucket = f"rbench-{int(gb * 1000)}"
             boto3.client("s3", endpoint_url=s3srv.endpoint, aws_access_key_id="BENCH00ACCESSKEY",
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             archive = str(Path(tmp) / "bench.dump")
             entry = catalog.find(store, "latest", "bench")
             manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
-            restore.download(store, entry, [crypto.parse_identity(identity)], archive, manifest=manifest)
+            restore.download(store, entry, [encryption.parse_identity(identity)], archive, manifest=manifest)
             pg.execute("CHECKPOINT", name)
             with console.status("bare pg_restore (one job) ..."):
                 bare1 = timed_restore(pgbin, pg, archive, 1)

@@ -24,11 +24,15 @@ import boto3
 from rich.console import Console
 from rich.table import Table
 
-from drkit import catalog, crypto, db_backup, dns_failover, health, log, restore, restore_verify, snapshot_rotate
-from drkit.config import Config, trusted_keys
-from drkit.deadline import Deadline
-from drkit.runtime import handle, handle_web
-from drkit.store import Store
+from drkit.core import log
+from drkit.core.deadline import Deadline
+from drkit.crypto import encryption
+from drkit.functions import db_backup, dns_failover, health_probe, restore_verify, snapshot_rotate
+from drkit.platform.config import Config, trusted_keys
+from drkit.platform.runtime import handle, handle_web
+from drkit.postgres import restore
+from drkit.storage import catalog
+from drkit.storage.store import Store
 
 from . import probeservers, sampledb
 from .keys import signing_env
@@ -77,7 +81,7 @@ def run(size_mb: int, keep: bool) -> int:
         console.print(f"PostgreSQL {pg.major} on 127.0.0.1:{pg.port}, S3 (moto) at {s3.endpoint}, work dir {work}")
         boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id="DRILL00ACCESSKEY", aws_secret_access_key="drill-secret-key",
                       region_name="us-east-1").create_bucket(Bucket="drkit-drill")
-        identity, recipient = crypto.generate_identity()
+        identity, recipient = encryption.generate_identity()
         pg.create_database("erp")
         sampledb.fill(pg, "erp", size_mb)
         db_size = sampledb.database_size(pg, "erp")
@@ -143,7 +147,7 @@ def restore_step(drill: Drill, env: dict[str, str], pg: PgServer, identity: str)
     pg.create_database("erp_restored")
     try:
         manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
-        result = restore.restore(store, entry, [crypto.parse_identity(identity)], cfg.databases["erp"], "erp_restored",
+        result = restore.restore(store, entry, [encryption.parse_identity(identity)], cfg.databases["erp"], "erp_restored",
                                  manifest=manifest)
     except Exception as exc:  # noqa: BLE001 - reported as a failed step
         drill.step("restore", False, f"{type(exc).__name__}: {exc}", time.monotonic() - t)
@@ -196,7 +200,7 @@ def verify_step(drill: Drill, env: dict[str, str]) -> None:
 def health_step(drill: Drill, env: dict[str, str]) -> None:
     """health-probe, as the minutely trigger runs it: the RPO/RTO compliance table."""
     t = time.monotonic()
-    result = handle("health-probe", health.run, {}, _Context(55_000), env)
+    result = handle("health-probe", health_probe.run, {}, _Context(55_000), env)
     secs = time.monotonic() - t
     targets = {x["name"]: x for x in result.get("targets", [])}
     table = Table("database", "backup age (RPO)", "last verified restore", "restore duration (RTO)",
@@ -299,10 +303,11 @@ def snapshot_step(drill: Drill, env: dict[str, str]) -> None:
 def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
     """config-backup of a sample account (fake DO API, local GitHub/Grafana, Terraform state in S3), a DNS
     and firewall change, a second run whose drift names them, then extract and a DNS restore plan."""
-    from drkit import archive, config_backup, config_catalog, dns_restore
-    from drkit.do_api import DoApi
-    from drkit.restore import explain_crypto_failure
-    from drkit.store import VerifyingReader
+    from drkit.configbackup import catalog, dns_restore, extract
+    from drkit.digitalocean.api import DoApi
+    from drkit.functions import config_backup
+    from drkit.postgres.restore import explain_crypto_failure
+    from drkit.storage.transfer import VerifyingReader
 
     from . import sampleaccount
     from .fakedo import FakeDO
@@ -332,12 +337,12 @@ def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
                           or (f"first run: {len(r['drift']['new_units'])} sources, nothing to compare"
                               if r.get("drift", {}).get("new_units") else str(r.get("drift", {}).get("summary"))))
         drill.console.print(table)
-        identities = [crypto.parse_identity(env["DRKIT_AGE_IDENTITY"])]
-        entry = config_catalog.find(store, "latest")
-        manifest = config_catalog.read_manifest(store, entry, trusted_keys(e, required=True))
+        identities = [encryption.parse_identity(env["DRKIT_AGE_IDENTITY"])]
+        entry = catalog.find(store, "latest")
+        manifest = catalog.read_manifest(store, entry, trusted_keys(e, required=True))
         raw = store.open_read(entry.data_key)
         reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
-        done = archive.extract(reader, manifest["files"], identities, work / "config",
+        done = extract.extract(reader, manifest["files"], identities, work / "config",
                                explain=lambda: explain_crypto_failure(reader, "disk"))
         raw.close()
         zone = (work / "config/digitalocean/domains/example.net.zone").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from drkit import signing
+from drkit.crypto import signing
 
 
 @functools.lru_cache(maxsize=1)

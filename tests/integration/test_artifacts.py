@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, SPACES_SECRET
-from drkit import db_backup, envvars
-from drkit.runtime import handle
+from drkit.functions import db_backup
+from drkit.platform import envvars
+from drkit.platform.runtime import handle
 from drkit_dev import artifact
 from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import S3Server, free_port

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from conftest import keys
-from drkit import cli, layout
+from drkit.cli import main
+from drkit.policy import layout
 from drkit_dev.pgserver import PgServer
 
 
@@ -31,7 +32,7 @@ def env_file(tmp_path: Path, make_env: Any, pg: PgServer, dbname: str) -> Any:
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Exit code, stdout, stderr. Human output is wrapped by rich: whitespace is normalised unless --json."""
-    code = cli.main(list(argv))
+    code = main.main(list(argv))
     out = capsys.readouterr()
     if "--json" in argv:
         return code, out.out, out.err
@@ -50,8 +51,8 @@ def test_keygen_writes_a_private_file_and_refuses_to_overwrite(tmp_path: Path,
     code, _, err = run(capsys, "keygen", "--out", str(target))
     assert code == 2 and "refusing to overwrite" in err
     # the signing key: private file, public key printed last, and usable as DRKIT_SIGNING_KEY as written
-    from drkit import signing
-    from drkit.config import signing_key_from_env
+    from drkit.crypto import signing
+    from drkit.platform.config import signing_key_from_env
 
     key_file = tmp_path / "signing.key"
     code, out, _ = run(capsys, "keygen", "--signing", "--out", str(key_file))

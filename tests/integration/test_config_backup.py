@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, keys, open_uploads
-from drkit import cli, config_backup, layout
-from drkit.deadline import Deadline
-from drkit.runtime import handle
+from drkit.cli import main
+from drkit.core.deadline import Deadline
+from drkit.functions import config_backup
+from drkit.platform.runtime import handle
+from drkit.policy import layout
 from drkit_dev import sampleaccount
 from drkit_dev.fakedo import FakeDO
 from drkit_dev.fakeweb import FakeWeb, Generated
@@ -72,7 +74,7 @@ def _cli(env: dict[str, str], *argv: str, capsys: pytest.CaptureFixture[str]) ->
     os.environ["COLUMNS"] = "240"  # rich wraps tables to the terminal; a wide one keeps ids on one line
     try:
         capsys.readouterr()
-        code = cli.main(list(argv))
+        code = main.main(list(argv))
         out = capsys.readouterr()
         return code, out.out + out.err
     finally:
@@ -326,9 +328,9 @@ def test_tampered_archive_is_refused_and_nothing_is_extracted(account: Account, 
                       "--identity", str(ident), capsys=capsys)
     assert code == 1 and "not signed by a trusted key" in text and not out.exists()
     # and one that lies about a file although signed (a writer's bug) is still caught file by file
-    from drkit import signed
-    from drkit.config import spaces_from_env
-    from drkit.store import Store
+    from drkit.platform.config import spaces_from_env
+    from drkit.storage import signed
+    from drkit.storage.store import Store
     from drkit_dev.keys import signing_pair
 
     signed.put_json(Store(spaces_from_env(account.env)), key, manifest, signing_pair()[0])
@@ -362,8 +364,8 @@ def test_a_broken_repository_stream_keeps_the_tar_valid(account: Account, s3_cli
 HUGE_RUNNER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from drkit import config_backup
-from drkit.runtime import handle
+from drkit.functions import config_backup
+from drkit.platform.runtime import handle
 result = handle("config-backup", config_backup.run, {}, None, json.loads(sys.argv[2]))
 hwm = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
 print("RESULT " + json.dumps({"result": result, "maxrss_kb": hwm}))
@@ -460,17 +462,17 @@ def test_config_check_shows_the_sources_and_refuses_bad_ones(account: Account,
 
 
 def test_health_probe_watches_config_backup_freshness_and_failures(account: Account) -> None:
-    from drkit import health
+    from drkit.functions import health_probe
 
     env = dict(account.env, DRKIT_CONFIG_MAX_AGE="26h", DRKIT_PROBES="[]")
-    first = handle("health-probe", health.run, {}, None, env)
+    first = handle("health-probe", health_probe.run, {}, None, env)
     found = {t["name"]: t for t in first["targets"]}
     assert not found["config-age"]["ok"] and "no complete config backup" in found["config-age"]["detail"]
     account.run(source="infra")
-    found = {t["name"]: t for t in handle("health-probe", health.run, {}, None, env)["targets"]}
+    found = {t["name"]: t for t in handle("health-probe", health_probe.run, {}, None, env)["targets"]}
     assert found["config-age"]["ok"] and found["config-failures"]["ok"]
     account.web.github_token = "ghp_rotated"  # the next run fails: nothing stored, and health-probe says so
     account.run(source="infra")
-    found = {t["name"]: t for t in handle("health-probe", health.run, {}, None, env)["targets"]}
+    found = {t["name"]: t for t in handle("health-probe", health_probe.run, {}, None, env)["targets"]}
     assert found["config-age"]["ok"] and not found["config-failures"]["ok"]
     assert "last config backup failed: every source failed" in found["config-failures"]["detail"]

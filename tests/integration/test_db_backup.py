@@ -13,10 +13,14 @@ import zstandard
 from pyrage import x25519
 
 from conftest import fill_rich, keys, table_fingerprints
-from drkit import catalog, crypto, db_backup, layout, restore
-from drkit.config import Config, trusted_keys
-from drkit.runtime import handle
-from drkit.store import Store
+from drkit.crypto import encryption
+from drkit.functions import db_backup
+from drkit.platform.config import Config, trusted_keys
+from drkit.platform.runtime import handle
+from drkit.policy import layout
+from drkit.postgres import restore
+from drkit.storage import catalog
+from drkit.storage.store import Store
 from drkit_dev.pgserver import PgServer
 
 
@@ -31,7 +35,7 @@ def restore_into(env: dict[str, str], pg: PgServer, name: str, identity: str) ->
     target = f"r_{uuid.uuid4().hex[:10]}"
     pg.create_database(target)
     manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
-    result = restore.restore(store, entry, [crypto.parse_identity(identity)], cfg.databases[name], target,
+    result = restore.restore(store, entry, [encryption.parse_identity(identity)], cfg.databases[name], target,
                              manifest=manifest)
     return target, result
 
@@ -100,7 +104,7 @@ def test_manifest_records_what_restore_verify_needs(pg: PgServer, dbname: str, m
     assert "password" not in json.dumps(manifest).lower()
     # standard tools: the object is plain age, then zstd, then a pg_dump custom archive
     plain = io.BytesIO()
-    crypto.decrypt_stream(io.BytesIO(body), plain, [x25519.Identity.from_str(age_keys[0])])
+    encryption.decrypt_stream(io.BytesIO(body), plain, [x25519.Identity.from_str(age_keys[0])])
     assert zstandard.ZstdDecompressor().decompressobj().decompress(plain.getvalue())[:5] == b"PGDMP"
     # state and audit for health-probe
     state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/db/app.json")["Body"].read())

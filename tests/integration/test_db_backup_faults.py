@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from conftest import PGBIN, keys, open_uploads
-from drkit import catalog, db_backup, layout
-from drkit.config import Config
-from drkit.deadline import Deadline
-from drkit.runtime import handle
-from drkit.store import Store
+from drkit.core.deadline import Deadline
+from drkit.functions import db_backup
+from drkit.platform.config import Config
+from drkit.platform.runtime import handle
+from drkit.policy import layout
+from drkit.storage import catalog
+from drkit.storage.store import Store
 from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import S3Server
 from support.faultproxy import FaultProxy, Rule

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from conftest import keys
-from drkit import dns_failover
-from drkit.runtime import handle_web
+from drkit.functions import dns_failover
+from drkit.platform.runtime import handle_web
 from drkit_dev.fakedo import FakeDO
 from drkit_dev.probeservers import Behaviour, serve, stop
 from drkit_dev.s3server import S3Server
@@ -239,8 +239,8 @@ def test_without_conditional_writes_duplicates_are_harmless(env: dict[str, str],
     proxy = FaultProxy(s3_server.endpoint, strip_headers=("if-none-match",)).start()
     try:
         e = dict(env, DRKIT_SPACES_ENDPOINT=proxy.endpoint)
-        from drkit.config import spaces_from_env
-        from drkit.store import Store
+        from drkit.platform.config import spaces_from_env
+        from drkit.storage.store import Store
 
         assert Store(spaces_from_env(e)).conditional_writes() is False  # detected
         auth = {"Authorization": f"Bearer {BEARER}"}
@@ -303,7 +303,7 @@ def test_older_ow_event_shape_and_a_signed_plan_from_the_bucket(env: dict[str, s
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The plan in the bucket is believed only when a trusted key signed it (`drkit failover plan push`):
     anyone with the bucket key (every function, one of them a public endpoint) could write it."""
-    from drkit import cli
+    from drkit.cli import main
 
     key = "config/failover-plan.json"
     e = {k: v for k, v in env.items() if k != "DRKIT_FAILOVER_PLAN"} | {"DRKIT_FAILOVER_PLAN_KEY": key}
@@ -322,7 +322,7 @@ def test_older_ow_event_shape_and_a_signed_plan_from_the_bucket(env: dict[str, s
     plan_file.write_text(plan(dr_site))
     env_file = tmp_path / "op.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in e.items() if "\n" not in v))
-    assert cli.main(["--env-file", str(env_file), "failover", "plan", "push", str(plan_file)]) == 0, capsys.readouterr()
+    assert main.main(["--env-file", str(env_file), "failover", "plan", "push", str(plan_file)]) == 0, capsys.readouterr()
     assert "signed and stored" in capsys.readouterr().out
     # ... and altered afterwards: one record added, the signature no longer matches
     data = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -330,7 +330,7 @@ def test_older_ow_event_shape_and_a_signed_plan_from_the_bucket(env: dict[str, s
     s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(data).encode())
     reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, event, None, e)
     assert reply["statusCode"] == 502 and "signature does not match" in reply["body"]["error"] and fake.writes() == []
-    assert cli.main(["--env-file", str(env_file), "failover", "plan", "push", str(plan_file)]) == 0
+    assert main.main(["--env-file", str(env_file), "failover", "plan", "push", str(plan_file)]) == 0
     capsys.readouterr()
     reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, event, None, e)
     assert reply["statusCode"] == 200 and reply["body"]["outcome"] == "applied"
@@ -338,8 +338,8 @@ def test_older_ow_event_shape_and_a_signed_plan_from_the_bucket(env: dict[str, s
 
 
 def test_record_lists_are_read_past_the_first_page(fake: FakeDO) -> None:
-    from drkit.config import Secret
-    from drkit.do_api import DoApi
+    from drkit.core.secret import Secret
+    from drkit.digitalocean.api import DoApi
 
     for i in range(450):
         fake.add_record("example.net", "TXT", f"t{i}", f"v{i}")

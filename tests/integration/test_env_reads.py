@@ -1,5 +1,5 @@
 """What each function really reads from its environment, recorded on a real run: nothing outside
-its row of lib/drkit/envvars.py (so nothing project.yml does not give it), and every variable of
+its row of lib/drkit/platform/envvars.py (so nothing project.yml does not give it), and every variable of
 that row is read (so project.yml gives it nothing it ignores)."""
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 
 from conftest import SPACES_SECRET
-from drkit import config_backup, db_backup, dns_failover, envvars, health, restore_verify, snapshot_rotate
-from drkit.deadline import Deadline
-from drkit.runtime import handle, without_unset
-from drkit.webhook import from_event
+from drkit.core.deadline import Deadline
+from drkit.failover.webhook import from_event
+from drkit.functions import config_backup, db_backup, dns_failover, health_probe, restore_verify, snapshot_rotate
+from drkit.platform import envvars
+from drkit.platform.runtime import handle, without_unset
 from drkit_dev import artifact
 from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import S3Server
 from support.scenarios import EVENTS, base_env, scenario
 
-RUNS = {"db-backup": db_backup.run, "restore-verify": restore_verify.run, "health-probe": health.run,
+RUNS = {"db-backup": db_backup.run, "restore-verify": restore_verify.run, "health-probe": health_probe.run,
         "snapshot-rotate": snapshot_rotate.run, "config-backup": config_backup.run}
 # read by the edge (runtime.handle), not by the run itself
 EDGE_READS = {"DRKIT_LOG_LEVEL"}
@@ -59,7 +60,7 @@ class Recording(Mapping[str, str]):
 def test_the_edge_reads_the_log_level() -> None:
     import inspect
 
-    from drkit import runtime
+    from drkit.platform import runtime
 
     assert all(f'"{name}"' in inspect.getsource(runtime.handle) for name in EDGE_READS)
 

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from conftest import keys
-from drkit import db_backup, health, layout, probe
-from drkit.runtime import handle
+from drkit.functions import db_backup, health_probe
+from drkit.health import probe
+from drkit.platform.runtime import handle
+from drkit.policy import layout
 from drkit_dev.pgserver import PgServer
 from drkit_dev.probeservers import Behaviour, self_signed, serve, stop
 from drkit_dev.s3server import free_port
@@ -133,7 +135,7 @@ def health_env(make_env: Any, web: tuple[Behaviour, int]) -> Any:
 
 
 def probe_run(env: dict[str, str], **params: Any) -> dict[str, Any]:
-    return handle("health-probe", health.run, params, None, env)
+    return handle("health-probe", health_probe.run, params, None, env)
 
 
 def test_transitions_across_invocations_alert_once(health_env: Any, web: tuple[Behaviour, int], s3_client: Any,
@@ -151,9 +153,9 @@ def test_transitions_across_invocations_alert_once(health_env: Any, web: tuple[B
     b.health_status = 200
     r5, r6 = probe_run(env), probe_run(env)
     assert not r5["changed"] and r6["changed"][0]["event"] == "recovered" and r6["healthy"]
-    status = json.loads(s3_client.get_object(Bucket=bucket, Key="status/health.json")["Body"].read())
+    status = json.loads(s3_client.get_object(Bucket=bucket, Key="status/health_probe.json")["Body"].read())
     assert status["healthy"] == ["erp"] and status["targets"][0]["status"] == "healthy"
-    prom = s3_client.get_object(Bucket=bucket, Key="status/health.prom")["Body"].read().decode()
+    prom = s3_client.get_object(Bucket=bucket, Key="status/health_probe.prom")["Body"].read().decode()
     assert 'drkit_probe_healthy{target="erp",type="http"} 1' in prom
     assert any("failover.requested" in k for k in keys(s3_client, bucket, "audit/"))
 

@@ -30,7 +30,8 @@ import pytest
 import zstandard
 
 from conftest import ROOT, SPACES_SECRET, fill_rich, table_fingerprints
-from drkit import cli, crypto
+from drkit.cli import main
+from drkit.crypto import encryption
 from drkit_dev.pgserver import PgServer
 from support.faultproxy import FaultProxy
 
@@ -55,7 +56,7 @@ def setup(tmp_path: Path, make_env: Any, pg: PgServer, source: str, age_keys: tu
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     identity = tmp_path / "id.txt"
     identity.write_text(age_keys[0] + "\n")
-    assert cli.main(["--env-file", str(env_file), "backup"]) == 0
+    assert main.main(["--env-file", str(env_file), "backup"]) == 0
     (key,) = [k["Key"] for k in s3_client.list_objects_v2(Bucket=bucket, Prefix="db/app/")["Contents"]
               if k["Key"].endswith(".dump.zst.age")]
     return {"env": env, "env_file": str(env_file), "identity": str(identity), "key": key,
@@ -82,16 +83,16 @@ def _repack(s3: Any, bucket: str, setup: dict[str, Any], age_keys: tuple[str, st
 def _sign(setup: dict[str, Any], manifest: dict[str, Any]) -> None:
     """Store a manifest signed with the writers' key: these faults are past the signature (a writer's bug, or
     an attacker who has the signing key); the engine must still commit nothing."""
-    from drkit import signed
-    from drkit.config import spaces_from_env
-    from drkit.store import Store
+    from drkit.platform.config import spaces_from_env
+    from drkit.storage import signed
+    from drkit.storage.store import Store
 
     signed.put_json(Store(spaces_from_env(setup["env"])), setup["manifest_key"], manifest, setup["env"]["DRKIT_SIGNING_KEY"])
 
 
 def _plaintext(s3: Any, bucket: str, setup: dict[str, Any], identity: str) -> bytes:
     out = io.BytesIO()
-    crypto.decrypt_stream(io.BytesIO(_get(s3, bucket, setup["key"])), out, [crypto.parse_identity(identity)])
+    encryption.decrypt_stream(io.BytesIO(_get(s3, bucket, setup["key"])), out, [encryption.parse_identity(identity)])
     return zstandard.ZstdDecompressor().decompressobj().decompress(out.getvalue())
 
 
@@ -196,7 +197,7 @@ def test_a_faulty_backup_leaves_the_target_exactly_as_it_was(fault: str, mode: s
     if route == "download":
         argv += ["--download-to", str(tmp_path / "app.dump"), "--jobs", "2"]
     try:
-        code = cli.main(argv)
+        code = main.main(argv)
         err = " ".join(capsys.readouterr().err.split())
         assert code != 0, f"{fault}: the restore must fail"
         assert diagnosis in err, f"{fault}: {err[-600:]}"
@@ -244,7 +245,7 @@ def test_a_sound_backup_replaces_the_target_and_keeps_the_old_one(setup: dict[st
     """The control case for the faults above: the same command, a sound backup, PostgreSQL 18."""
     target, before = _prepare_target(pg, "replace")
     try:
-        code = cli.main(["--env-file", setup["env_file"], "restore", "--db", "app", "--target", pg.url(target),
+        code = main.main(["--env-file", setup["env_file"], "restore", "--db", "app", "--target", pg.url(target),
                          "--identity", setup["identity"], "--force", "--yes-i-know", target])
         out = " ".join(capsys.readouterr().out.split())
         assert code == 0, out
@@ -269,10 +270,11 @@ def test_the_engine_commits_nothing_unless_every_check_passed(fault: str, major:
     """The streamed engine alone, into an existing empty database (the route for a role that may not
     create databases): no scratch database to drop, so only the one transaction that drkit commits keeps
     it empty (the old `psql --single-transaction` route fails the cut-at-a-row-boundary cases here)."""
-    from drkit import catalog, restore
-    from drkit.config import Config, trusted_keys
-    from drkit.errors import DrkitError
-    from drkit.store import Store
+    from drkit.core.errors import DrkitError
+    from drkit.platform.config import Config, trusted_keys
+    from drkit.postgres import restore
+    from drkit.storage import catalog
+    from drkit.storage.store import Store
 
     server = _server(major, pg, ssl_pg)
     inject(fault, s3_client, bucket, setup, age_keys)
@@ -284,7 +286,7 @@ def test_the_engine_commits_nothing_unless_every_check_passed(fault: str, major:
         entry = catalog.find(store, "latest", "app")
         manifest = catalog.read_manifest(store, entry, trusted_keys(setup["env"], required=True))
         with pytest.raises(DrkitError):
-            restore.restore(store, entry, [crypto.parse_identity(age_keys[0])], cfg.databases["app"], target,
+            restore.restore(store, entry, [encryption.parse_identity(age_keys[0])], cfg.databases["app"], target,
                             manifest=manifest)
         with server.connect(target) as conn:
             assert conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -313,12 +315,12 @@ def test_a_role_that_may_not_create_databases_gets_a_plan_not_a_half_restore(set
     base = ["--env-file", setup["env_file"], "restore", "--db", "app", "--identity", setup["identity"],
             "--no-privileges"]
     try:
-        code = cli.main([*base, "--target", url + busy, "--force", "--yes-i-know", busy])
+        code = main.main([*base, "--target", url + busy, "--force", "--yes-i-know", busy])
         err = " ".join(capsys.readouterr().err.split())
         assert code == 2 and "may not create databases" in err and "Nothing was changed" in err
         with pg.connect(busy) as conn:
             assert conn.execute("SELECT v FROM precious").fetchall() == [("keep",)]
-        code = cli.main([*base, "--target", url + empty])
+        code = main.main([*base, "--target", url + empty])
         out = " ".join(capsys.readouterr().out.split())
         assert code == 0, out
         assert f"restore directly into the existing empty database {empty}" in out

@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 
 from conftest import PGBIN, fill_rich, keys
-from drkit import crypto, db_backup, layout, restore, restore_verify
-from drkit.runtime import handle
+from drkit.crypto import encryption
+from drkit.functions import db_backup, restore_verify
+from drkit.platform.runtime import handle
+from drkit.policy import layout
+from drkit.postgres import restore
 from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import free_port
 from support.shims import make_shim
@@ -110,7 +113,7 @@ def test_truncated_object(verify_env: Any, pg: PgServer, s3_client: Any, bucket:
 def test_wrong_identity(verify_env: Any, pg: PgServer) -> None:
     env = verify_env()
     backup(env)
-    other, _ = crypto.generate_identity()
+    other, _ = encryption.generate_identity()
     db = verify(dict(env, DRKIT_AGE_IDENTITY=other))["databases"][0]
     by = {c["name"]: c for c in db["checks"]}
     assert db["status"] == "failed" and by["checksum"]["passed"] and not by["decrypt"]["passed"]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from conftest import keys
-from drkit import snapshot_rotate
-from drkit.runtime import handle
+from drkit.functions import snapshot_rotate
+from drkit.platform.runtime import handle
 from drkit_dev.fakedo import FakeDO
 
 NOW = dt.datetime(2026, 11, 26, 4, 0, tzinfo=dt.UTC)  # Thursday; the weekly slot is Sunday 2026-11-22 03:00
@@ -173,17 +173,17 @@ def test_rebuild_from_the_newest_snapshot(env: dict[str, str], fake: FakeDO, s3_
 
 
 def test_cli_droplet_rebuild(env: dict[str, str], fake: FakeDO, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from drkit import cli
+    from drkit.cli import main
 
     erp = fake.add_droplet("erp", ["dr:snapshot"])
     weekly_history(fake, erp, "droplet", 1)
     env_file = tmp_path / "e.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    code = cli.main(["--env-file", str(env_file), "droplet", "rebuild", "erp", "--dry-run"])
+    code = main.main(["--env-file", str(env_file), "droplet", "rebuild", "erp", "--dry-run"])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0 and "would create erp-rebuilt-" in out and fake.writes() == []
     # and for real: a rebuild that was applied (or is pending) exits 0, as every run that did its job
-    code = cli.main(["--env-file", str(env_file), "droplet", "rebuild", "erp", "--no-wait"])
+    code = main.main(["--env-file", str(env_file), "droplet", "rebuild", "erp", "--no-wait"])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0, out
     assert any(w[0] == "POST" and w[1] == "/v2/droplets" for w in fake.writes())

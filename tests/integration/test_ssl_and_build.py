@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, SPACES_SECRET, fill_rich, table_fingerprints
-from drkit import db_backup
-from drkit.runtime import handle
+from drkit.functions import db_backup
+from drkit.platform.runtime import handle
 from drkit_dev.pgserver import PgServer
 
 
@@ -67,10 +67,10 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 300000
 
-from drkit import pg
+from drkit.postgres import binaries
 result = mod.main(json.loads(sys.argv[2]), Context())
 shipped = os.path.join(fn, "pgbin", "bin", "pg_dump")
-print("RESULT " + json.dumps({"result": result, "pg_dump": str(pg.find_binary("pg_dump")) if os.path.exists(shipped) else None,
+print("RESULT " + json.dumps({"result": result, "pg_dump": str(binaries.find_binary("pg_dump")) if os.path.exists(shipped) else None,
                               "path": sys.path, "modules": sorted(m for m in sys.modules if "." not in m)}))
 """
 
@@ -136,9 +136,11 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
 def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg: PgServer, dbname: str,
                                                            make_env: Any, age_keys: tuple[str, str]) -> None:
     """pg_restore 18 archives into a PostgreSQL 15 target: script mode, no ignored errors."""
-    from drkit import catalog, crypto, restore
-    from drkit.config import Config, trusted_keys
-    from drkit.store import Store
+    from drkit.crypto import encryption
+    from drkit.platform.config import Config, trusted_keys
+    from drkit.postgres import restore
+    from drkit.storage import catalog
+    from drkit.storage.store import Store
 
     fill_rich(pg, dbname)
     # a row whose text is exactly the filtered statement must survive
@@ -153,7 +155,7 @@ def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg:
         store = Store(cfg.spaces)
         entry = catalog.find(store, "latest", "app")
         manifest = catalog.read_manifest(store, entry, trusted_keys(env15, required=True))
-        result = restore.restore(store, entry, [crypto.parse_identity(age_keys[0])], cfg.databases["app"], target,
+        result = restore.restore(store, entry, [encryption.parse_identity(age_keys[0])], cfg.databases["app"], target,
                                  manifest=manifest)
         assert result.strategy == "script" and result.target_version_num // 10000 == 15
         assert table_fingerprints(ssl_pg, target) == table_fingerprints(pg, dbname)
@@ -163,13 +165,15 @@ def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg:
 
 NOEXEC_RUNNER = r"""
 import sys
-from drkit import config, pg
-from drkit.errors import ConfigError
+from drkit.core.secret import Secret
+from drkit.platform.databases import DatabaseConfig, parse_db_url
+from drkit.postgres.binaries import tool_version
+from drkit.postgres.dump import start_dump
 problems = []
-params, password = config.parse_db_url("app", sys.argv[1], problems)
-db = config.DatabaseConfig("app", config.Secret(sys.argv[1]), params, config.Secret(password))
-tool = pg.tool_version("pg_dump")
-proc = pg.start_dump(db, None)
+params, password = parse_db_url("app", sys.argv[1], problems)
+db = DatabaseConfig("app", Secret(sys.argv[1]), params, Secret(password))
+tool = tool_version("pg_dump")
+proc = start_dump(db, None)
 head = proc.stdout.read(5)
 rest = proc.stdout.read()
 proc.check(proc.wait())

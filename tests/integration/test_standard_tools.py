@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from conftest import PGBIN, ROOT, SPACES_SECRET, fill_rich, table_fingerprints
-from drkit import db_backup
-from drkit.runtime import handle
+from drkit.functions import db_backup
+from drkit.platform.runtime import handle
 from drkit_dev.keys import signing_env, signing_pair
 from drkit_dev.pgserver import PgServer, embedded_bindir, installed_bindirs
 from drkit_dev.s3server import S3Server

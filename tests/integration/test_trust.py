@@ -23,10 +23,14 @@ import pytest
 import zstandard
 
 from conftest import SPACES_SECRET, fill_rich, keys
-from drkit import cli, db_backup, layout, signed, signing
-from drkit.config import spaces_from_env
-from drkit.runtime import handle
-from drkit.store import Store
+from drkit.cli import main
+from drkit.crypto import signing
+from drkit.functions import db_backup
+from drkit.platform.config import spaces_from_env
+from drkit.platform.runtime import handle
+from drkit.policy import layout
+from drkit.storage import signed
+from drkit.storage.store import Store
 from drkit_dev.pgserver import PgServer
 
 EVIL_SQL = b"COPY (SELECT 1) TO PROGRAM 'touch /tmp/drkit-pwned';\n"
@@ -46,7 +50,7 @@ def setup(tmp_path: Path, make_env: Any, pg: PgServer, dbname: str, age_keys: tu
 
 def _restore(setup: dict[str, Any], pg: PgServer, target: str, capsys: pytest.CaptureFixture[str],
              backup: str = "latest") -> tuple[int, str]:
-    code = cli.main(["--env-file", setup["env_file"], "restore", "--db", "app", "--backup", backup,
+    code = main.main(["--env-file", setup["env_file"], "restore", "--db", "app", "--backup", backup,
                      "--target", pg.url(target), "--identity", setup["identity"]])
     captured = capsys.readouterr()
     return code, " ".join((captured.out + captured.err).split())
@@ -184,7 +188,7 @@ def test_a_planted_config_archive_extracts_nothing(setup: dict[str, Any], age_ke
                                                    "status": "ok", "files": [{"path": "tfstate/main.tf",
                                                                               "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}]})
     out = tmp_path / "rebuild"
-    code = cli.main(["--env-file", setup["env_file"], "config", "extract", "--backup", "latest", "--to", str(out),
+    code = main.main(["--env-file", setup["env_file"], "config", "extract", "--backup", "latest", "--to", str(out),
                      "--identity", setup["identity"]])
     text = " ".join(capsys.readouterr().err.split())
     assert code != 0 and "not signed by a trusted key" in text and not out.exists(), text

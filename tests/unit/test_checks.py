@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from drkit.checks import evaluate, parse_checks
+from drkit.policy.checks import evaluate, parse_checks
 
 T = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)
 

@@ -15,9 +15,11 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drkit import archive, crypto, dns_records, drift, inventory
-from drkit.config_sources import parse_sources
-from drkit.errors import ConfigError, CryptoError, IntegrityError
+from drkit.configbackup import archive, extract, inventory
+from drkit.configbackup.sources import parse_sources
+from drkit.core.errors import ConfigError, CryptoError, IntegrityError
+from drkit.crypto import encryption
+from drkit.policy import dns_records, drift
 
 
 def rec(t: str, name: str, data: str, ttl: int = 300, rid: int | None = None, **kw: Any) -> dict[str, Any]:
@@ -191,8 +193,8 @@ def test_sources_are_parsed_with_defaults_and_every_problem_named() -> None:
 
 @pytest.fixture(scope="module")
 def keypair() -> tuple[Any, Any]:
-    ident, recipient = crypto.generate_identity()
-    return crypto.parse_identity(ident), crypto.parse_recipients([recipient])
+    ident, recipient = encryption.generate_identity()
+    return encryption.parse_identity(ident), encryption.parse_recipients([recipient])
 
 
 class Sink(io.BytesIO):
@@ -232,19 +234,19 @@ def test_archive_round_trip_with_an_interrupted_file(keypair: tuple[Any, Any], t
     assert [f["path"] for f in files if f.get("incomplete")] == ["a/big.bin", "b/short"]
     # a valid tar, sizes as declared
     plain = io.BytesIO()
-    crypto.decrypt_stream(io.BytesIO(data), plain, [keypair[0]])
+    encryption.decrypt_stream(io.BytesIO(data), plain, [keypair[0]])
     tar_bytes = zstandard.ZstdDecompressor().decompressobj().decompress(plain.getvalue())
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
         assert [(m.name, m.size) for m in tar] == [("a/one.txt", 4), ("a/big.bin", 5000), ("b/exec.sh", 3),
                                                    ("b/link", 0), ("b/short", 10)]
     out = tmp_path / "x"
-    done = archive.extract(io.BytesIO(data), files, [keypair[0]], out)
+    done = extract.extract(io.BytesIO(data), files, [keypair[0]], out)
     assert done.files == 3 and sorted(done.skipped) == ["a/big.bin", "b/short"]
     assert (out / "a/one.txt").read_bytes() == b"one\n" and os.access(out / "b/exec.sh", os.X_OK)
     assert not (out / "a/big.bin").exists()
     assert files[0]["sha256"] == hashlib.sha256(b"one\n").hexdigest()
     # only a subtree
-    sub = archive.extract(io.BytesIO(data), files, [keypair[0]], tmp_path / "sub", only=["b"])
+    sub = extract.extract(io.BytesIO(data), files, [keypair[0]], tmp_path / "sub", only=["b"])
     assert sub.files == 2 and not (tmp_path / "sub/a").exists()
 
 
@@ -254,23 +256,23 @@ def test_extract_refuses_tampering_foreign_entries_and_a_full_directory(keypair:
     bad = bytearray(data)
     bad[len(bad) // 2] ^= 0xFF
     with pytest.raises(CryptoError):
-        archive.extract(io.BytesIO(bytes(bad)), files, [keypair[0]], tmp_path / "t1")
+        extract.extract(io.BytesIO(bytes(bad)), files, [keypair[0]], tmp_path / "t1")
     with pytest.raises(CryptoError):
-        archive.extract(io.BytesIO(data[:-100]), files, [keypair[0]], tmp_path / "t2")
+        extract.extract(io.BytesIO(data[:-100]), files, [keypair[0]], tmp_path / "t2")
     with pytest.raises(IntegrityError, match="does not list"):
-        archive.extract(io.BytesIO(data), files[1:], [keypair[0]], tmp_path / "t3")
+        extract.extract(io.BytesIO(data), files[1:], [keypair[0]], tmp_path / "t3")
     with pytest.raises(IntegrityError, match="not in the archive"):
-        archive.extract(io.BytesIO(data), files + [{"path": "s/ghost", "size": 1, "sha256": "0" * 64}],
+        extract.extract(io.BytesIO(data), files + [{"path": "s/ghost", "size": 1, "sha256": "0" * 64}],
                         [keypair[0]], tmp_path / "t4")
-    other = crypto.parse_identity(crypto.generate_identity()[0])
+    other = encryption.parse_identity(encryption.generate_identity()[0])
     with pytest.raises(CryptoError):
-        archive.extract(io.BytesIO(data), files, [other], tmp_path / "t5")
+        extract.extract(io.BytesIO(data), files, [other], tmp_path / "t5")
     assert not [p for p in tmp_path.iterdir()]  # nothing left behind by any refusal
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not an empty directory"):
-        archive.extract(io.BytesIO(data), files, [keypair[0]], full)
+        extract.extract(io.BytesIO(data), files, [keypair[0]], full)
     assert [p.name for p in full.iterdir()] == ["keep.txt"]
 
 
@@ -283,7 +285,7 @@ def test_a_path_given_twice_is_refused_before_it_is_written(keypair: tuple[Any, 
 
     data, files = _write(keypair, fill)
     assert [f["path"] for f in files] == ["s/index.json", "s/other"]
-    assert archive.extract(io.BytesIO(data), files, [keypair[0]], tmp_path / "x").files == 2
+    assert extract.extract(io.BytesIO(data), files, [keypair[0]], tmp_path / "x").files == 2
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../b", "", "a/\x00b"])
@@ -316,7 +318,7 @@ def _hostile(keypair: tuple[Any, Any], members: list[tarfile.TarInfo]) -> tuple[
             tar.addfile(m, io.BytesIO(b"x" * m.size) if m.isfile() else None)
     plain = zstandard.ZstdCompressor().compress(raw.getvalue())
     out = io.BytesIO()
-    crypto.encrypt_stream(io.BytesIO(plain), out, keypair[1])
+    encryption.encrypt_stream(io.BytesIO(plain), out, keypair[1])
     files = [{"path": m.name, "size": m.size, "sha256": hashlib.sha256(b"x" * m.size).hexdigest(),
               **({"type": "symlink", "target": m.linkname} if m.issym() else {})} for m in members]
     return out.getvalue(), files
@@ -342,8 +344,8 @@ def test_hostile_entries_never_leave_the_destination(keypair: tuple[Any, Any], t
     data, files = _hostile(keypair, members)
     dest = tmp_path / "inner" / "dest"
     if members[0].linkname == ".":
-        assert archive.extract(io.BytesIO(data), files, [keypair[0]], dest).files == 2
+        assert extract.extract(io.BytesIO(data), files, [keypair[0]], dest).files == 2
         return
     with pytest.raises(IntegrityError, match="refusing"):
-        archive.extract(io.BytesIO(data), files, [keypair[0]], dest)
+        extract.extract(io.BytesIO(data), files, [keypair[0]], dest)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["inner"]

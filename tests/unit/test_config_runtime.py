@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-from drkit import layout, log
-from drkit.config import Config, Secret
-from drkit.deadline import Deadline
-from drkit.errors import ConfigError, PgError
-from drkit.runtime import Params, fit_result, handle, params_from_event
-from drkit.store import MAX_PARTS, part_size_for
+from drkit.core import log
+from drkit.core.deadline import Deadline
+from drkit.core.errors import ConfigError, PgError
+from drkit.core.secret import Secret
+from drkit.platform.config import Config
+from drkit.platform.runtime import Params, fit_result, handle, params_from_event
+from drkit.policy import layout
+from drkit.storage.transfer import MAX_PARTS, part_size_for
 from drkit_dev.keys import signing_env
 
 RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"

@@ -1,4 +1,4 @@
-"""The environment contract: lib/drkit/envvars.py == project.yml == docs/configuration.md == the code."""
+"""The environment contract: lib/drkit/platform/envvars.py == project.yml == docs/configuration.md == the code."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drkit import envvars
-from drkit.errors import ConfigError
-from drkit.runtime import without_unset
+from drkit.core.errors import ConfigError
+from drkit.platform import envvars
+from drkit.platform.runtime import without_unset
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = (ROOT / "project.yml").read_text()
@@ -110,12 +110,12 @@ def test_missing_names_every_required_variable_at_once(function: str) -> None:
 
 
 def test_deploy_env_file_is_private_and_complete(tmp_path: Path) -> None:
-    from drkit import cli
+    from drkit.cli import main
 
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{k}={v}   # a comment\n" for k, v in required_only().items()))
     out = tmp_path / "build" / "deploy.env"
-    assert cli.main(["--env-file", str(env_file), "config", "deploy-env", "--out", str(out),
+    assert main.main(["--env-file", str(env_file), "config", "deploy-env", "--out", str(out),
                      "--project", str(ROOT / "project.yml")]) == 0
     assert out.stat().st_mode & 0o777 == 0o600  # it holds the Spaces secret and database passwords
     lines = dict(line.split("=", 1) for line in out.read_text().splitlines() if not line.startswith("#"))

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from drkit import failover
-from drkit.errors import ConfigError
+from drkit.core.errors import ConfigError
+from drkit.failover import plans, reconcile
 from drkit_dev.fakedo import load_spec, unknown_keys
 
 T0 = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)
-PLAN = failover.parse_plan(json.dumps({
+PLAN = plans.parse_plan(json.dumps({
     "sites": ["primary", "dr"], "min_hold": "30m",
     "records": [{"domain": "example.net", "name": "@", "type": "A", "ttl": 60,
                  "values": {"primary": "203.0.113.10", "dr": "198.51.100.20"}}]}))
@@ -24,21 +24,21 @@ def state(site: str, minutes_ago: int | None) -> dict[str, object]:
 
 
 def test_decide() -> None:
-    assert failover.decide(state("primary", None), "dr", PLAN, automatic=True, now=T0).kind == "move"
-    assert failover.decide(state("dr", 5), "dr", PLAN, automatic=True, now=T0).kind == "noop"
-    flap = failover.decide(state("primary", 10), "dr", PLAN, automatic=True, now=T0)
+    assert reconcile.decide(state("primary", None), "dr", PLAN, automatic=True, now=T0).kind == "move"
+    assert reconcile.decide(state("dr", 5), "dr", PLAN, automatic=True, now=T0).kind == "noop"
+    flap = reconcile.decide(state("primary", 10), "dr", PLAN, automatic=True, now=T0)
     assert flap.kind == "refuse" and "flap guard" in flap.sentence
-    assert failover.decide(state("primary", 10), "dr", PLAN, automatic=False, now=T0).kind == "move"  # operators may
-    back = failover.decide(state("dr", 600), "primary", PLAN, automatic=True, now=T0)
+    assert reconcile.decide(state("primary", 10), "dr", PLAN, automatic=False, now=T0).kind == "move"  # operators may
+    back = reconcile.decide(state("dr", 600), "primary", PLAN, automatic=True, now=T0)
     assert back.kind == "refuse" and "automatic failback is off" in back.sentence
-    assert failover.decide(state("dr", 1), "primary", PLAN, automatic=False, now=T0).kind == "move"
-    assert failover.decide(state("primary", None), "mars", PLAN, automatic=False, now=T0).kind == "refuse"
+    assert reconcile.decide(state("dr", 1), "primary", PLAN, automatic=False, now=T0).kind == "move"
+    assert reconcile.decide(state("primary", None), "mars", PLAN, automatic=False, now=T0).kind == "refuse"
     assert PLAN.records[0].fqdn == "example.net"
 
 
 def test_plan_errors_are_all_reported() -> None:
     with pytest.raises(ConfigError) as info:
-        failover.parse_plan(json.dumps({
+        plans.parse_plan(json.dumps({
             "sites": ["primary", "dr"], "extra": 1, "min_hold": "soon",
             "records": [{"domain": "example.net", "name": "erp", "type": "MX", "ttl": 5, "values": {"primary": "x"}}],
             "reserved_ips": [{"ip": "1.2.3.4", "droplets": {"primary": 1}}],
@@ -48,7 +48,7 @@ def test_plan_errors_are_all_reported() -> None:
                  "droplet id for each site", "health maps sites", "min_hold must be a duration"):
         assert part in text, (part, text)
     with pytest.raises(ConfigError, match="two names"):
-        failover.parse_plan('{"sites": ["only"]}')
+        plans.parse_plan('{"sites": ["only"]}')
 
 
 def test_fake_rejects_keys_the_schema_does_not_name() -> None:

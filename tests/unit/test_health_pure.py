@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from drkit import probe
-from drkit.errors import ConfigError
-from drkit.health import advance, parse_interval, prometheus_text
+from drkit.core.errors import ConfigError
+from drkit.functions.health_probe import parse_interval
+from drkit.health import probe
+from drkit.health.status import advance, prometheus_text
 
 T0 = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)
@@ -100,8 +101,8 @@ def test_parse_interval() -> None:
 def test_plain_http_targets_must_be_asked_for() -> None:
     import pytest
 
-    from drkit import probe
-    from drkit.errors import ConfigError
+    from drkit.core.errors import ConfigError
+    from drkit.health import probe
 
     with pytest.raises((ConfigError, ValueError), match="plain http://"):
         probe.parse_targets('[{"name": "erp", "type": "http", "url": "http://erp.example.com/"}]')

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from drkit import pg
-from drkit.errors import PgError
+from drkit.core.errors import PgError
+from drkit.postgres import script
 
 DROP = frozenset({b"SET transaction_timeout = 0;\n"})
 HEAD = [b"--\n", b"-- PostgreSQL database dump\n", b"\\restrict abc\n", b"\n", b"BEGIN;\n", b"\n"]
@@ -13,15 +13,15 @@ TAIL = [b"COMMIT;\n", b"\n", b"--\n", b"-- PostgreSQL database dump complete\n",
 
 
 def gate(lines: list[bytes], drop: frozenset[bytes] = DROP) -> list[bytes]:
-    return list(pg.gate_script(iter(lines), drop))
+    return list(script.gate_script(iter(lines), drop))
 
 
 def test_strategy_by_target_version() -> None:
-    assert pg.restore_strategy(180001) == ("direct", frozenset())
-    assert pg.restore_strategy(170004) == ("direct", frozenset())
-    strategy, drop = pg.restore_strategy(160010)
+    assert script.restore_strategy(180001) == ("direct", frozenset())
+    assert script.restore_strategy(170004) == ("direct", frozenset())
+    strategy, drop = script.restore_strategy(160010)
     assert strategy == "script" and drop == {b"SET transaction_timeout = 0;\n"}
-    assert pg.restore_strategy(150008)[0] == "script"
+    assert script.restore_strategy(150008)[0] == "script"
 
 
 def test_the_final_commit_is_withheld_and_the_rest_passes() -> None:
@@ -54,9 +54,9 @@ def test_a_script_cut_anywhere_before_its_commit_is_refused(cut: int) -> None:
     lines = (HEAD + body + TAIL)[:cut]
     sent: list[bytes] = []
     with pytest.raises(PgError, match="without its COMMIT"):
-        for line in pg.gate_script(iter(lines), DROP):
+        for line in script.gate_script(iter(lines), DROP):
             sent.append(line)
-    assert pg.COMMIT not in sent
+    assert script.COMMIT not in sent
 
 
 def test_a_script_that_does_not_open_a_transaction_is_refused() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drkit.retention import Duration, Item, Policy, Verdict, apply_policy, parse_duration, parse_policy, plan
+from drkit.policy.retention import Duration, Item, Policy, Verdict, apply_policy, parse_duration, parse_policy, plan
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 1, 5, 0, 30, tzinfo=UTC)  # a Monday

@@ -1,7 +1,7 @@
-"""DO Functions entry point for dr/config-backup (all logic lives in drkit.config_backup)."""
+"""DO Functions entry point for dr/config-backup (all logic lives in drkit.functions.config_backup)."""
 
-from drkit import config_backup
-from drkit.runtime import handle
+from drkit.functions import config_backup
+from drkit.platform.runtime import handle
 
 
 def main(event, context=None):  # type: ignore[no-untyped-def]

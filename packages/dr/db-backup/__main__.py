@@ -1,7 +1,7 @@
-"""DO Functions entry point for dr/db-backup (all logic lives in drkit.db_backup)."""
+"""DO Functions entry point for dr/db-backup (all logic lives in drkit.functions.db_backup)."""
 
-from drkit import db_backup
-from drkit.runtime import handle
+from drkit.functions import db_backup
+from drkit.platform.runtime import handle
 
 
 def main(event, context=None):  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
-"""DO Functions entry point for dr/dns-failover (web: raw; all logic lives in drkit.dns_failover)."""
+"""DO Functions entry point for dr/dns-failover (web: raw; all logic lives in drkit.functions.dns_failover)."""
 
-from drkit import dns_failover
-from drkit.runtime import handle_web
+from drkit.functions import dns_failover
+from drkit.platform.runtime import handle_web
 
 
 def main(event, context=None):  # type: ignore[no-untyped-def]

@@ -1,8 +1,8 @@
-"""DO Functions entry point for dr/health-probe (all logic lives in drkit.health)."""
+"""DO Functions entry point for dr/health-probe (all logic lives in drkit.functions.health_probe)."""
 
-from drkit import health
-from drkit.runtime import handle
+from drkit.functions import health_probe
+from drkit.platform.runtime import handle
 
 
 def main(event, context=None):  # type: ignore[no-untyped-def]
-    return handle("health-probe", health.run, event, context)
+    return handle("health-probe", health_probe.run, event, context)

@@ -1,7 +1,7 @@
-"""DO Functions entry point for dr/restore-verify (all logic lives in drkit.restore_verify)."""
+"""DO Functions entry point for dr/restore-verify (all logic lives in drkit.functions.restore_verify)."""
 
-from drkit import restore_verify
-from drkit.runtime import handle
+from drkit.functions import restore_verify
+from drkit.platform.runtime import handle
 
 
 def main(event, context=None):  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
-"""DO Functions entry point for dr/snapshot-rotate (all logic lives in drkit.snapshot_rotate)."""
+"""DO Functions entry point for dr/snapshot-rotate (all logic lives in drkit.functions.snapshot_rotate)."""
 
-from drkit import snapshot_rotate
-from drkit.runtime import handle
+from drkit.functions import snapshot_rotate
+from drkit.platform.runtime import handle
 
 
 def main(event, context=None):  # type: ignore[no-untyped-def]

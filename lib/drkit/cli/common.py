@@ -1,0 +1,132 @@
+"""What every CLI command shares: the env file, the console, sizes and ages, the store, keys and identities, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from drkit.core.errors import ConfigError
+from drkit.crypto import encryption
+from drkit.platform.config import Config
+from drkit.storage.store import Store
+
+EXIT = {"ok": 0, "dry_run": 0, "partial": 3, "invalid_config": 2}
+
+
+def load_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; `#` comments, also after a value (a `#` preceded by white space, as in
+    shells and dotenv); quoted values are taken literally; `export ` prefix allowed."""
+    out: dict[str, str] = {}
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().replace("_", "").isalnum():
+            raise ConfigError(f"{path}:{n}: not KEY=VALUE")
+        value = value.strip()
+        if value[:1] in ("'", '"') and value[0] in value[1:]:
+            value = value[1:value.index(value[0], 1)]  # quoted: literal, anything after it is a comment
+        else:
+            value = re.split(r"\s#", value, maxsplit=1)[0].strip()
+        out[key.strip()] = value
+    return out
+
+
+def environment(env_file: str | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    path = Path(env_file) if env_file else Path(".env")
+    if env_file and not path.exists():
+        raise ConfigError(f"env file {path} does not exist")
+    if path.exists():
+        env.update(load_env_file(path))
+    env.update(os.environ)
+    return env
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def age(t: dt.datetime, now: dt.datetime) -> str:
+    s = (now - t).total_seconds()
+    if s < 0:
+        return "in the future"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+# -- commands -----------------------------------------------------------------------
+
+def write_private(out: Path, text: str) -> None:
+    if out.exists():
+        raise ConfigError(f"{out} exists; refusing to overwrite a key (move it away first)")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def print_result(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        con = console()
+        color = "green" if result["ok"] else "red"
+        con.print(f"[{color}]{result.get('status')}[/{color}]: {result.get('decision')}")
+        for problem in result.get("problems", []):
+            con.print(f"  - {problem}")
+    if result["ok"]:
+        return 0  # whatever the status word (applied, pending, ok, dry_run): the run did its job
+    return EXIT.get(str(result.get("status")), 1)
+
+
+def open_store(env: Mapping[str, str]) -> tuple[Config, Store]:
+    cfg = Config.from_env(env, need_databases=False, need_recipients=False)
+    return cfg, Store(cfg.spaces)
+
+
+def trusted_keys_of(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:
+    """The public keys whose signatures this command believes: DRKIT_TRUSTED_KEYS, and keys pinned in the
+    identity file (`# drkit trusted key: RW…` lines, which `drkit keygen --signing` shows)."""
+    from drkit.crypto import signing
+    from drkit.platform.config import trusted_keys
+
+    pinned: list[str] = []
+    identity = getattr(args, "identity", None)
+    if identity and Path(identity).exists():
+        pinned = signing.keys_in(Path(identity).read_text().splitlines())
+    return trusted_keys(env, required=True, extra=pinned)
+
+
+def load_identities(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:
+    if args.identity:
+        path = Path(args.identity)
+        if not path.exists():
+            raise ConfigError(f"identity file {path} does not exist")
+        text = path.read_text()
+    elif env.get("DRKIT_AGE_IDENTITY"):
+        text = env["DRKIT_AGE_IDENTITY"]
+    else:
+        raise ConfigError("say which age identity decrypts the backup: --identity FILE (or DRKIT_AGE_IDENTITY)")
+    return [encryption.parse_identity(line) for line in text.split() if line.startswith("AGE-SECRET-KEY-")] or \
+        [encryption.parse_identity(text)]

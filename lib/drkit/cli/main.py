@@ -1,0 +1,157 @@
+"""drkit: the operator CLI (scripts/drkit). Same library, same code paths as the functions.
+
+Configuration comes from the environment and an env file (default `.env`,
+the file `doctl serverless deploy` reads); variables already set in the shell
+win, as they do for the deployer. Exit codes: 0 ok, 1 failed, 2 invalid
+configuration or arguments, 3 partly failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from drkit import __version__
+from drkit.cli.backups import (
+    cmd_backup,
+    cmd_backups_list,
+    cmd_backups_pin,
+    cmd_backups_show,
+    cmd_restore,
+    cmd_retention_plan,
+    cmd_swap_back,
+)
+from drkit.cli.common import environment
+from drkit.cli.setup import cmd_config_check, cmd_keygen
+from drkit.cli.snapshots import cmd_droplet_rebuild
+from drkit.core import log
+from drkit.core.errors import ConfigError, DrkitError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="drkit", description="drkit operator CLI: database and config backups, restores, DNS restore, retention, keys. "
+                    "See docs/runbook.md.",
+        epilog="Configuration: environment variables (see .env.example), read from --env-file or ./.env too.")
+    ap.add_argument("--version", action="version", version=f"drkit {__version__}")
+    ap.add_argument("--env-file", help="KEY=VALUE file to read (default: ./.env if present)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="JSON log lines (info level) on stderr")
+    sub = ap.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("keygen", help="create an age identity (or, with --signing, a signing key) and print its "
+                       "public key")
+    p.add_argument("--out", default=None, help="where to write the private key (default: drkit-identity.txt, or "
+                   "drkit-signing.key with --signing)")
+    p.add_argument("--signing", action="store_true", help="a minisign-format signing key for DRKIT_SIGNING_KEY "
+                   "(and its public key for DRKIT_TRUSTED_KEYS)")
+    p.set_defaults(fn=cmd_keygen)
+
+    g = sub.add_parser("config", help="configuration check, and config backups (list, show, extract)").add_subparsers(
+        dest="command", required=True)
+    c = g.add_parser("check", help="validate the configuration (and with --connect, reach the bucket and databases)")
+    c.add_argument("--connect", action="store_true", help="also connect to the bucket and every database")
+    c.set_defaults(fn=cmd_config_check)
+    from drkit.cli import config, failover
+
+    config.register(g, sub)
+    failover.register(sub)
+
+    p = sub.add_parser("backup", help="take a database backup now (what the hourly trigger runs)")
+    p.add_argument("--db", action="append", help="database name (repeatable; default: all)")
+    p.add_argument("--dry-run", action="store_true", help="check connections and show the retention plan only")
+    p.add_argument("--no-prune", action="store_true", help="do not apply retention after the backup")
+    p.add_argument("--json", action="store_true", help="print the full JSON result")
+    p.set_defaults(fn=cmd_backup)
+
+    g = sub.add_parser("backups", help="list, inspect and pin backups").add_subparsers(dest="command", required=True)
+    c = g.add_parser("list", help="table of backups with age, size, verified and pinned state")
+    c.add_argument("--db", action="append", help="database name (repeatable; default: all in the bucket)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_backups_list)
+    c = g.add_parser("show", help="a backup's manifest: source, sizes, checksum, tables")
+    c.add_argument("backup", help="`latest`, a backup id, or a key")
+    c.add_argument("--db", help="database name (needed unless a full key is given)")
+    c.add_argument("--tables", type=int, default=30, help="how many tables to list (default: %(default)s)")
+    c.add_argument("--json", action="store_true", help="print the manifest as stored")
+    c.set_defaults(fn=cmd_backups_show)
+    for verb, text in (("pin", "never delete this backup (e.g. before a migration)"), ("unpin", "remove a pin")):
+        c = g.add_parser(verb, help=text)
+        c.add_argument("backup", help="`latest`, a backup id, or a key")
+        c.add_argument("--db", help="database name (needed unless a full key is given)")
+        c.add_argument("--reason", default="", help="why (recorded in the audit log)")
+        c.set_defaults(fn=cmd_backups_pin)
+
+    p = sub.add_parser("restore", help="restore a backup into a database (plan, guard, progress)",
+                       description="Restore a backup. Shows the plan first; a target database that holds tables "
+                                   "needs --force and the name typed (or --yes-i-know NAME).")
+    p.add_argument("--db", required=True, help="database name (as in DRKIT_DATABASES)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--backup", default="latest", help="latest (default), a backup id, or a key")
+    which.add_argument("--before", help="the newest backup taken at or before this UTC time (2026-11-26T02:00)")
+    p.add_argument("--target", required=True, help="libpq URL of the target database (created if missing)")
+    p.add_argument("--identity", help="age identity file (default: DRKIT_AGE_IDENTITY)")
+    p.add_argument("--download-to", help="write the verified archive here, then pg_restore --jobs from it")
+    p.add_argument("--jobs", type=int, default=4, help="parallel jobs with --download-to (default: %(default)s)")
+    p.add_argument("--no-privileges", action="store_true", help="skip GRANT/REVOKE (roles missing on the target)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan only")
+    p.add_argument("--force", action="store_true", help="allow replacing a database that holds tables")
+    p.add_argument("--yes-i-know", metavar="NAME", help="confirm --force without a prompt (the target's name)")
+    p.set_defaults(fn=cmd_restore)
+    p = sub.add_parser("swap-back", help="undo a restore that replaced a database: the kept one comes back",
+                       description="After `restore --force` replaced a database, put the kept one "
+                                   "(<name>_before_<stamp>) back under its name; the restored one is kept "
+                                   "as <name>_restored_<stamp>. One transaction; sessions on it are ended.")
+    p.add_argument("--target", required=True, help="libpq URL of the database that was replaced")
+    p.add_argument("--kept", required=True, help="the kept database the restore printed (<name>_before_<stamp>)")
+    p.set_defaults(fn=cmd_swap_back)
+
+    g = sub.add_parser("droplet", help="droplets").add_subparsers(dest="command", required=True)
+    c = g.add_parser("rebuild", help="create a droplet from the newest drkit snapshot of a (failed) droplet")
+    c.add_argument("droplet", help="name of the droplet to rebuild")
+    c.add_argument("--name", help="name of the new droplet (default: <name>-rebuilt-<time>)")
+    c.add_argument("--region", help="region (default: the original's; required if it no longer exists)")
+    c.add_argument("--size", help="size slug (default: the original's; required if it no longer exists)")
+    c.add_argument("--reserved-ip", help="move this reserved IP to the new droplet once it is active")
+    c.add_argument("--no-wait", action="store_true", help="return the new droplet's id without waiting")
+    c.add_argument("--dry-run", action="store_true", help="show the plan only")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_droplet_rebuild)
+
+    g = sub.add_parser("retention", help="retention").add_subparsers(dest="command", required=True)
+    c = g.add_parser("plan", help="what retention would keep and delete now, and why (changes nothing)")
+    c.add_argument("--db", action="append", help="database name (repeatable; default: all)")
+    c.set_defaults(fn=cmd_retention_plan)
+    return ap
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: every cleanup (scratch database, partial files) runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        env = environment(args.env_file)
+        # stdout is for results (tables, --json); logs go to stderr, quiet unless asked for
+        if args.verbose:
+            env["DRKIT_LOG_LEVEL"] = "info"
+        env.setdefault("DRKIT_LOG_LEVEL", "warning")
+        log.configure(env["DRKIT_LOG_LEVEL"], log.STDERR)
+        return int(args.fn(args, env))
+    except ConfigError as exc:
+        print("error: invalid configuration or arguments:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    except DrkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: stopped and cleaned up (a restore leaves its target as it was)", file=sys.stderr)
+        return 130
+

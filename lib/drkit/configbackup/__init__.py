@@ -1,0 +1,1 @@
+"""Config backups: sources, the DigitalOcean inventory, encrypted tar archives, their catalog, DNS restore."""

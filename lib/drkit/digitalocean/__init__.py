@@ -1,0 +1,1 @@
+"""The DigitalOcean API through pydo, wrapped once (errors, retries, deadlines)."""

@@ -1,0 +1,163 @@
+"""dns-failover: move traffic to the DR site once, safely, from an authenticated alert or an operator.
+
+Operator (doctl invoke): action status|failover|failback|drill, site, dry_run, reason, force.
+Web (`web: raw`): an authenticated Alertmanager/Grafana alert batch or a signed command (drkit.webhook).
+
+A web call is deduplicated with an idempotency record in Spaces
+(`state/idempotency/dns-failover/<key>.json`, created with a conditional
+write): the first delivery runs, concurrent copies get 202 "in progress",
+later copies get the stored answer. A run that could not finish deletes its
+record and answers 500, so the sender's retry completes the job (the state
+already says where to be; reconciling is idempotent). Resolved alerts never
+fail back. Every decision is an audit event and, when configured, a notification.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from drkit.core import log
+from drkit.core.deadline import Clock, Deadline, utcnow
+from drkit.core.errors import ConfigError
+from drkit.digitalocean.api import DoApi
+from drkit.failover import plans, reconcile
+from drkit.failover.webhook import AuthConfig, HttpRequest, Trigger, authenticate, check_transport, parse_payload
+from drkit.platform.config import spaces_from_env, trusted_keys
+from drkit.platform.notify import Notifier
+from drkit.platform.runtime import Params
+from drkit.storage import audit, signed
+from drkit.storage.store import Store
+
+FUNCTION = "dns-failover"
+IDEM_PREFIX = "state/idempotency/dns-failover/"
+IN_PROGRESS_S = 120
+
+@dataclass(frozen=True)
+class Settings:
+    plan: plans.Plan
+    environ: Mapping[str, str]
+    notifier: Notifier = field(default_factory=Notifier)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], store: Store) -> Settings:
+        problems: list[str] = []
+        text = environ.get("DRKIT_FAILOVER_PLAN", "").strip()
+        key = environ.get("DRKIT_FAILOVER_PLAN_KEY", "").strip()
+        plan = None
+        if text:
+            plan = plans.parse_plan(text)
+        elif key:  # the bucket is writable by every function's key: believe only a trusted signature
+            trusted = trusted_keys(environ, required=True)
+            plan = plans.parse_plan(signed.get_bytes(store, key, trusted, f"the failover plan {key}").decode(), key)
+        else:
+            problems.append("set DRKIT_FAILOVER_PLAN (JSON) or DRKIT_FAILOVER_PLAN_KEY (an object in the bucket)")
+        if not environ.get("DRKIT_DO_TOKEN", "").strip():
+            problems.append("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with domain, reserved_ip and app scopes)")
+        notifier = Notifier.collect(environ, problems)
+        if problems or plan is None:
+            raise ConfigError(problems)
+        return cls(plan, environ, notifier)
+
+    def api(self, deadline: Deadline) -> DoApi:
+        return DoApi.from_env(self.environ, deadline)
+
+
+def _context(environ: Mapping[str, str], deadline: Deadline) -> tuple[Store, Settings, DoApi]:
+    store = Store(spaces_from_env(environ))
+    settings = Settings.from_env(environ, store)
+    return store, settings, settings.api(deadline)
+
+
+def execute(store: Store, settings: Settings, api: DoApi, action: str, site: str, *, reason: str, who: str,
+            automatic: bool, force: bool, dry_run: bool, now: dt.datetime) -> dict[str, Any]:
+    plan = settings.plan
+    if action == "status":
+        return reconcile.live_status(store, api, plan)
+    target = site or (plan.primary if action == "failback" else plan.dr)
+    drill = action == "drill"
+    result = reconcile.move(store, api, plan, target, reason=reason or action, who=who, automatic=automatic,
+                           force=force, dry_run=dry_run or drill, now=now)
+    event = f"failover.{'drill' if drill else result['outcome']}"
+    audit.record(store, FUNCTION, event, {"action": action, "target": target, "who": who, "reason": reason,
+                                          "outcome": result["outcome"], "sentence": result["sentence"],
+                                          "changes": result.get("changes", [])})
+    if settings.notifier.configured:
+        status = {"applied": "passed", "noop": "passed", "dry_run": "passed"}.get(result["outcome"], "failed")
+        result["notifications"] = settings.notifier.send({
+            "event": event, "function": FUNCTION, "status": status, "decision": result["sentence"],
+            "failed_checks": [f"{c['target']}: {c['error']}" for c in result.get("changes", []) if c.get("error")]})
+    return result
+
+
+def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
+        clock: Clock = utcnow) -> dict[str, Any]:
+    """Operator invocation (`doctl serverless functions invoke dr/dns-failover -p action:...`)."""
+    p = Params(params, known=("action", "site", "dry_run", "reason", "force"))
+    action = p.string("action", "status")
+    if action not in ("status", "failover", "failback", "drill"):
+        p.problems.append(f"parameter 'action' must be status, failover, failback or drill, not {action!r}")
+    site, reason = p.string("site", ""), p.string("reason", "")
+    dry_run, force = p.boolean("dry_run", False), p.boolean("force", False)
+    p.finish()
+    store, settings, api = _context(environ, deadline)
+    if site and site not in settings.plan.sites:
+        raise ConfigError(f"site {site!r} is not in the plan; sites: {', '.join(settings.plan.sites)}")
+    result = execute(store, settings, api, action, site, reason=reason, who=audit.actor(), automatic=False,
+                     force=force, dry_run=dry_run, now=clock())
+    return {"ok": result["outcome"] in ("applied", "noop", "dry_run", "status"), "status": result["outcome"],
+            "decision": result["sentence"], **{k: v for k, v in result.items() if k not in ("sentence", "outcome")}}
+
+
+def run_web(req: HttpRequest, environ: Mapping[str, str], deadline: Deadline, *,
+            clock: Clock = utcnow) -> tuple[int, dict[str, Any]]:
+    """An alert webhook or signed command: (HTTP status, body)."""
+    check_transport(req)
+    auth = AuthConfig.from_env(environ)
+    if not auth.configured:
+        raise ConfigError("no webhook credentials configured (DRKIT_WEBHOOK_BEARER/BASIC/HMAC, DRKIT_GRAFANA_HMAC)")
+    scheme = authenticate(req, auth, time.time())
+    trigger = parse_payload(req, scheme)
+    store, settings, api = _context(environ, deadline)
+    now = clock()
+    key = f"{IDEM_PREFIX}{trigger.idempotency_key}.json"
+    record = {"status": "in_progress", "at": now.isoformat(), "expires": (now + dt.timedelta(seconds=IN_PROGRESS_S)).isoformat()}
+    if not store.put_if_absent(key, record):
+        seen = store.get_json_or_none(key) or {}
+        if seen.get("status") == "completed":
+            return 200, {"ok": True, "duplicate": True, "decision": f"duplicate delivery: {seen.get('sentence', '')}"}
+        if seen and dt.datetime.fromisoformat(seen["expires"]) > now:
+            return 202, {"ok": True, "duplicate": True, "decision": "the same delivery is being processed"}
+        store.put_json(key, record)  # an abandoned in-progress record: take over
+    try:
+        result = _act(store, settings, api, trigger, scheme, now)
+    except BaseException:
+        store.delete(key)  # let the sender's retry run again
+        raise
+    if result["outcome"] == "partial":
+        store.delete(key)
+        return 500, {"ok": False, "decision": result["sentence"], "changes": result.get("changes", [])}
+    store.put_json(key, {"status": "completed", "at": now.isoformat(), "sentence": result["sentence"]})
+    return 200, {"ok": True, "decision": result["sentence"], "outcome": result["outcome"],
+                 "changes": result.get("changes", [])}
+
+
+def _act(store: Store, settings: Settings, api: DoApi, trigger: Trigger, scheme: str, now: dt.datetime) -> dict[str, Any]:
+    who = f"webhook:{trigger.source}:{scheme}"
+    if trigger.kind == "command":
+        return execute(store, settings, api, trigger.action, trigger.site, reason=trigger.reason, who=who,
+                       automatic=False, force=trigger.force, dry_run=trigger.dry_run, now=now)
+    wanted = settings.plan.trigger_labels
+    matching = [a for a in trigger.alerts if a.status == "firing" and all(a.labels.get(k) == v for k, v in wanted.items())]
+    if trigger.status == "resolved" or not matching:
+        why = ("resolved alerts never fail back; an operator does (action failback)" if trigger.status == "resolved"
+               else f"no firing alert matches the plan's trigger labels {dict(wanted)}")
+        audit.record(store, FUNCTION, "failover.noop", {"who": who, "reason": why, **trigger.details})
+        log.info("alert ignored", reason=why)
+        return {"outcome": "noop", "sentence": f"no action: {why}"}
+    names = ", ".join(sorted({a.labels.get("alertname", "?") for a in matching}))
+    return execute(store, settings, api, "failover", settings.plan.dr, reason=f"alert {names}", who=who,
+                   automatic=True, force=False, dry_run=False, now=now)

@@ -1,0 +1,207 @@
+"""health-probe: what users see (HTTP/TLS/DNS/TCP) and whether the data is protected right now.
+
+Every run (every minute):
+1. probes every configured target concurrently (drkit.probe);
+2. adds the data-protection probes per database, from Spaces: newest complete
+   backup against its RPO, newest passed restore verification against its
+   maximum age, the last verified restore's duration against the RTO, and
+   failed backup runs since the last success (the dead-man's switch);
+3. applies hysteresis per target (pure `advance`): unhealthy after
+   `failure_threshold` failures in a row (default 3), healthy after
+   `success_threshold` successes (default 2), alerts on transitions only,
+   with a reminder while a target stays down;
+4. writes `state/health.json` (the counters), `status/health.json` and
+   `status/health.prom` (Prometheus text format), notifies, and records a
+   failover request for down targets marked `failover: true`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from drkit.core import log
+from drkit.core.deadline import Clock, Deadline, utcnow
+from drkit.core.errors import ConfigError, DrkitError, StoreError
+from drkit.health import probe
+from drkit.health.protection import Protection, config_protection, data_protection
+from drkit.health.status import advance, prometheus_text
+from drkit.platform.config import spaces_from_env
+from drkit.platform.databases import database_names, env_name
+from drkit.platform.notify import Notifier
+from drkit.platform.runtime import Params
+from drkit.storage import audit
+from drkit.storage.store import Store
+
+FUNCTION = "health-probe"
+STATE_KEY = "state/health.json"
+STATUS_KEY = "status/health.json"
+PROM_KEY = "status/health.prom"
+_INTERVAL = re.compile(r"^(\d+)(s|m|h|d)$")
+
+def parse_interval(text: str, where: str) -> dt.timedelta:
+    """`90s`, `75m`, `4h`, `8d` (m = minutes here)."""
+    m = _INTERVAL.match(text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise ConfigError(f"{where} must be a duration like 90s, 75m, 4h or 8d, not {text!r}")
+    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]: int(m.group(1))})
+
+
+@dataclass(frozen=True)
+class Settings:
+    targets: list[probe.Target]
+    protections: list[Protection]
+    reminder: dt.timedelta
+    notifier: Notifier = field(default_factory=Notifier)
+    config_max_age: dt.timedelta | None = None  # config-backup freshness (opt-in: it has no trigger of its own)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        problems: list[str] = []
+        targets: list[probe.Target] = []
+        try:
+            targets = probe.parse_targets(environ.get("DRKIT_PROBES", ""))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        protections = []
+        try:
+            names = database_names(environ)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            names = []
+
+        def interval(var: str, default: str) -> dt.timedelta:
+            try:
+                return parse_interval(environ.get(var, "").strip() or default, var)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                return parse_interval(default, var)
+
+        # global defaults (RPO 1 h + 15 min grace; weekly verification + 1 day; RTO 4 h), per-database overrides
+        defaults = {suffix: environ.get(f"DRKIT_{suffix}", "").strip() or text
+                    for suffix, text in (("RPO", "75m"), ("VERIFY_MAX_AGE", "8d"), ("RTO", "4h"))}
+        for suffix, text in defaults.items():
+            interval(f"DRKIT_{suffix}", text)  # report a bad global value under its own name
+        for name in names:
+            protections.append(Protection(name, *(interval(env_name(name, suffix), text)
+                                                  for suffix, text in defaults.items())))
+        reminder = interval("DRKIT_ALERT_REMINDER", "1h")
+        config_max_age = interval("DRKIT_CONFIG_MAX_AGE", "1d") if environ.get("DRKIT_CONFIG_MAX_AGE", "").strip() \
+            else None
+        notifier = Notifier.collect(environ, problems)
+        if not targets and not protections and config_max_age is None and not problems:
+            problems.append("nothing to probe: set DRKIT_PROBES (JSON list of targets) and/or DRKIT_DATABASES")
+        if problems:
+            raise ConfigError(problems)
+        return cls(targets, protections, reminder, notifier, config_max_age)
+
+
+def request_failover(store: Store, targets: list[str], now: dt.datetime, environ: Mapping[str, str],
+                     deadline: Deadline) -> dict[str, Any]:
+    """Called once when targets marked `failover: true` turn unhealthy (docs/health-probe.md).
+
+    With DRKIT_AUTO_FAILOVER=true it runs dns-failover's logic in-process, as an
+    automatic move with all its safety rules (flap guard, DR health check, one
+    transition, no automatic failback). Otherwise it records the request only.
+    """
+    from drkit.platform.runtime import TRUE
+
+    audit.record(store, FUNCTION, "failover.requested", {"targets": targets, "at": now.isoformat()})
+    if environ.get("DRKIT_AUTO_FAILOVER", "").strip().lower() not in TRUE:
+        return {"requested_for": targets, "performed": False,
+                "reason": "automatic failover is off (DRKIT_AUTO_FAILOVER); alerting or an operator moves traffic"}
+    from drkit.functions import dns_failover
+
+    try:
+        settings = dns_failover.Settings.from_env(environ, store)
+        result = dns_failover.execute(store, settings, settings.api(deadline), "failover", settings.plan.dr,
+                                      reason=f"health-probe: {', '.join(targets)} unhealthy", who=f"{FUNCTION}",
+                                      automatic=True, force=False, dry_run=False, now=now)
+    except DrkitError as exc:
+        log.error("automatic failover could not run", error=str(exc))
+        return {"requested_for": targets, "performed": False, "reason": f"dns-failover could not run: {exc}"}
+    return {"requested_for": targets, "performed": result["outcome"] == "applied", "outcome": result["outcome"],
+            "decision": result["sentence"]}
+
+
+# -- the function ----------------------------------------------------------------------------
+
+def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
+        store: Store | None = None, clock: Clock = utcnow) -> dict[str, Any]:
+    p = Params(params, known=("format",))
+    fmt = p.string("format", "json")
+    if fmt not in ("json", "prometheus"):
+        p.problems.append(f"parameter 'format' must be json or prometheus, not {fmt!r}")
+    p.finish()
+    spaces = spaces_from_env(environ)
+    settings = Settings.from_env(environ)
+    store = store or Store(spaces)
+    now = clock()
+    results = probe.run_all(settings.targets)
+    for prot in settings.protections:
+        try:
+            results += data_protection(store, prot, now)
+        except StoreError as exc:
+            results.append(probe.Result(f"backup-age:{prot.database}", "backup", False, f"cannot read Spaces: {exc}", 0.0))
+    if settings.config_max_age is not None:
+        try:
+            results += config_protection(store, settings.config_max_age, now)
+        except StoreError as exc:
+            results.append(probe.Result("config-age", "backup", False, f"cannot read Spaces: {exc}", 0.0))
+    try:
+        saved = store.get_json_or_none(STATE_KEY) or {}
+    except StoreError:
+        saved = {}
+    old_states = saved.get("targets", {}) if isinstance(saved, dict) else {}
+    spec = {t.name: t for t in settings.targets}
+    states: dict[str, dict[str, Any]] = {}
+    events: list[dict[str, Any]] = []
+    for r in results:
+        t = spec.get(r.name)
+        state, event = advance(old_states.get(r.name), r.ok, r.warning, t.failure_threshold if t else 3,
+                               t.success_threshold if t else 2, now, settings.reminder)
+        state["last"] = {"ok": r.ok, "detail": r.detail, "at": now.isoformat()}
+        states[r.name] = state
+        if event:
+            events.append({"target": r.name, "type": r.type, "event": event, "detail": r.warning or r.detail})
+    store.put_json(STATE_KEY, {"updated_at": now.isoformat(), "targets": states})
+    down = sorted(n for n, s in states.items() if s["status"] == "unhealthy")
+    up = sorted(n for n, s in states.items() if s["status"] == "healthy")
+    prom = prometheus_text(results, states, now)
+    status_doc = {"updated_at": now.isoformat(), "healthy": up, "unhealthy": down,
+                  "targets": [r.to_dict() | {"status": states[r.name]["status"], "since": states[r.name]["since"]}
+                              for r in results]}
+    store.put_json(STATUS_KEY, status_doc)
+    store.put_bytes(PROM_KEY, prom.encode(), "text/plain; version=0.0.4")
+    # ok: the probe run did its job (finding targets down is part of the job); `healthy` is the verdict
+    out: dict[str, Any] = {"ok": True, "healthy": not down, "status": "ok" if not down else "degraded",
+                           "up": up, "down": down,
+                           "changed": events,
+                           "decision": _decision(up, down, events, states)}
+    if events and settings.notifier.configured:
+        worst = "failed" if any(e["event"] in ("down", "reminder") for e in events) else "passed"
+        out["notifications"] = settings.notifier.send({
+            "event": "health.changed", "function": FUNCTION, "status": worst, "decision": out["decision"],
+            "changes": events, "failed_checks": [f"{e['target']} {e['event'].upper()}: {e['detail']}" for e in events]})
+    failing_over = [e["target"] for e in events if e["event"] == "down" and spec.get(e["target"]) is not None
+                    and spec[e["target"]].failover]
+    if failing_over:
+        out["failover"] = request_failover(store, failing_over, now, environ, deadline)
+    if fmt == "prometheus":
+        out["prometheus"] = prom
+    else:
+        out["targets"] = status_doc["targets"]
+    log.info("health summary", up=len(up), down=len(down), changed=len(events))
+    return out
+
+
+def _decision(up: list[str], down: list[str], events: list[dict[str, Any]], states: Mapping[str, Any]) -> str:
+    text = f"{len(up)} healthy, {len(down)} unhealthy"
+    if down:
+        text += " (" + ", ".join(f"{n} since {states[n]['since'][11:16]}" for n in down[:5]) + ")"
+    if events:
+        text += "; changed: " + ", ".join(f"{e['target']} {e['event'].upper()}" for e in events[:10])
+    return text

@@ -1,0 +1,389 @@
+"""restore-verify: prove a backup restores, and time it (RTO evidence).
+
+Per database: pick a backup (`latest`, an id or key, or `random` within a
+window of days), estimate from its size and past throughput whether the
+restore fits the deadline, restore it into a fresh scratch database on the
+staging server (streamed, checksum-verified, strict), check it, drop the
+scratch database (also on failure and timeout), write a report next to the
+backup, set or clear its `.verified` marker, record state and audit, and
+notify on failure.
+
+Checks, each pass/fail with figures: checksum, restore, table count, exact
+row counts against the manifest, operator SQL checks (drkit.checks).
+Scratch databases are named `drkit_verify_<UTC stamp>_<rand>_<db>`; a run
+drops leftovers whose stamp is over an hour old (a crashed run's), never a
+concurrent run's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from drkit import __version__
+from drkit.core import log
+from drkit.core.deadline import Clock, Deadline, utcnow
+from drkit.core.errors import (
+    ConfigError,
+    CryptoError,
+    DeadlineExceeded,
+    DrkitError,
+    IntegrityError,
+    PgError,
+    StoreError,
+)
+from drkit.core.secret import Secret
+from drkit.crypto import encryption
+from drkit.platform.config import Config, trusted_keys
+from drkit.platform.databases import DatabaseConfig, database_names, env_name, parse_db_url
+from drkit.platform.notify import Notifier
+from drkit.platform.runtime import Params
+from drkit.policy import checks, layout
+from drkit.postgres import binaries, connection, dbadmin, restore
+from drkit.storage import audit, catalog, state
+from drkit.storage.store import Store
+
+FUNCTION = "restore-verify"
+SCRATCH_PREFIX = "drkit_verify_"
+SCRATCH_RE = re.compile(r"^drkit_verify_(\d{14})_[0-9a-f]{4}_")
+LEFTOVER_AGE = dt.timedelta(hours=1)
+DEFAULT_MB_S = 20.0  # assumed restore throughput before the first measurement
+MARGIN_S = 45.0  # drop the scratch database and write the report after a stop
+CHECK_TIMEOUT_MS = 60_000
+
+@dataclass(frozen=True)
+class Request:
+    databases: tuple[str, ...] | None
+    backup: str = "latest"  # latest | random | <id> | <key>
+    window_days: int = 7
+    dry_run: bool = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Request:
+        p = Params(params, known=("database", "backup", "window_days", "dry_run"))
+        names = p.databases()
+        backup = p.string("backup", "latest") or "latest"
+        window = p.string("window_days", "7")
+        if not window.isdigit() or not 1 <= int(window) <= 3650:
+            p.problems.append(f"parameter 'window_days' must be a whole number of days, not {window!r}")
+            window = "7"
+        request = cls(names, backup, int(window), p.boolean("dry_run", False))
+        p.finish()
+        if names and len(names) > 1 and backup not in ("latest", "random"):
+            raise ConfigError("a specific backup can only be verified for one database")
+        return request
+
+
+@dataclass(frozen=True)
+class Settings:
+    staging: DatabaseConfig
+    identities: list[Any]
+    checks: dict[str, list[checks.Check]] = field(default_factory=dict)
+    notifier: Notifier = field(default_factory=Notifier)
+    trusted: list[Any] = field(default_factory=list)  # DRKIT_TRUSTED_KEYS: whose manifests are believed
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], names: list[str]) -> Settings:
+        problems: list[str] = []
+        url = environ.get("DRKIT_STAGING_URL", "").strip()
+        staging = None
+        if not url:
+            problems.append("DRKIT_STAGING_URL is not set (a server where restore-verify may create and drop "
+                            "scratch databases; the user needs CREATEDB)")
+        else:
+            params, password = parse_db_url("staging", url, problems)
+            staging = DatabaseConfig("staging", Secret(url), params, Secret(password) if password else None)
+        raw_identity = environ.get("DRKIT_AGE_IDENTITY", "")
+        lines = [ln.strip() for ln in raw_identity.replace("\\n", "\n").split() if ln.strip().startswith("AGE-SECRET")]
+        identities = []
+        if not lines:
+            problems.append("DRKIT_AGE_IDENTITY is not set (the AGE-SECRET-KEY-1… identity; several for rotation)")
+        for line in lines:
+            Secret(line)
+            try:
+                identities.append(encryption.parse_identity(line))
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        parsed: dict[str, list[checks.Check]] = {}
+        for name in names:
+            var = env_name(name, "CHECKS")
+            try:
+                parsed[name] = checks.parse_checks(environ.get(var, ""), var)
+            except ValueError as exc:
+                problems.append(str(exc))
+        notifier = Notifier.collect(environ, problems)
+        trusted: list[Any] = []
+        try:
+            trusted = trusted_keys(environ, required=True)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        if problems or staging is None:
+            raise ConfigError(problems)
+        return cls(staging, identities, parsed, notifier, trusted)
+
+
+def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
+        store: Store | None = None, clock: Clock = utcnow, rng: random.Random | None = None) -> dict[str, Any]:
+    request = Request.from_params(params)
+    # A reader: no age recipients, and no production database URLs (it never connects to them).
+    cfg = Config.from_env(environ, need_recipients=False, with_databases=False)
+    names = database_names(environ)
+    if not names:
+        raise ConfigError("DRKIT_DATABASES is not set (the names of the databases whose backups are verified)")
+    settings = Settings.from_env(environ, names)
+    log.configure(cfg.log_level)
+    unknown = [n for n in request.databases or () if n not in names]
+    if unknown:
+        raise ConfigError(f"unknown database {', '.join(map(repr, unknown))}; configured: {', '.join(names)}")
+    selected = list(request.databases or names)
+    store = store or Store(cfg.spaces)
+    store.check_access()
+    binaries.tool_version("pg_restore")
+    cleaned: list[str] = []
+    staging_error: PgError | None = None
+    if not request.dry_run:
+        try:
+            cleaned = cleanup_leftovers(settings.staging, clock())
+        except PgError as exc:  # reported per database below, and notified
+            staging_error = PgError(f"staging server: {exc}")
+    rng = rng or random.Random()
+    results = [verify_one(name, settings, store, request, deadline, clock, rng, staging_error) for name in selected]
+    statuses = {r["status"] for r in results}
+    ok = statuses <= {"passed", "dry_run"}
+    status = "ok" if ok else ("failed" if statuses.isdisjoint({"passed"}) else "partial")
+    out: dict[str, Any] = {"ok": ok, "status": "dry_run" if request.dry_run and ok else status,
+                           "decision": "; ".join(r["decision"] for r in results), "databases": results}
+    if cleaned:
+        out["leftovers_dropped"] = cleaned
+    failures = [r for r in results if r["status"] not in ("passed", "dry_run")]
+    if failures and settings.notifier.configured:
+        out["notifications"] = settings.notifier.send({
+            "event": "restore_verify.failed", "function": FUNCTION, "status": "failed",
+            "decision": out["decision"], "databases": failures,
+            "failed_checks": [f"{r['database']}: {c['name']}: {c['detail']}" for r in failures
+                              for c in r.get("checks", []) if not c["passed"]]})
+    return out
+
+
+def cleanup_leftovers(staging: DatabaseConfig, now: dt.datetime) -> list[str]:
+    dropped = []
+    for name in dbadmin.list_databases(staging, SCRATCH_PREFIX):
+        m = SCRATCH_RE.match(name)
+        if not m:
+            continue
+        made = dt.datetime.strptime(m.group(1), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+        if now - made > LEFTOVER_AGE:
+            dbadmin.drop_database(staging, name)
+            dropped.append(name)
+            log.warning("dropped a scratch database left by an earlier run", database_name=name)
+    return dropped
+
+
+def scratch_name(db: str, now: dt.datetime) -> str:
+    return f"{SCRATCH_PREFIX}{now:%Y%m%d%H%M%S}_{secrets.token_hex(2)}_{db}"[:63]
+
+
+def pick(store: Store, db: str, request: Request, now: dt.datetime, rng: random.Random) -> catalog.Entry:
+    if request.backup == "random":
+        since = now - dt.timedelta(days=request.window_days)
+        pool = [e for e in catalog.list_backups(store, db) if e.complete and e.time >= since]
+        if not pool:
+            raise ConfigError(f"database {db!r} has no complete backup in the last {request.window_days} days")
+        return rng.choice(pool)
+    return catalog.find(store, request.backup, db)
+
+
+def verify_one(name: str, settings: Settings, store: Store, request: Request, deadline: Deadline,
+               clock: Clock, rng: random.Random, staging_error: PgError | None = None) -> dict[str, Any]:
+    log.bind(database=name)
+    started = clock()
+    result: dict[str, Any] = {"database": name, "status": "failed", "checks": []}
+    outcomes: list[checks.Outcome] = []
+    result["checks_objects"] = outcomes
+    entry = None
+    try:
+        entry = pick(store, name, request, started, rng)
+        result["backup_id"] = entry.id
+        result["backup_time"] = entry.time.isoformat()
+        try:
+            manifest = catalog.read_manifest(store, entry, settings.trusted)
+        except (StoreError, IntegrityError) as exc:
+            outcomes.append(checks.Outcome("manifest", False, str(exc), None))
+            raise
+        if staging_error is not None:
+            result["infrastructure"] = True
+            raise staging_error
+        estimate = _estimate_s(store, name, manifest)
+        result["estimate_s"] = round(estimate, 1)
+        if request.dry_run:
+            result["status"] = "dry_run"
+            result["decision"] = (f"dry run {name}: would restore {entry.id} ({manifest['bytes_in'] / 1e6:.0f} MB) "
+                                  f"into a scratch database on {settings.staging.display}, ~{estimate:.0f} s")
+            return _finish(result)
+        if estimate > deadline.remaining() - MARGIN_S:
+            result["status"] = "skipped"
+            raise DeadlineExceeded(f"estimated restore time {estimate:.0f}s does not fit the {deadline.remaining():.0f}s "
+                                   "left; raise the function timeout or verify from a machine: "
+                                   f"scripts/drkit restore --db {name} --backup {entry.id} --target URL")
+        _restore_and_check(name, settings, store, entry, manifest, deadline, clock, result, outcomes)
+    except DrkitError as exc:
+        if result["status"] != "skipped":
+            result["status"] = "timed_out" if isinstance(exc, DeadlineExceeded) else "failed"
+        result["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one database's failure must not stop the others
+        result["status"], result["error"] = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        log.error("verification failed", error=result["error"])
+    if result["status"] == "failed" and not result.get("error") and any(not o.passed for o in outcomes):
+        result["error"] = "; ".join(f"{o.name}: {o.detail}" for o in outcomes if not o.passed)
+    if entry is not None and result.get("infrastructure"):
+        # A staging problem is not evidence against the backup: keep its report and marker.
+        info = {"backup_id": entry.id, "status": "failed", "at": clock().isoformat(), "error": result.get("error")}
+        state.record_run(store, layout.verify_state_key(name), name, info, success=False)
+        audit.record(store, FUNCTION, "verify.failed", {"database": name, "backup_id": entry.id,
+                                                        "status": "failed", "error": result.get("error"),
+                                                        "infrastructure": True})
+    elif entry is not None and result["status"] in ("passed", "failed", "timed_out"):
+        _record(store, name, entry, result, started, clock())
+    return _finish(result)
+
+
+def _finish(result: dict[str, Any]) -> dict[str, Any]:
+    result["checks"] = [o.to_dict() for o in result.pop("checks_objects", [])]
+    if "decision" not in result:
+        failed = [c["name"] for c in result["checks"] if not c["passed"]]
+        if result["status"] == "passed":
+            r = result["restore"]
+            result["decision"] = (f"verified {result['database']} {result['backup_id']}: {len(result['checks'])} checks "
+                                  f"passed; restored in {r['duration_s']:.1f}s ({r['throughput_mb_s']} MB/s) into "
+                                  f"PostgreSQL {r['target_version']}")
+        else:
+            why = f" ({', '.join(failed)})" if failed else ""
+            result["decision"] = f"{result['database']} verification {result['status'].replace('_', ' ')}{why}: " \
+                                 f"{result.get('error', '')}"
+    log.unbind("database")
+    return result
+
+
+def _estimate_s(store: Store, name: str, manifest: dict[str, Any]) -> float:
+    prior = store.get_json_or_none(layout.verify_state_key(name)) or {}
+    rate = float((prior.get("last_success") or {}).get("throughput_mb_s") or DEFAULT_MB_S)
+    return float(manifest["bytes_in"]) / 1e6 / max(rate, 1.0) * 1.25 + 5.0
+
+
+def _restore_and_check(name: str, settings: Settings, store: Store, entry: catalog.Entry,
+                       manifest: dict[str, Any], deadline: Deadline, clock: Clock, result: dict[str, Any],
+                       outcomes: list[checks.Outcome]) -> None:
+    scratch = scratch_name(name, clock())
+    result["scratch_database"] = scratch
+    try:
+        dbadmin.create_database(settings.staging, scratch)
+    except PgError:
+        result["infrastructure"] = True  # says nothing about the backup
+        raise
+    try:
+        try:
+            done = restore.restore(store, entry, settings.identities, settings.staging, scratch, manifest=manifest,
+                                   deadline=deadline, options=("--no-owner", "--no-privileges"))
+        except IntegrityError as exc:
+            outcomes.append(checks.Outcome("checksum", False, str(exc), None))
+            raise
+        except CryptoError as exc:
+            outcomes.append(checks.Outcome("checksum", True, "stored bytes match the manifest", None))
+            outcomes.append(checks.Outcome("decrypt", False, str(exc), None))
+            raise
+        except PgError as exc:
+            outcomes.append(checks.Outcome("checksum", True, "stored bytes match the manifest", None))
+            outcomes.append(checks.Outcome("restore", False, f"{exc}", None))
+            raise
+        outcomes.append(checks.Outcome("checksum", True, f"sha256 of {manifest['bytes_out']:,} bytes matches", None))
+        outcomes.append(checks.Outcome("restore", True, f"pg_restore {done.pg_restore_version} into PostgreSQL "
+                                       f"{done.target_version_num // 10000} ({done.strategy}), no errors", None))
+        result["restore"] = {"duration_s": done.duration_s, "throughput_mb_s": done.throughput_mb_s,
+                             "bytes_restored": done.bytes_restored, "target_version": done.target_version_num // 10000,
+                             "target_version_num": done.target_version_num, "strategy": done.strategy}
+        outcomes.extend(content_checks(settings.staging, scratch, manifest, settings.checks.get(name, []),
+                                       entry.time))
+        result["status"] = "passed" if all(o.passed for o in outcomes) else "failed"
+    finally:
+        try:
+            dbadmin.drop_database(settings.staging, scratch)
+        except PgError as exc:
+            result["scratch_left"] = scratch
+            log.error("scratch database could not be dropped; the next run drops it", error=str(exc))
+
+
+def content_checks(target: DatabaseConfig, dbname: str, manifest: dict[str, Any], operator: list[checks.Check],
+                   backup_time: dt.datetime) -> list[checks.Outcome]:
+    """Table count, exact row counts against the manifest, operator checks: in the restored database."""
+    import psycopg
+    from psycopg import sql
+
+    out = []
+    with connection.connect(target, dbname, autocommit=True) as conn:
+        want = list(manifest.get("tables", []))
+        rows = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg\\_toast%'").fetchall()
+        have = {(str(s), str(n)) for s, n in rows}
+        missing = [f"{t['schema']}.{t['name']}" for t in want if (t["schema"], t["name"]) not in have]
+        out.append(checks.Outcome("table count", not missing,
+                                  f"{len(have)} tables restored, manifest lists {len(want)}"
+                                  + (f"; missing: {', '.join(missing[:10])}" if missing else ""), str(len(have))))
+        counted = [t for t in want if t.get("exact_rows") is not None]
+        wrong = []
+        for t in counted:
+            n = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
+                sql.Identifier(t["schema"]), sql.Identifier(t["name"]))).fetchone()[0]
+            if int(n) != int(t["exact_rows"]):
+                wrong.append(f"{t['schema']}.{t['name']} {n} != {t['exact_rows']}")
+        total = sum(int(t["exact_rows"]) for t in counted)
+        out.append(checks.Outcome("row counts", not wrong,
+                                  f"{len(counted)} tables, {total:,} rows as in the manifest" if not wrong
+                                  else "mismatch: " + "; ".join(wrong[:10]), str(total)))
+        for check in operator:
+            try:
+                with conn.transaction():
+                    conn.execute(f"SET LOCAL statement_timeout = {CHECK_TIMEOUT_MS}")
+                    conn.execute("SET LOCAL transaction_read_only = on")
+                    cur = conn.execute(check.sql)  # operator-configured SQL, read-only transaction
+                    got = cur.fetchall()
+                if len(got) != 1 or len(got[0]) != 1:
+                    out.append(checks.Outcome(check.name, False, f"query returned {len(got)} rows; it must return "
+                                              "one row with one column", None))
+                    continue
+                out.append(checks.evaluate(check, got[0][0], backup_time))
+            except psycopg.Error as exc:
+                out.append(checks.Outcome(check.name, False, f"query failed: {connection.describe_pg_error(exc)}", None))
+    return out
+
+
+def _record(store: Store, name: str, entry: catalog.Entry, result: dict[str, Any], started: dt.datetime,
+            finished: dt.datetime) -> None:
+    report = {"format": "drkit.verify-report/1", "database": name, "backup_id": entry.id,
+              "started_at": started.isoformat(), "finished_at": finished.isoformat(), "status": result["status"],
+              "checks": [o.to_dict() for o in result.get("checks_objects", [])], "restore": result.get("restore"),
+              "error": result.get("error"), "drkit_version": __version__}
+    try:
+        store.put_json(layout.marker_key(name, entry.id, layout.REPORT_SUFFIX), report)
+        marker = layout.marker_key(name, entry.id, layout.VERIFIED_SUFFIX)
+        if result["status"] == "passed":
+            store.put_json(marker, {"verified_at": finished.isoformat(), "report": layout.REPORT_SUFFIX})
+        else:
+            store.delete(marker)  # a backup that fails now is no longer "verified"
+        info: dict[str, Any] = {"backup_id": entry.id, "status": result["status"], "at": finished.isoformat()}
+        if result.get("restore"):
+            info.update({k: result["restore"][k] for k in ("duration_s", "throughput_mb_s", "target_version")})
+            info["bytes_restored"] = result["restore"]["bytes_restored"]
+        state.record_run(store, layout.verify_state_key(name), name, info, success=result["status"] == "passed")
+    except StoreError as exc:
+        result["report_error"] = str(exc)
+        log.error("verification report could not be written", error=str(exc))
+    audit.record(store, FUNCTION, "verify.passed" if result["status"] == "passed" else "verify.failed",
+                 {"database": name, "backup_id": entry.id, "status": result["status"], "error": result.get("error")})
+    result["report_key"] = layout.marker_key(name, entry.id, layout.REPORT_SUFFIX)

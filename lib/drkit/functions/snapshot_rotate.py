@@ -1,0 +1,295 @@
+"""snapshot-rotate: droplet and volume snapshots by tag, on schedule, with safe retention.
+
+Policies (DRKIT_SNAPSHOT_POLICIES, JSON; docs/snapshot-rotate.md):
+
+    [{"tag": "dr:snapshot", "resources": ["droplet", "volume"], "schedule": "0 3 * * 0",
+      "retention": "keep_last=4"}]
+
+Per run: reconcile pending snapshot actions recorded in Spaces (completed ->
+recorded, errored -> alert, stuck -> alert); then for every tagged resource,
+take the snapshot of the current schedule slot unless it exists (slot claimed
+with a conditional create, existing snapshots and in-progress snapshot actions
+checked first: a POST that failed may still have started one); then apply
+retention to that resource's own snapshots. Only snapshots named
+`drkit-<resource name>-<slot>` of that resource are ever deleted, never a
+person's; nothing is deleted while the resource's newest snapshot is pending,
+and the newest completed one always stays (drkit.retention's safety rules).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from drkit.core import log
+from drkit.core.deadline import Clock, Deadline, utcnow
+from drkit.core.errors import ConfigError, DoApiError
+from drkit.digitalocean.api import DoApi
+from drkit.platform.config import json_list
+from drkit.platform.notify import Notifier
+from drkit.platform.runtime import Params
+from drkit.policy.retention import Item, Policy, Verdict, parse_policy, plan
+from drkit.storage import audit
+from drkit.storage.store import Store
+
+FUNCTION = "snapshot-rotate"
+PREFIX = "drkit-"
+PENDING_KEY = "state/snapshots/pending.json"
+STUCK = dt.timedelta(hours=6)
+TAG_RE = re.compile(r"^[A-Za-z0-9_:\-]{1,255}$")
+
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    tag: str
+    resources: tuple[str, ...]
+    schedule: str
+    retention: Policy
+
+    def slot(self, now: dt.datetime) -> dt.datetime:
+        from croniter import croniter
+
+        return croniter(self.schedule, now).get_prev(dt.datetime).astimezone(dt.UTC)  # type: ignore[no-any-return]
+
+
+def parse_policies(text: str, where: str = "DRKIT_SNAPSHOT_POLICIES") -> list[SnapshotPolicy]:
+    from croniter import croniter
+
+    items = json_list(text, where, items="{tag, resources, schedule, retention}",
+                      required=f"{where} must be a non-empty JSON list of {{tag, resources, schedule, retention}}")
+    problems, out, tags = [], [], set()
+    for n, item in enumerate(items, 1):
+        label = f"{where} item {n}"
+        if not isinstance(item, dict) or set(item) - {"tag", "resources", "schedule", "retention"}:
+            problems.append(f"{label}: keys are tag, resources, schedule, retention")
+            continue
+        tag = item.get("tag")
+        if not isinstance(tag, str) or not TAG_RE.match(tag):
+            problems.append(f"{label}: tag must be a DigitalOcean tag (letters, digits, _ : -)")
+            continue
+        if tag in tags:
+            problems.append(f"{label}: tag {tag!r} has two policies")
+        tags.add(tag)
+        resources = item.get("resources", ["droplet", "volume"])
+        if not isinstance(resources, list) or not resources or not set(resources) <= {"droplet", "volume"}:
+            problems.append(f"{label}: resources must be a list of droplet and/or volume")
+            continue
+        schedule = item.get("schedule", "0 3 * * 0")
+        if not isinstance(schedule, str) or len(schedule.split()) != 5 or not croniter.is_valid(schedule):
+            problems.append(f"{label}: schedule {schedule!r} is not a 5-field cron expression (UTC)")
+            continue
+        try:
+            retention = parse_policy(str(item.get("retention", "keep_last=4")))
+        except ValueError as exc:
+            problems.append(f"{label}: retention: {exc}")
+            continue
+        out.append(SnapshotPolicy(tag, tuple(resources), schedule, retention))
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def snapshot_name(resource_name: str, slot: dt.datetime) -> str:
+    return f"{PREFIX}{resource_name}-{slot:%Y%m%dT%H%MZ}"
+
+
+def own(snapshots: list[dict[str, Any]], resource: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """drkit's snapshots of this resource: our prefix + its name + a slot stamp, and its id."""
+    pattern = re.compile(rf"^{re.escape(PREFIX + str(resource['name']))}-\d{{8}}T\d{{4}}Z$")
+    return [s for s in snapshots if str(s.get("resource_id")) == str(resource["id"]) and pattern.match(s["name"])]
+
+
+def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
+        clock: Clock = utcnow) -> dict[str, Any]:
+    p = Params(params, known=("action", "dry_run", "tag", "droplet", "name", "region", "size", "reserved_ip", "wait"))
+    action = p.string("action", "rotate")
+    dry_run, only_tag = p.boolean("dry_run", False), p.string("tag", "")
+    if action not in ("rotate", "rebuild"):
+        p.problems.append(f"parameter 'action' must be rotate or rebuild, not {action!r}")
+    if action == "rebuild" and not p.string("droplet", ""):
+        p.problems.append("action rebuild needs droplet:<name of the droplet to rebuild>")
+    p.finish()
+    from drkit.platform.config import spaces_from_env
+
+    if action == "rebuild":
+        api = DoApi.from_env(environ, deadline)
+        result = rebuild(api, Store(spaces_from_env(environ)), p.string("droplet", ""),
+                         new_name=p.string("name", "") or None, region=p.string("region", "") or None,
+                         size=p.string("size", "") or None, reserved_ip=p.string("reserved_ip", "") or None,
+                         wait=p.boolean("wait", True), dry_run=dry_run, deadline=deadline, now=clock())
+        return {"ok": result["outcome"] in ("applied", "dry_run", "pending"), "status": result["outcome"],
+                "decision": result.pop("sentence"), **result}
+
+    policies = parse_policies(environ.get("DRKIT_SNAPSHOT_POLICIES", ""))
+    if only_tag and only_tag not in {x.tag for x in policies}:
+        raise ConfigError(f"unknown tag policy {only_tag!r}; configured: {', '.join(x.tag for x in policies)}")
+    notifier = Notifier.from_env(environ)
+    api = DoApi.from_env(environ, deadline)
+    store = Store(spaces_from_env(environ))
+    now = clock()
+    pending: dict[str, Any] = store.get_json_or_none(PENDING_KEY) or {}
+    events = reconcile_pending(api, store, pending, now, dry_run)
+    summary: dict[str, Any] = {"created": [], "skipped": [], "deleted": [], "errors": [], "pending": []}
+    snapshots = {rt: api.snapshots(rt) for rt in ("droplet", "volume")}
+    for policy in policies:
+        if only_tag and policy.tag != only_tag:
+            continue
+        slot = policy.slot(now)
+        for rtype in policy.resources:
+            resources = api.droplets_by_tag(policy.tag) if rtype == "droplet" else api.volumes_by_tag(policy.tag)
+            for res in resources:
+                if deadline.remaining() < 20:
+                    summary["errors"].append(f"{rtype} {res['name']}: not reached before the deadline; next run")
+                    continue
+                _one(api, store, policy, rtype, res, slot, snapshots[rtype], pending, now, dry_run, summary)
+    if not dry_run:
+        store.put_json(PENDING_KEY, pending)
+    summary["pending"] = [f"{v['resource_type']} {v['resource_name']}: {v['name']}" for v in pending.values()]
+    failures = [e for e in events if e["event"] in ("errored", "stuck")] + \
+        [{"event": "error", "detail": x} for x in summary["errors"]]
+    decision = (f"{'dry run: would create' if dry_run else 'created'} {len(summary['created'])}, "
+                f"{'would delete' if dry_run else 'deleted'} {len(summary['deleted'])}, "
+                f"{len(summary['skipped'])} already done this slot, {len(pending)} pending"
+                + (f"; {len(failures)} problem(s)" if failures else ""))
+    if failures and notifier.configured and not dry_run:
+        summary["notifications"] = notifier.send({
+            "event": "snapshots.problem", "function": FUNCTION, "status": "failed", "decision": decision,
+            "failed_checks": [str(f.get("detail")) for f in failures]})
+    return {"ok": not failures, "status": "dry_run" if dry_run else ("ok" if not failures else "partial"),
+            "decision": decision, "actions": events, **summary}
+
+
+def reconcile_pending(api: DoApi, store: Store, pending: dict[str, Any], now: dt.datetime,
+                      dry_run: bool) -> list[dict[str, Any]]:
+    events = []
+    for action_id, info in list(pending.items()):
+        try:
+            action = api.get_action(int(action_id))
+        except DoApiError as exc:
+            events.append({"event": "unknown", "detail": f"{info['name']}: {exc}"})
+            continue
+        status = action.get("status")
+        if status in ("completed", "errored"):
+            detail = f"{info['name']} completed" if status == "completed" else \
+                f"snapshot {info['name']} of {info['resource_name']} FAILED"
+            events.append({"event": status, "detail": detail})
+            if not dry_run:
+                pending.pop(action_id)
+                audit.record(store, FUNCTION, f"snapshot.{status}", {"action_id": action_id, **info})
+        elif now - dt.datetime.fromisoformat(info["started"]) > STUCK:
+            events.append({"event": "stuck", "detail": f"{info['name']} still in progress after {STUCK}"})
+    return events
+
+
+def _one(api: DoApi, store: Store, policy: SnapshotPolicy, rtype: str, res: dict[str, Any], slot: dt.datetime,
+         snapshots: list[dict[str, Any]], pending: dict[str, Any], now: dt.datetime, dry_run: bool,
+         summary: dict[str, Any]) -> None:
+    name = snapshot_name(str(res["name"]), slot)
+    mine = own(snapshots, res)
+    waiting = [v for v in pending.values() if str(v["resource_id"]) == str(res["id"])]
+    label = f"{rtype} {res['name']}"
+    if any(s["name"] == name for s in mine) or any(v["name"] == name for v in waiting):
+        summary["skipped"].append(f"{label}: {name} exists")
+    elif dry_run:
+        summary["created"].append(f"{label}: {name}")
+    else:
+        claim = f"state/snapshots/slots/{rtype}-{res['id']}-{slot:%Y%m%dT%H%MZ}.json"
+        if not store.put_if_absent(claim, {"name": name, "at": now.isoformat()}):
+            summary["skipped"].append(f"{label}: {name} claimed by another run")
+        else:
+            _create(api, store, rtype, res, name, slot, pending, now, summary, claim)
+    waiting = [v for v in pending.values() if str(v["resource_id"]) == str(res["id"])]
+    if waiting:
+        return  # never prune while the newest snapshot is not complete
+    items = [Item(s["id"], dt.datetime.fromisoformat(s["created_at"].replace("Z", "+00:00"))) for s in mine]
+    for d in plan(items, policy.retention, now):
+        if d.verdict is not Verdict.DELETE:
+            continue
+        snap = next(s for s in mine if s["id"] == d.id)
+        if not dry_run:
+            try:
+                api.delete_snapshot(str(snap["id"]))
+            except DoApiError as exc:
+                summary["errors"].append(f"{label}: delete {snap['name']}: {exc}")
+                continue
+            audit.record(store, FUNCTION, "snapshot.deleted", {"resource": label, "snapshot": snap["name"],
+                                                               "id": snap["id"], "policy": str(policy.retention)})
+        summary["deleted"].append(f"{label}: {snap['name']}")
+
+
+def _create(api: DoApi, store: Store, rtype: str, res: dict[str, Any], name: str, slot: dt.datetime,
+            pending: dict[str, Any], now: dt.datetime, summary: dict[str, Any], claim: str) -> None:
+    label = f"{rtype} {res['name']}"
+    try:
+        if rtype == "droplet":
+            # A snapshot action of this slot may already run (an earlier POST answered 5xx, or a
+            # person started one): adopt it instead of starting a second snapshot.
+            for act in api.droplet_actions(int(res["id"])):
+                started = dt.datetime.fromisoformat(str(act.get("started_at")).replace("Z", "+00:00"))
+                if act.get("type") == "snapshot" and act.get("status") == "in-progress" and started >= slot:
+                    pending[str(act["id"])] = {"resource_type": rtype, "resource_id": res["id"],
+                                               "resource_name": res["name"], "name": name, "slot": slot.isoformat(),
+                                               "started": started.isoformat()}
+                    summary["skipped"].append(f"{label}: snapshot action {act['id']} already running")
+                    return
+        if rtype == "volume":
+            snap = api.snapshot_volume(str(res["id"]), name, ["drkit"])
+            audit.record(store, FUNCTION, "snapshot.created", {"resource": label, "snapshot": name, "id": snap["id"]})
+        else:
+            action = api.snapshot_droplet(int(res["id"]), name)
+            pending[str(action["id"])] = {"resource_type": rtype, "resource_id": res["id"], "resource_name": res["name"],
+                                          "name": name, "slot": slot.isoformat(), "started": now.isoformat()}
+            audit.record(store, FUNCTION, "snapshot.started", {"resource": label, "snapshot": name,
+                                                               "action_id": action["id"]})
+        summary["created"].append(f"{label}: {name}")
+    except DoApiError as exc:
+        # The POST may have reached DigitalOcean anyway: release the claim so the next run
+        # looks again (it finds the snapshot by name, or creates it).
+        store.delete(claim)
+        summary["errors"].append(f"{label}: {name} not started: {exc}")
+        log.error("snapshot not started", resource=label, error=str(exc))
+
+
+def rebuild(api: DoApi, store: Store, droplet: str, *, new_name: str | None, region: str | None, size: str | None,
+            reserved_ip: str | None, wait: bool, dry_run: bool, deadline: Deadline, now: dt.datetime) -> dict[str, Any]:
+    """Scenario 3: a new droplet from the newest completed drkit snapshot of `droplet` (a name)."""
+    import time
+
+    existing = [d for d in api.droplets_by_tag_or_all(None) if d["name"] == droplet]
+    original = existing[0] if existing else None
+    pattern = re.compile(rf"^{re.escape(PREFIX + droplet)}-\d{{8}}T\d{{4}}Z$")
+    snaps = [s for s in api.snapshots("droplet") if pattern.match(s["name"])
+             and (original is None or str(s["resource_id"]) == str(original["id"]))]
+    if not snaps:
+        raise ConfigError(f"no completed drkit snapshot of droplet {droplet!r} (names {PREFIX}{droplet}-<slot>)")
+    newest = max(snaps, key=lambda s: s["created_at"])
+    region = region or (original or {}).get("region", {}).get("slug")
+    size = size or (original or {}).get("size_slug")
+    if not region or not size:
+        raise ConfigError(f"droplet {droplet!r} no longer exists: give region and size for the rebuild")
+    body: dict[str, Any] = {"name": new_name or f"{droplet}-rebuilt-{now:%Y%m%d%H%M}", "region": region,
+                            "size": size, "image": int(newest["id"]), "tags": list((original or {}).get("tags", []))}
+    if original and original.get("vpc_uuid"):
+        body["vpc_uuid"] = original["vpc_uuid"]
+    planned = {"snapshot": newest["name"], "snapshot_id": newest["id"], "create": body, "reserved_ip": reserved_ip}
+    if dry_run:
+        return {"outcome": "dry_run", "plan": planned,
+                "sentence": f"dry run: would create {body['name']} ({size}, {region}) from {newest['name']}"}
+    created = api.create_droplet(body)
+    audit.record(store, FUNCTION, "droplet.rebuilt", {"from": droplet, "snapshot": newest["name"],
+                                                       "droplet_id": created["id"], "name": body["name"]})
+    status = created.get("status", "new")
+    while wait and status != "active" and deadline.remaining() > 25:
+        time.sleep(min(5.0, max(0.5, deadline.remaining() - 25)))
+        status = api.get_droplet(int(created["id"])).get("status", status)
+    out = {"outcome": "applied" if status == "active" else "pending", "droplet_id": created["id"],
+           "droplet_status": status, "plan": planned}
+    if reserved_ip and status == "active":
+        api.assign_reserved_ip(reserved_ip, int(created["id"]))
+        audit.record(store, FUNCTION, "reserved_ip.assigned", {"ip": reserved_ip, "droplet_id": created["id"]})
+    out["sentence"] = (f"created droplet {body['name']} (id {created['id']}) from {newest['name']}: {status}"
+                       + (f"; reserved IP {reserved_ip} moved to it" if reserved_ip and status == "active" else "")
+                       + ("" if status == "active" else f"; check later: doctl compute droplet get {created['id']}"))
+    return out

@@ -1,0 +1,93 @@
+"""Data protection right now: the newest good backup of each database and of the config, against its RPO."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from drkit.health import probe
+from drkit.policy import layout
+from drkit.storage import catalog
+from drkit.storage.store import Store
+
+
+@dataclass(frozen=True)
+class Protection:
+    database: str
+    rpo: dt.timedelta  # newest complete backup no older than this (RPO + grace)
+    verify_max_age: dt.timedelta  # newest passed verification no older than this
+    rto: dt.timedelta  # the last verified restore took at most this
+
+
+# -- data protection ----------------------------------------------------------------------
+
+def data_protection(store: Store, p: Protection, now: dt.datetime) -> list[probe.Result]:
+    db = p.database
+    out = []
+    entries = [e for e in catalog.list_backups(store, db) if e.complete]
+    if entries:
+        age = now - entries[0].time
+        ok = age <= p.rpo
+        out.append(probe.Result(f"backup-age:{db}", "backup", ok,
+                                f"newest backup {entries[0].id} is {_human(age)} old (RPO limit {_human(p.rpo)})",
+                                0.0, metrics={"backup_age_seconds": age.total_seconds(),
+                                              "backup_rpo_seconds": p.rpo.total_seconds()}))
+    else:
+        out.append(probe.Result(f"backup-age:{db}", "backup", False, "no complete backup in the bucket", 0.0,
+                                metrics={"backup_rpo_seconds": p.rpo.total_seconds()}))
+    state = store.get_json_or_none(layout.state_key(db)) or {}
+    failures = int(state.get("consecutive_failures", 0))
+    last = state.get("last_run") or {}
+    out.append(probe.Result(f"backup-failures:{db}", "backup", failures == 0,
+                            "last backup run succeeded" if failures == 0 else
+                            f"{failures} failed backup run(s) since the last success; last error: {last.get('error')}",
+                            0.0, metrics={"backup_consecutive_failures": float(failures)}))
+    verify = store.get_json_or_none(layout.verify_state_key(db)) or {}
+    passed = verify.get("last_success") or {}
+    if passed.get("at"):
+        vage = now - dt.datetime.fromisoformat(passed["at"])
+        out.append(probe.Result(f"verify-age:{db}", "verify", vage <= p.verify_max_age,
+                                f"last verified restore {_human(vage)} ago (limit {_human(p.verify_max_age)})", 0.0,
+                                metrics={"verify_age_seconds": vage.total_seconds()}))
+        duration = float(passed.get("duration_s") or 0.0)
+        out.append(probe.Result(f"restore-duration:{db}", "verify", duration <= p.rto.total_seconds(),
+                                f"last verified restore took {_human(dt.timedelta(seconds=duration))} "
+                                f"(RTO {_human(p.rto)})", 0.0,
+                                metrics={"restore_duration_seconds": duration, "rto_seconds": p.rto.total_seconds()}))
+    else:
+        out.append(probe.Result(f"verify-age:{db}", "verify", False, "no passed restore verification yet", 0.0))
+    return out
+
+
+def config_protection(store: Store, max_age: dt.timedelta, now: dt.datetime) -> list[probe.Result]:
+    """config-backup: the newest complete archive is young enough, and the last run stored one."""
+    from drkit.configbackup import catalog
+
+    entries = [e for e in catalog.list_entries(store) if e.complete]
+    if entries:
+        age = now - entries[0].time
+        out = [probe.Result("config-age", "backup", age <= max_age,
+                            f"newest config backup {entries[0].id} is {_human(age)} old (limit {_human(max_age)})", 0.0,
+                            metrics={"config_backup_age_seconds": age.total_seconds()})]
+    else:
+        out = [probe.Result("config-age", "backup", False, "no complete config backup in the bucket", 0.0)]
+    state = store.get_json_or_none(layout.CONFIG_STATE_KEY) or {}
+    last = state.get("last_run") or {}
+    failed_units = list(last.get("failed_units") or [])
+    ok = int(state.get("consecutive_failures", 0)) == 0 and not failed_units
+    detail = "last config backup run stored every source" if ok else (
+        f"last config backup failed: {last.get('error')}" if last.get("status") == "failed"
+        else f"last config backup was partial: {', '.join(failed_units)} failed")
+    out.append(probe.Result("config-failures", "backup", ok, detail, 0.0))
+    return out
+
+
+def _human(d: dt.timedelta) -> str:
+    s = d.total_seconds()
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"

@@ -1,0 +1,1 @@
+"""The DigitalOcean Functions edge: environment contract, configuration, notifications, the handler."""

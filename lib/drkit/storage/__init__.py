@@ -1,0 +1,1 @@
+"""The bucket: the S3 client, streamed transfers, signed objects, catalogs, audit events, run state."""
