@@ -306,8 +306,7 @@ def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
     from drkit.configbackup import catalog, dns_restore, extract
     from drkit.digitalocean.api import DoApi
     from drkit.functions import config_backup
-    from drkit.postgres.restore import explain_crypto_failure
-    from drkit.storage.transfer import VerifyingReader
+    from drkit.storage.transfer import VerifyingReader, explain_crypto_failure
 
     from . import sampleaccount
     from .fakedo import FakeDO

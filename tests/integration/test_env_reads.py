@@ -11,10 +11,10 @@ import pytest
 
 from conftest import SPACES_SECRET
 from drkit.core.deadline import Deadline
-from drkit.failover.webhook import from_event
 from drkit.functions import config_backup, db_backup, dns_failover, health_probe, restore_verify, snapshot_rotate
 from drkit.platform import envvars
 from drkit.platform.runtime import handle, without_unset
+from drkit.platform.web import from_event
 from drkit_dev import artifact
 from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import S3Server

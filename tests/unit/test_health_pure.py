@@ -8,9 +8,9 @@ import json
 import pytest
 
 from drkit.core.errors import ConfigError
-from drkit.functions.health_probe import parse_interval
 from drkit.health import probe
 from drkit.health.status import advance, prometheus_text
+from drkit.policy.durations import parse_interval
 
 T0 = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)

@@ -21,8 +21,7 @@ from drkit.configbackup import catalog, dns_restore, extract
 from drkit.core.errors import ConfigError, DrkitError
 from drkit.functions import config_backup
 from drkit.platform import runtime
-from drkit.postgres.restore import explain_crypto_failure
-from drkit.storage.transfer import VerifyingReader
+from drkit.storage.transfer import VerifyingReader, explain_crypto_failure
 
 
 def print_sources(con: Any, env: Mapping[str, str]) -> None:

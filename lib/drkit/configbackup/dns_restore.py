@@ -21,10 +21,9 @@ from drkit.core import log
 from drkit.core.errors import ConfigError, DrkitError, IntegrityError
 from drkit.digitalocean.api import DoApi
 from drkit.policy import dns_records
-from drkit.postgres.restore import explain_crypto_failure
 from drkit.storage import audit
 from drkit.storage.store import Store
-from drkit.storage.transfer import VerifyingReader
+from drkit.storage.transfer import VerifyingReader, explain_crypto_failure
 
 FUNCTION = "cli"
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from drkit.core.errors import ConfigError
-from drkit.functions.health_probe import parse_interval
+from drkit.policy.durations import parse_interval
 
 RECORD_TYPES = ("A", "AAAA", "CNAME")
 MIN_TTL = 30

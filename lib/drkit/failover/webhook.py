@@ -31,54 +31,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from drkit.core.errors import DrkitError
 from drkit.core.secret import Secret
+from drkit.platform.web import HttpRequest, WebError
 
 MAX_BODY = 256 * 1024
 MAX_SKEW_S = 300
 ACTIONS = ("status", "failover", "failback", "drill")
-
-
-class WebhookError(DrkitError):
-    """A refused web call: an HTTP status and a reason that echoes no secret."""
-
-    def __init__(self, http_status: int, message: str):
-        self.http_status = http_status
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    method: str
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-
-
-def from_event(event: Mapping[str, Any]) -> HttpRequest | None:
-    """The raw HTTP request of a web call, or None for a plain invocation."""
-    if isinstance(event.get("http"), Mapping):
-        http = event["http"]
-        raw = http.get("body") or ""
-        method = str(http.get("method", "")).upper()
-        headers = http.get("headers") or {}
-        b64 = bool(http.get("isBase64Encoded"))
-    elif "__ow_method" in event:
-        raw = event.get("__ow_body") or ""
-        method = str(event["__ow_method"]).upper()
-        headers = event.get("__ow_headers") or {}
-        b64 = bool(event.get("__ow_isBase64Encoded", not str(raw).lstrip().startswith(("{", "["))))
-    else:
-        return None
-    if isinstance(raw, (bytes, bytearray)):
-        body = bytes(raw)
-    elif b64:
-        try:
-            body = base64.b64decode(str(raw), validate=True)
-        except (binascii.Error, ValueError):
-            raise WebhookError(400, "body is marked base64 but is not valid base64") from None
-    else:
-        body = str(raw).encode()
-    return HttpRequest(method, {str(k).lower(): str(v) for k, v in headers.items()}, body)
 
 
 @dataclass(frozen=True)
@@ -120,64 +78,64 @@ class AuthConfig:
 
 def check_transport(req: HttpRequest) -> None:
     if req.method != "POST":
-        raise WebhookError(405, f"method {req.method or '?'} not allowed; POST the alert")
+        raise WebError(405, f"method {req.method or '?'} not allowed; POST the alert")
     if len(req.body) > MAX_BODY:
-        raise WebhookError(413, f"body of {len(req.body)} bytes is over the {MAX_BODY} byte limit")
+        raise WebError(413, f"body of {len(req.body)} bytes is over the {MAX_BODY} byte limit")
 
 
 def authenticate(req: HttpRequest, auth: AuthConfig, now: float) -> str:
-    """The scheme that authenticated the request, or WebhookError 400/401/403."""
+    """The scheme that authenticated the request, or WebError 400/401/403."""
     h = req.headers
     if "x-drkit-signature" in h:
         return _check_signed(h["x-drkit-signature"], h.get("x-drkit-timestamp"), req.body, auth.hmac, now, ".", "hmac")
     if auth.grafana and auth.grafana_header in h:
         ts = h.get(auth.grafana_timestamp_header) if auth.grafana_timestamp_header else None
         if auth.grafana_timestamp_header and ts is None:
-            raise WebhookError(401, f"missing {auth.grafana_timestamp_header} header")
+            raise WebError(401, f"missing {auth.grafana_timestamp_header} header")
         return _check_signed(h[auth.grafana_header], ts, req.body, auth.grafana, now, ":", "grafana-hmac")
     value = h.get("authorization", "")
     scheme, _, cred = value.partition(" ")
     if scheme.lower() == "bearer" and cred:
         if any(hmac.compare_digest(cred.strip().encode(), s.reveal().encode()) for s in auth.bearer):
             return "bearer"
-        raise WebhookError(401, "unknown bearer token")
+        raise WebError(401, "unknown bearer token")
     if scheme.lower() == "basic" and cred:
         try:
             user, _, password = base64.b64decode(cred.strip(), validate=True).decode().partition(":")
         except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise WebhookError(400, "malformed Basic credentials") from None
+            raise WebError(400, "malformed Basic credentials") from None
         ok = False
         for known_user, known_pw in auth.basic:
             ok |= hmac.compare_digest(user.encode(), known_user.encode()) & \
                 hmac.compare_digest(password.encode(), known_pw.reveal().encode())
         if ok:
             return "basic"
-        raise WebhookError(401, "unknown user or password")
-    raise WebhookError(401, "no credentials: send Authorization (Bearer/Basic) or a signature header")
+        raise WebError(401, "unknown user or password")
+    raise WebError(401, "no credentials: send Authorization (Bearer/Basic) or a signature header")
 
 
 def _check_signed(header: str, ts: str | None, body: bytes, secrets: tuple[Secret, ...], now: float, sep: str,
                   scheme: str) -> str:
     if not secrets:
-        raise WebhookError(401, f"{scheme} signatures are not configured here")
+        raise WebError(401, f"{scheme} signatures are not configured here")
     given = header.strip().lower().removeprefix("sha256=")
     if len(given) != 64 or any(c not in "0123456789abcdef" for c in given):
-        raise WebhookError(400, "malformed signature: expected sha256=<64 hex digits>")
+        raise WebError(400, "malformed signature: expected sha256=<64 hex digits>")
     if scheme == "hmac" and ts is None:
-        raise WebhookError(401, "missing X-Drkit-Timestamp header")
+        raise WebError(401, "missing X-Drkit-Timestamp header")
     if ts is not None:
         try:
             sent = float(ts)
         except ValueError:
-            raise WebhookError(400, "malformed timestamp: expected Unix seconds") from None
+            raise WebError(400, "malformed timestamp: expected Unix seconds") from None
         if abs(now - sent) > MAX_SKEW_S:
-            raise WebhookError(403, f"timestamp is {now - sent:+.0f}s from now: outside ±{MAX_SKEW_S}s (replay or clock skew)")
+            raise WebError(403, f"timestamp is {now - sent:+.0f}s from now: outside ±{MAX_SKEW_S}s (replay or clock skew)")
     message = (ts.encode() + sep.encode() + body) if ts is not None else body
     ok = False
     for s in secrets:
         ok |= hmac.compare_digest(hmac.new(s.reveal().encode(), message, hashlib.sha256).hexdigest(), given)
     if not ok:
-        raise WebhookError(403, "signature does not match")
+        raise WebError(403, "signature does not match")
     return scheme
 
 
@@ -208,29 +166,29 @@ def parse_payload(req: HttpRequest, scheme: str) -> Trigger:
     try:
         payload = json.loads(req.body)
     except (ValueError, UnicodeDecodeError):
-        raise WebhookError(400, "body is not JSON") from None
+        raise WebError(400, "body is not JSON") from None
     if not isinstance(payload, dict):
-        raise WebhookError(400, "body must be a JSON object")
+        raise WebError(400, "body must be a JSON object")
     if "alerts" in payload and "groupKey" in payload:
         return _alerts(payload)
     if "action" in payload:
         if scheme not in ("hmac",):
-            raise WebhookError(403, "commands must be signed (X-Drkit-Signature); Bearer/Basic may only send alerts")
+            raise WebError(403, "commands must be signed (X-Drkit-Signature); Bearer/Basic may only send alerts")
         return _command(payload, req.headers["x-drkit-signature"])
-    raise WebhookError(400, "unrecognised payload: expected an Alertmanager/Grafana alert batch or a signed command")
+    raise WebError(400, "unrecognised payload: expected an Alertmanager/Grafana alert batch or a signed command")
 
 
 def _alerts(p: dict[str, Any]) -> Trigger:
     source = "grafana" if "orgId" in p or str(p.get("version")) == "1" else "alertmanager"
     if source == "alertmanager" and str(p.get("version")) != "4":
-        raise WebhookError(400, f"Alertmanager payload version {p.get('version')!r} is not 4")
+        raise WebError(400, f"Alertmanager payload version {p.get('version')!r} is not 4")
     status = p.get("status")
     if status not in ("firing", "resolved") or not isinstance(p["alerts"], list):
-        raise WebhookError(400, "alert batch needs status firing|resolved and a list of alerts")
+        raise WebError(400, "alert batch needs status firing|resolved and a list of alerts")
     alerts = []
     for a in p["alerts"][:1000]:
         if not isinstance(a, dict) or not isinstance(a.get("labels", {}), dict):
-            raise WebhookError(400, "every alert must be an object with labels")
+            raise WebError(400, "every alert must be an object with labels")
         alerts.append(Alert(str(a.get("status", status)), {str(k): str(v) for k, v in a.get("labels", {}).items()},
                             str(a.get("fingerprint", "")), str(a.get("startsAt", ""))))
     basis = json.dumps([p["groupKey"], status, sorted((a.fingerprint, a.starts_at, a.status) for a in alerts)])
@@ -242,13 +200,13 @@ def _alerts(p: dict[str, Any]) -> Trigger:
 def _command(p: dict[str, Any], signature: str) -> Trigger:
     action = p.get("action")
     if action not in ACTIONS:
-        raise WebhookError(400, f"action must be one of {', '.join(ACTIONS)}, not {str(action)[:40]!r}")
+        raise WebError(400, f"action must be one of {', '.join(ACTIONS)}, not {str(action)[:40]!r}")
     for key in ("site", "reason"):
         if key in p and not isinstance(p[key], str):
-            raise WebhookError(400, f"{key} must be a string")
+            raise WebError(400, f"{key} must be a string")
     for key in ("dry_run", "force"):
         if key in p and not isinstance(p[key], bool):
-            raise WebhookError(400, f"{key} must be true or false")
+            raise WebError(400, f"{key} must be true or false")
     key = "cmd-" + hashlib.sha256(signature.strip().lower().encode()).hexdigest()
     return Trigger("command", "command", key, action=str(action), site=str(p.get("site", "")),
                    reason=str(p.get("reason", ""))[:300], dry_run=bool(p.get("dry_run", False)),

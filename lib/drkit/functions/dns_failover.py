@@ -17,80 +17,28 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import ConfigError
 from drkit.digitalocean.api import DoApi
-from drkit.failover import plans, reconcile
-from drkit.failover.webhook import AuthConfig, HttpRequest, Trigger, authenticate, check_transport, parse_payload
-from drkit.platform.config import spaces_from_env, trusted_keys
-from drkit.platform.notify import Notifier
+from drkit.failover.service import FUNCTION, Settings, execute
+from drkit.failover.webhook import AuthConfig, Trigger, authenticate, check_transport, parse_payload
+from drkit.platform.config import spaces_from_env
 from drkit.platform.runtime import Params
-from drkit.storage import audit, signed
+from drkit.platform.web import HttpRequest
+from drkit.storage import audit
 from drkit.storage.store import Store
 
-FUNCTION = "dns-failover"
 IDEM_PREFIX = "state/idempotency/dns-failover/"
 IN_PROGRESS_S = 120
-
-@dataclass(frozen=True)
-class Settings:
-    plan: plans.Plan
-    environ: Mapping[str, str]
-    notifier: Notifier = field(default_factory=Notifier)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], store: Store) -> Settings:
-        problems: list[str] = []
-        text = environ.get("DRKIT_FAILOVER_PLAN", "").strip()
-        key = environ.get("DRKIT_FAILOVER_PLAN_KEY", "").strip()
-        plan = None
-        if text:
-            plan = plans.parse_plan(text)
-        elif key:  # the bucket is writable by every function's key: believe only a trusted signature
-            trusted = trusted_keys(environ, required=True)
-            plan = plans.parse_plan(signed.get_bytes(store, key, trusted, f"the failover plan {key}").decode(), key)
-        else:
-            problems.append("set DRKIT_FAILOVER_PLAN (JSON) or DRKIT_FAILOVER_PLAN_KEY (an object in the bucket)")
-        if not environ.get("DRKIT_DO_TOKEN", "").strip():
-            problems.append("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with domain, reserved_ip and app scopes)")
-        notifier = Notifier.collect(environ, problems)
-        if problems or plan is None:
-            raise ConfigError(problems)
-        return cls(plan, environ, notifier)
-
-    def api(self, deadline: Deadline) -> DoApi:
-        return DoApi.from_env(self.environ, deadline)
 
 
 def _context(environ: Mapping[str, str], deadline: Deadline) -> tuple[Store, Settings, DoApi]:
     store = Store(spaces_from_env(environ))
     settings = Settings.from_env(environ, store)
     return store, settings, settings.api(deadline)
-
-
-def execute(store: Store, settings: Settings, api: DoApi, action: str, site: str, *, reason: str, who: str,
-            automatic: bool, force: bool, dry_run: bool, now: dt.datetime) -> dict[str, Any]:
-    plan = settings.plan
-    if action == "status":
-        return reconcile.live_status(store, api, plan)
-    target = site or (plan.primary if action == "failback" else plan.dr)
-    drill = action == "drill"
-    result = reconcile.move(store, api, plan, target, reason=reason or action, who=who, automatic=automatic,
-                           force=force, dry_run=dry_run or drill, now=now)
-    event = f"failover.{'drill' if drill else result['outcome']}"
-    audit.record(store, FUNCTION, event, {"action": action, "target": target, "who": who, "reason": reason,
-                                          "outcome": result["outcome"], "sentence": result["sentence"],
-                                          "changes": result.get("changes", [])})
-    if settings.notifier.configured:
-        status = {"applied": "passed", "noop": "passed", "dry_run": "passed"}.get(result["outcome"], "failed")
-        result["notifications"] = settings.notifier.send({
-            "event": event, "function": FUNCTION, "status": status, "decision": result["sentence"],
-            "failed_checks": [f"{c['target']}: {c['error']}" for c in result.get("changes", []) if c.get("error")]})
-    return result
 
 
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,

@@ -18,7 +18,6 @@ Every run (every minute):
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ from drkit.platform.config import spaces_from_env
 from drkit.platform.databases import database_names, env_name
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
+from drkit.policy.durations import parse_interval
 from drkit.storage import audit
 from drkit.storage.store import Store
 
@@ -40,14 +40,6 @@ FUNCTION = "health-probe"
 STATE_KEY = "state/health.json"
 STATUS_KEY = "status/health.json"
 PROM_KEY = "status/health.prom"
-_INTERVAL = re.compile(r"^(\d+)(s|m|h|d)$")
-
-def parse_interval(text: str, where: str) -> dt.timedelta:
-    """`90s`, `75m`, `4h`, `8d` (m = minutes here)."""
-    m = _INTERVAL.match(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise ConfigError(f"{where} must be a duration like 90s, 75m, 4h or 8d, not {text!r}")
-    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]: int(m.group(1))})
 
 
 @dataclass(frozen=True)
@@ -113,11 +105,11 @@ def request_failover(store: Store, targets: list[str], now: dt.datetime, environ
     if environ.get("DRKIT_AUTO_FAILOVER", "").strip().lower() not in TRUE:
         return {"requested_for": targets, "performed": False,
                 "reason": "automatic failover is off (DRKIT_AUTO_FAILOVER); alerting or an operator moves traffic"}
-    from drkit.functions import dns_failover
+    from drkit.failover import service
 
     try:
-        settings = dns_failover.Settings.from_env(environ, store)
-        result = dns_failover.execute(store, settings, settings.api(deadline), "failover", settings.plan.dr,
+        settings = service.Settings.from_env(environ, store)
+        result = service.execute(store, settings, settings.api(deadline), "failover", settings.plan.dr,
                                       reason=f"health-probe: {', '.join(targets)} unhealthy", who=f"{FUNCTION}",
                                       automatic=True, force=False, dry_run=False, now=now)
     except DrkitError as exc:

@@ -44,7 +44,8 @@ from drkit.platform.databases import DatabaseConfig, database_names, env_name, p
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
 from drkit.policy import checks, layout
-from drkit.postgres import binaries, connection, dbadmin, restore
+from drkit.postgres import binaries, dbadmin, restore
+from drkit.postgres.verify import content_checks
 from drkit.storage import audit, catalog, state
 from drkit.storage.store import Store
 
@@ -54,7 +55,6 @@ SCRATCH_RE = re.compile(r"^drkit_verify_(\d{14})_[0-9a-f]{4}_")
 LEFTOVER_AGE = dt.timedelta(hours=1)
 DEFAULT_MB_S = 20.0  # assumed restore throughput before the first measurement
 MARGIN_S = 45.0  # drop the scratch database and write the report after a stop
-CHECK_TIMEOUT_MS = 60_000
 
 @dataclass(frozen=True)
 class Request:
@@ -315,52 +315,6 @@ def _restore_and_check(name: str, settings: Settings, store: Store, entry: catal
         except PgError as exc:
             result["scratch_left"] = scratch
             log.error("scratch database could not be dropped; the next run drops it", error=str(exc))
-
-
-def content_checks(target: DatabaseConfig, dbname: str, manifest: dict[str, Any], operator: list[checks.Check],
-                   backup_time: dt.datetime) -> list[checks.Outcome]:
-    """Table count, exact row counts against the manifest, operator checks: in the restored database."""
-    import psycopg
-    from psycopg import sql
-
-    out = []
-    with connection.connect(target, dbname, autocommit=True) as conn:
-        want = list(manifest.get("tables", []))
-        rows = conn.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-            "AND n.nspname NOT LIKE 'pg\\_toast%'").fetchall()
-        have = {(str(s), str(n)) for s, n in rows}
-        missing = [f"{t['schema']}.{t['name']}" for t in want if (t["schema"], t["name"]) not in have]
-        out.append(checks.Outcome("table count", not missing,
-                                  f"{len(have)} tables restored, manifest lists {len(want)}"
-                                  + (f"; missing: {', '.join(missing[:10])}" if missing else ""), str(len(have))))
-        counted = [t for t in want if t.get("exact_rows") is not None]
-        wrong = []
-        for t in counted:
-            n = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
-                sql.Identifier(t["schema"]), sql.Identifier(t["name"]))).fetchone()[0]
-            if int(n) != int(t["exact_rows"]):
-                wrong.append(f"{t['schema']}.{t['name']} {n} != {t['exact_rows']}")
-        total = sum(int(t["exact_rows"]) for t in counted)
-        out.append(checks.Outcome("row counts", not wrong,
-                                  f"{len(counted)} tables, {total:,} rows as in the manifest" if not wrong
-                                  else "mismatch: " + "; ".join(wrong[:10]), str(total)))
-        for check in operator:
-            try:
-                with conn.transaction():
-                    conn.execute(f"SET LOCAL statement_timeout = {CHECK_TIMEOUT_MS}")
-                    conn.execute("SET LOCAL transaction_read_only = on")
-                    cur = conn.execute(check.sql)  # operator-configured SQL, read-only transaction
-                    got = cur.fetchall()
-                if len(got) != 1 or len(got[0]) != 1:
-                    out.append(checks.Outcome(check.name, False, f"query returned {len(got)} rows; it must return "
-                                              "one row with one column", None))
-                    continue
-                out.append(checks.evaluate(check, got[0][0], backup_time))
-            except psycopg.Error as exc:
-                out.append(checks.Outcome(check.name, False, f"query failed: {connection.describe_pg_error(exc)}", None))
-    return out
 
 
 def _record(store: Store, name: str, entry: catalog.Entry, result: dict[str, Any], started: dt.datetime,

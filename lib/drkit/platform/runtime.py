@@ -145,12 +145,12 @@ def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, con
                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A `web: raw` function: HTTP calls go to run_web and get {statusCode, headers, body};
     plain invocations (doctl invoke, triggers) go to run_invoke through `handle`."""
-    from drkit.failover.webhook import WebhookError, from_event
+    from drkit.platform.web import WebError, from_event
 
     environ = without_unset(os.environ if environ is None else environ)
     try:
         request = from_event(event if isinstance(event, Mapping) else {})
-    except WebhookError as exc:
+    except WebError as exc:
         return _web_reply(exc.http_status, {"ok": False, "error": str(exc)})
     if request is None:
         return handle(function, run_invoke, event, context, environ)
@@ -164,7 +164,7 @@ def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, con
             status, body = run_web(request, environ, deadline)
         except ConfigError as exc:
             raise with_missing(exc, function, environ) from None
-    except WebhookError as exc:
+    except WebError as exc:
         status, body = exc.http_status, {"ok": False, "error": str(exc)}
     except ConfigError as exc:
         log.error("web call refused: the function is misconfigured", problems=exc.problems)

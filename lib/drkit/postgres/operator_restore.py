@@ -28,10 +28,10 @@ from typing import Any
 
 from drkit.core.errors import ConfigError, PgError
 from drkit.core.secret import Secret
-from drkit.functions.restore_verify import content_checks
 from drkit.platform.databases import DatabaseConfig, parse_db_url
 from drkit.policy import layout
 from drkit.postgres import connection, dbadmin, restore
+from drkit.postgres.verify import content_checks
 from drkit.storage import audit, catalog
 from drkit.storage.store import Store
 

@@ -40,7 +40,7 @@ from drkit.platform.databases import DatabaseConfig
 from drkit.postgres import binaries, connection, dump, script
 from drkit.storage.catalog import Entry
 from drkit.storage.store import Store
-from drkit.storage.transfer import VerifyingReader
+from drkit.storage.transfer import VerifyingReader, explain_crypto_failure
 
 ABORT_MARGIN_S = 20.0
 
@@ -283,21 +283,6 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
     log.info("restore finished", backup_id=entry.id, bytes_read=reader.size, duration_s=duration)
     return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version, target_num, "script")
 
-
-def explain_crypto_failure(reader: VerifyingReader, note: str, failure: CryptoError | None = None) -> None:
-    """After a decryption failure, read the rest: a checksum mismatch means corrupted storage.
-    `note` says what became of what was already written (e.g. nothing was committed)."""
-    try:
-        while reader.read(1 << 20):
-            pass
-    except IntegrityError as exc:
-        raise IntegrityError(f"{exc}; age's chunk authentication stopped it ({note})") from None
-    if failure is not None and failure.in_data:
-        raise CryptoError(f"{failure}, although the stored bytes match the manifest: the object was cut or "
-                          f"altered and its manifest rewritten to match; use another backup ({note})",
-                          in_data=True)
-    raise CryptoError("decryption failed although the stored bytes match the manifest: "
-                      f"wrong age identity (DRKIT_AGE_IDENTITY) for this backup's recipients ({note})")
 
 
 def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *,

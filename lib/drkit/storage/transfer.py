@@ -11,7 +11,7 @@ from typing import Any
 
 from drkit.core import log
 from drkit.core.deadline import Deadline
-from drkit.core.errors import DeadlineExceeded, IntegrityError, StoreError
+from drkit.core.errors import CryptoError, DeadlineExceeded, IntegrityError, StoreError
 from drkit.storage.store import ObjectInfo, Store
 
 MIN_PART = 5 * 1024 * 1024  # S3/Spaces minimum part size (all but the last part)
@@ -221,3 +221,19 @@ class VerifyingReader(io.RawIOBase):
         n = len(data)
         b[:n] = data
         return n
+
+
+def explain_crypto_failure(reader: VerifyingReader, note: str, failure: CryptoError | None = None) -> None:
+    """After a decryption failure, read the rest: a checksum mismatch means corrupted storage.
+    `note` says what became of what was already written (e.g. nothing was committed)."""
+    try:
+        while reader.read(1 << 20):
+            pass
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc}; age's chunk authentication stopped it ({note})") from None
+    if failure is not None and failure.in_data:
+        raise CryptoError(f"{failure}, although the stored bytes match the manifest: the object was cut or "
+                          f"altered and its manifest rewritten to match; use another backup ({note})",
+                          in_data=True)
+    raise CryptoError("decryption failed although the stored bytes match the manifest: "
+                      f"wrong age identity (DRKIT_AGE_IDENTITY) for this backup's recipients ({note})")
