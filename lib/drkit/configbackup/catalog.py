@@ -1,5 +1,7 @@
-"""The catalog of config backups, from one LIST of `config/` (same rules as database backups:
-a backup is complete when its archive and its manifest exist; see catalog.py)."""
+"""The catalog of config backups, from one LIST of `config/`.
+
+Same rules as database backups (storage/catalog.py): a backup is complete when its archive and its
+manifest exist."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""One small exception tree. The library raises these; only the edge
-(runtime adapter, CLI) maps them to a result status, HTTP code or exit code.
+"""One small exception tree: the library raises these, and only the edge maps them.
+
+The edge (runtime adapter, CLI) maps them to a result status, HTTP code or exit code.
 
 Every message says what is wrong and, where it can, what to do next. Messages
 never contain secrets: callers pass redacted values only.
