@@ -84,3 +84,11 @@ def test_a_module_missing_from_the_doc_is_caught(tmp_path: Path, monkeypatch: py
     doc = archdoc.DOC.read_text()
     assert archdoc.render(doc) != doc
     assert "`newcomer` | A module nobody mapped yet." in archdoc.render(doc)
+
+
+def test_the_vendored_tools_are_looked_for_beside_the_drkit_package() -> None:
+    """A built function is <root>/{drkit,pgbin}: moving binaries.py deeper must not move where it looks."""
+    import drkit
+    from drkit.postgres import binaries
+
+    assert binaries.VENDORED_BIN == Path(drkit.__file__).resolve().parents[1] / "pgbin" / "bin"

@@ -27,7 +27,7 @@ COMPATIBILITY: dict[str, dict[str, int]] = {
     "pg_dump": {"min_server_num": 90200},
 }
 
-VENDORED_BIN = Path(__file__).resolve().parent.parent / "pgbin" / "bin"
+VENDORED_BIN = Path(__file__).resolve().parents[2] / "pgbin" / "bin"  # <function>/drkit/postgres/binaries.py
 
 
 def find_binary(name: str) -> Path:
