@@ -21,7 +21,10 @@ would complete a truncated object. Here completion is an explicit call.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +53,24 @@ class UploadInfo:
     initiated: dt.datetime
 
 
+# One S3 client per process and credentials: building one parses botocore's service models (~0.25 s
+# of CPU under the GIL), which made 50 concurrent webhook calls take 15 s; clients are thread-safe.
+_CLIENTS: dict[tuple[str, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
 def make_client(spaces: SpacesConfig) -> Any:
+    """The process's S3 client for these settings (built once, then shared)."""
+    secret = hashlib.sha256(spaces.secret_key.reveal().encode()).hexdigest()
+    key = (spaces.endpoint_url, spaces.region, spaces.access_key.reveal(), secret, str(spaces.max_attempts))
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = _new_client(spaces)
+        return client
+
+
+def _new_client(spaces: SpacesConfig) -> Any:
     cfg = botocore.config.Config(
         signature_version="s3v4",
         s3={"addressing_style": "path"},
@@ -92,6 +112,11 @@ def explain(exc: Exception, action: str, bucket: str, endpoint: str) -> StoreErr
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return StoreError(f"{action} failed: no Spaces credentials")
     return StoreError(f"{action} failed: {type(exc).__name__}: {log.redact(str(exc))[:300]}")
+
+
+# (endpoint, bucket) -> does it enforce If-None-Match: *? (one probe per warm process)
+_CONDITIONAL: dict[tuple[str, str], bool] = {}
+_CONDITIONAL_LOCK = threading.Lock()
 
 
 class Store:
@@ -162,35 +187,42 @@ class Store:
         return None if data is None else _parse_json(key, data)
 
     def conditional_writes(self) -> bool:
-        """Does the store enforce `If-None-Match: *` on PUT? Detected once per process.
+        """Does the store enforce `If-None-Match: *` on PUT? Detected once per warm process and bucket.
 
         Spaces' support is undocumented and reports conflict, so drkit tests it:
         a probe key written twice must fail the second time with 412. Where it is
         not enforced, `put_if_absent` falls back to HEAD-then-PUT (racy) and callers
-        must make duplicates harmless (see docs/dns-failover.md).
+        must make duplicates harmless (see docs/dns-failover.md). The answer is kept
+        for the life of the process (a warm function answers its next call without
+        the three probe requests); concurrent first calls wait for one probe.
         """
         if self._conditional is None:
-            import secrets as _secrets
+            where = (self.spaces.endpoint_url, self.bucket)
+            with _CONDITIONAL_LOCK:
+                known = _CONDITIONAL.get(where)
+                if known is None:
+                    known = _CONDITIONAL[where] = self._probe_conditional()
+            self._conditional = known
+        return self._conditional
 
-            key = f"state/.capabilities/conditional-probe-{_secrets.token_hex(6)}"
+    def _probe_conditional(self) -> bool:
+        key = f"state/.capabilities/conditional-probe-{secrets.token_hex(6)}"
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=b"1", IfNoneMatch="*")
             try:
-                self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=b"1", IfNoneMatch="*")
-                try:
-                    self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=b"2", IfNoneMatch="*")
-                    self._conditional = False
-                except botocore.exceptions.ClientError as exc:
-                    self._conditional = _precondition_failed(exc)
-            except botocore.exceptions.ClientError:
-                self._conditional = False  # the header itself is refused: NotImplemented / 400
-            finally:
-                try:
-                    self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
-                except botocore.exceptions.BotoCoreError:
-                    pass
-                except botocore.exceptions.ClientError:
-                    pass
-            log.info("conditional writes detected", enforced=self._conditional)
-        return bool(self._conditional)
+                self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=b"2", IfNoneMatch="*")
+                enforced = False
+            except botocore.exceptions.ClientError as exc:
+                enforced = _precondition_failed(exc)
+        except botocore.exceptions.ClientError:
+            enforced = False  # the header itself is refused: NotImplemented / 400
+        finally:
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+                pass
+        log.info("conditional writes detected", enforced=enforced)
+        return enforced
 
     def put_if_absent(self, key: str, obj: Any) -> bool:
         """Create key with obj as JSON unless it exists. True if this call created it."""
