@@ -24,7 +24,7 @@ from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import ConfigError
 from drkit.digitalocean.api import DoApi
 from drkit.failover.service import FUNCTION, Settings, execute
-from drkit.failover.webhook import AuthConfig, Trigger, authenticate, check_transport, parse_payload
+from drkit.failover.webhook import AuthConfig, Trigger, authenticate, parse_payload
 from drkit.platform.config import spaces_from_env
 from drkit.platform.runtime import Params
 from drkit.platform.web import HttpRequest
@@ -62,14 +62,17 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
 
 def run_web(req: HttpRequest, environ: Mapping[str, str], deadline: Deadline, *,
             clock: Clock = utcnow) -> tuple[int, dict[str, Any]]:
-    """An alert webhook or signed command: (HTTP status, body)."""
-    check_transport(req)
+    """An alert webhook or signed command: (HTTP status, body).
+
+    Cheap before expensive: authenticate and parse (no I/O), then claim the delivery's idempotency
+    record; a replay or a concurrent copy is answered from that record alone, before the plan is
+    read or the DigitalOcean client is built."""
     auth = AuthConfig.from_env(environ)
     if not auth.configured:
         raise ConfigError("no webhook credentials configured (DRKIT_WEBHOOK_BEARER/BASIC/HMAC, DRKIT_GRAFANA_HMAC)")
     scheme = authenticate(req, auth, time.time())
     trigger = parse_payload(req, scheme)
-    store, settings, api = _context(environ, deadline)
+    store = Store(spaces_from_env(environ))
     now = clock()
     key = f"{IDEM_PREFIX}{trigger.idempotency_key}.json"
     record = {"status": "in_progress", "at": now.isoformat(), "expires": (now + dt.timedelta(seconds=IN_PROGRESS_S)).isoformat()}
@@ -81,7 +84,8 @@ def run_web(req: HttpRequest, environ: Mapping[str, str], deadline: Deadline, *,
             return 202, {"ok": True, "duplicate": True, "decision": "the same delivery is being processed"}
         store.put_json(key, record)  # an abandoned in-progress record: take over
     try:
-        result = _act(store, settings, api, trigger, scheme, now)
+        settings = Settings.from_env(environ, store)
+        result = _act(store, settings, settings.api(deadline), trigger, scheme, now)
     except BaseException:
         store.delete(key)  # let the sender's retry run again
         raise

@@ -116,6 +116,8 @@ VARIABLES: tuple[Var, ...] = (
        default="x-grafana-alerting-signature"),
     _v("DRKIT_GRAFANA_TIMESTAMP_HEADER", (FAILOVER,), "header holding Grafana's signed timestamp",
        default="(timestamps not signed)"),
+    _v("DRKIT_WEBHOOK_MAX_BODY", (FAILOVER,), "largest webhook body accepted, in bytes (16 KiB to 16 MiB)",
+       default="1048576 (1 MiB)"),
     # snapshot-rotate
     _v("DRKIT_SNAPSHOT_POLICIES", (SNAPSHOTS,), "JSON list of snapshot policies (tag, schedule, retention)",
        required=(SNAPSHOTS,)),

@@ -28,6 +28,7 @@ from drkit.core import log
 from drkit.core.deadline import Deadline
 from drkit.core.errors import ConfigError, DrkitError
 from drkit.platform.envvars import UNSET, missing
+from drkit.platform.web import WebError, body_limit, from_event
 
 MAX_RESULT_BYTES = 900_000  # DO limit is 1 MB; keep headroom
 TRUE = ("true", "1", "yes", "y", "on")
@@ -145,13 +146,14 @@ def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, con
                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A `web: raw` function: HTTP calls go to run_web and get {statusCode, headers, body};
     plain invocations (doctl invoke, triggers) go to run_invoke through `handle`."""
-    from drkit.platform.web import WebError, from_event
-
     environ = without_unset(os.environ if environ is None else environ)
     try:
-        request = from_event(event if isinstance(event, Mapping) else {})
+        request = from_event(event if isinstance(event, Mapping) else {}, body_limit(environ))
     except WebError as exc:
         return _web_reply(exc.http_status, {"ok": False, "error": str(exc)})
+    except ConfigError as exc:
+        log.error("web call refused: the function is misconfigured", problems=exc.problems)
+        return _web_reply(500, {"ok": False, "error": "the function is misconfigured; see its activation log"})
     if request is None:
         return handle(function, run_invoke, event, context, environ)
     t0 = time.monotonic()
