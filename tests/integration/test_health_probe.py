@@ -153,9 +153,9 @@ def test_transitions_across_invocations_alert_once(health_env: Any, web: tuple[B
     b.health_status = 200
     r5, r6 = probe_run(env), probe_run(env)
     assert not r5["changed"] and r6["changed"][0]["event"] == "recovered" and r6["healthy"]
-    status = json.loads(s3_client.get_object(Bucket=bucket, Key="status/health_probe.json")["Body"].read())
+    status = json.loads(s3_client.get_object(Bucket=bucket, Key="status/health.json")["Body"].read())
     assert status["healthy"] == ["erp"] and status["targets"][0]["status"] == "healthy"
-    prom = s3_client.get_object(Bucket=bucket, Key="status/health_probe.prom")["Body"].read().decode()
+    prom = s3_client.get_object(Bucket=bucket, Key="status/health.prom")["Body"].read().decode()
     assert 'drkit_probe_healthy{target="erp",type="http"} 1' in prom
     assert any("failover.requested" in k for k in keys(s3_client, bucket, "audit/"))
 

@@ -25,11 +25,11 @@ import zstandard
 from conftest import SPACES_SECRET, fill_rich, keys
 from drkit.cli import main
 from drkit.crypto import signing
-from drkit.functions import db_backup
+from drkit.functions import db_backup, restore_verify
 from drkit.platform.config import spaces_from_env
 from drkit.platform.runtime import handle
 from drkit.policy import layout
-from drkit.storage import signed
+from drkit.storage import catalog, signed
 from drkit.storage.store import Store
 from drkit_dev.pgserver import PgServer
 
@@ -93,7 +93,7 @@ def test_a_planted_backup_runs_nothing(setup: dict[str, Any], pg: PgServer, s3_c
     assert code != 0 and "not signed by a trusted key" in text and "does not list" in text, text
     _nothing_happened(pg, target)
     # restore-verify refuses it too, before any scratch database
-    result = handle("restore-verify", __import__("drkit.restore_verify").restore_verify.run, {}, None,
+    result = handle("restore-verify", restore_verify.run, {}, None,
                     setup["env"] | {"DRKIT_STAGING_URL": pg.url("postgres"), "DRKIT_AGE_IDENTITY": age_keys[0]})
     assert result["ok"] is False and "not signed by a trusted key" in result["error"]
     _nothing_happened(pg, "drkit_verify_")
@@ -132,7 +132,7 @@ def test_a_rotated_key_still_verifies_old_backups(setup: dict[str, Any], pg: PgS
     newest = handle("db-backup", db_backup.run, {"prune": "false"}, None, rotated)  # signed by the new key
     assert newest["ok"]
     Path(setup["env_file"]).write_text("".join(f"{k}={v}\n" for k, v in rotated.items()))
-    entries = [e for e in __import__("drkit.catalog").catalog.list_backups(setup["store"], "app") if e.complete]
+    entries = [e for e in catalog.list_backups(setup["store"], "app") if e.complete]
     assert len(entries) == 2
     for entry in entries:  # old (old key) and new (new key) both restore
         target = f"t_{uuid.uuid4().hex[:8]}"

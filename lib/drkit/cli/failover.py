@@ -52,7 +52,7 @@ def register(root: Any) -> None:
         dest="command", required=True)
     plan = g.add_parser("plan", help="push or show the failover plan").add_subparsers(dest="action", required=True)
     c = plan.add_parser("push", help="check, sign and upload a failover plan (JSON)")
-    c.add_argument("file", help="the plan, JSON (docs/dns-reconcile.md)")
+    c.add_argument("file", help="the plan, JSON (docs/dns-failover.md)")
     c.add_argument("--key", help="bucket key (default: DRKIT_FAILOVER_PLAN_KEY)")
     c.add_argument("--signing-key", help="signing key file from `drkit keygen --signing` (default: DRKIT_SIGNING_KEY)")
     c.set_defaults(fn=cmd_plan_push)
