@@ -11,7 +11,15 @@ import pytest
 
 from conftest import SPACES_SECRET
 from drkit.core.deadline import Deadline
-from drkit.functions import config_backup, db_backup, dns_failover, health_probe, restore_verify, snapshot_rotate
+from drkit.functions import (
+    config_backup,
+    db_backup,
+    dns_failover,
+    health_probe,
+    restore_verify,
+    scheduler,
+    snapshot_rotate,
+)
 from drkit.platform import envvars
 from drkit.platform.runtime import handle, without_unset
 from drkit.platform.web import from_event
@@ -21,7 +29,7 @@ from drkit_dev.s3server import S3Server
 from support.scenarios import EVENTS, base_env, scenario
 
 RUNS = {"db-backup": db_backup.run, "restore-verify": restore_verify.run, "health-probe": health_probe.run,
-        "snapshot-rotate": snapshot_rotate.run, "config-backup": config_backup.run}
+        "snapshot-rotate": snapshot_rotate.run, "config-backup": config_backup.run, "scheduler": scheduler.run}
 # read by the edge (runtime.handle), not by the run itself
 EDGE_READS = {"DRKIT_LOG_LEVEL"}
 # read only on a path the scenario does not take, with the reason
@@ -31,8 +39,10 @@ NOT_ON_THIS_PATH = {
                      "read only when a target marked failover goes down (the plan only with DRKIT_AUTO_FAILOVER=true)"),
     "config-backup": ({"DRKIT_GITHUB_TOKEN", "DRKIT_GRAFANA_TOKEN"},
                       "read only by the github and grafana sources (token_env) the scenario does not configure"),
-    "dns-failover": ({"DRKIT_FAILOVER_PLAN_KEY", "DRKIT_TRUSTED_KEYS"},
-                     "read only when DRKIT_FAILOVER_PLAN (inline, from the deployed environment) is not set"),
+    "scheduler": ({"DRKIT_SNAPSHOT_POLICIES"}, "read only when set (snapshot-rotate's policies give it slots)"),
+    "dns-failover": ({"DRKIT_FAILOVER_PLAN_KEY", "DRKIT_TRUSTED_KEYS", "DRKIT_WEBHOOK_MAX_BODY"},
+                     "the plan key and trusted keys are read only when DRKIT_FAILOVER_PLAN (inline) is not set; "
+                     "the body limit by handle_web, before the run_web this test calls"),
 }
 
 

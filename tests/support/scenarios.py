@@ -14,6 +14,7 @@ from typing import Any
 
 from conftest import keys
 from drkit_dev.fakedo import FakeDO
+from drkit_dev.fakewhisk import FakeWhisk
 from drkit_dev.keys import signing_env
 
 WEBHOOK_TOKEN = "built-function-Token-0001"
@@ -32,9 +33,10 @@ EVENTS: dict[str, dict[str, Any]] = {
     "dns-failover": {"__ow_method": "post", "__ow_path": "",
                      "__ow_headers": {"authorization": f"Bearer {WEBHOOK_TOKEN}", "content-type": "application/json"},
                      "__ow_isBase64Encoded": False, "__ow_body": json.dumps({
-                         "version": "4", "groupKey": "g", "status": "firing", "alerts": [
+                         "version": "4", "groupKey": "g", "status": "firing", "receiver": "drkit", "alerts": [
                              {"status": "firing", "labels": {"alertname": "PrimarySiteDown"},
                               "fingerprint": "f1", "startsAt": "2026-11-26T03:00:00Z"}]})},
+    "scheduler": {},  # the every-minute trigger's tick
 }
 # The event of a run that must fail (with the failure `broken()` sets up).
 FAILING_EVENTS: dict[str, dict[str, Any]] = {
@@ -48,6 +50,7 @@ class Scenario:
     function: str
     dotenv: dict[str, str]
     fake: FakeDO | None = None
+    whisk: FakeWhisk | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,6 +63,7 @@ def base_env(s3_endpoint: str, bucket: str, secret: str, db_url: str, staging_ur
         "DRKIT_AGE_RECIPIENTS": age_keys[1], "DRKIT_AGE_IDENTITY": age_keys[0], **signing_env(),
         "DRKIT_DATABASES": "odoo", "DRKIT_DB_ODOO_URL": db_url, "DRKIT_DB_ODOO_COUNT_TABLES": "t",
         "DRKIT_STAGING_URL": staging_url,
+        "DRKIT_FUNCTIONS_KEY": "dof_v1_placeholder:not-the-namespace-key-0000",  # the scheduler's scenario sets its own
         "DRKIT_PROBES": json.dumps([{"name": "db", "type": "tcp", "host": "127.0.0.1", "port": probe_port}]),
     }
 
@@ -85,11 +89,18 @@ def scenario(function: str, env: dict[str, str]) -> Iterator[Scenario]:
         assert fake is not None
         fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
         env.update({"DRKIT_WEBHOOK_BEARER": WEBHOOK_TOKEN, "DRKIT_FAILOVER_PLAN": json.dumps(FAILOVER_PLAN)})
+    whisk = None
+    if function == "scheduler":  # the namespace API it dispatches through; every invoked function succeeds
+        whisk = FakeWhisk().start()
+        env.update(whisk.env())
     try:
-        yield Scenario(function, env, fake)
+        yield Scenario(function, env, fake, whisk)
     finally:
         if fake is not None:
             fake.stop()
+        if whisk is not None:
+            whisk.stop()
+            assert whisk.violations == [], whisk.violations
 
 
 def broken(sc: Scenario, closed_port: int) -> None:
@@ -99,6 +110,8 @@ def broken(sc: Scenario, closed_port: int) -> None:
         sc.dotenv["DRKIT_DB_ODOO_URL"] = url.replace("drkit-Local-pw-7", "wrong-password-9")
     elif sc.function == "restore-verify":  # the staging server is down
         sc.dotenv["DRKIT_STAGING_URL"] = f"postgresql://postgres:pw@127.0.0.1:{closed_port}/postgres"
+    elif sc.function == "scheduler":  # the namespace key was revoked: every invoke is refused (401)
+        sc.dotenv["DRKIT_FUNCTIONS_KEY"] = "dof_v1_revoked:revoked-Secret-0123456789"
     elif sc.function == "health-probe":  # the bucket cannot be reached (targets down would be a success)
         sc.dotenv.update({"DRKIT_SPACES_ENDPOINT": f"http://127.0.0.1:{closed_port}", "DRKIT_S3_MAX_ATTEMPTS": "1"})
     else:  # the DigitalOcean API answers 500
@@ -124,6 +137,11 @@ def check_effects(function: str, result: dict[str, Any], s3_client: Any, bucket:
         assert result["files"] == 3  # example.net records + zone, the domain index
     elif function == "snapshot-rotate":
         assert result["created"] and result["created"][0].startswith("droplet erp: drkit-erp-"), result
+    elif function == "scheduler":  # a first tick: each job's latest slot, one activation per database
+        names = sorted(d["name"] for d in result["dispatched"] if d["state"] == "dispatched")
+        assert names == ["config-backup", "db-backup/odoo", "health-probe", "restore-verify/odoo"], result
+        assert sc.whisk is not None and len(sc.whisk.invoked()) == 4
+        assert "status/schedule.json" in keys(s3_client, bucket, "status/")
     elif function == "health-probe":
         names = {t["name"]: t["ok"] for t in result["targets"]}
         assert names["db"] and names["backup-age:odoo"], names

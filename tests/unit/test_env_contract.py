@@ -60,7 +60,22 @@ def required_only() -> dict[str, str]:
             "DRKIT_SPACES_SECRET": "s", "DRKIT_AGE_RECIPIENTS": "age1x", "DRKIT_AGE_IDENTITY": "AGE-SECRET-KEY-1X",
             "DRKIT_DATABASES": "odoo", "DRKIT_DB_ODOO_URL": "postgresql://u:p@h/odoo",
             "DRKIT_STAGING_URL": "postgresql://u:p@h/postgres", "DRKIT_SIGNING_KEY": "drkit-sign-1:x",
-            "DRKIT_TRUSTED_KEYS": "RWx"}
+            "DRKIT_TRUSTED_KEYS": "RWx", "DRKIT_FUNCTIONS_KEY": "dof_v1_x:y",
+            "DRKIT_CONFIG_SOURCES": '[{"type": "digitalocean"}]'}
+
+
+def test_what_the_scheduler_runs_is_required_and_what_it_does_not_is_a_warning() -> None:
+    values = required_only()
+    del values["DRKIT_CONFIG_SOURCES"]
+    with pytest.raises(ConfigError, match="DRKIT_CONFIG_SOURCES is required by dr/config-backup .run by the scheduler"):
+        envvars.deploy_env(PROJECT, values)
+    values["DRKIT_SCHEDULE"] = '[{"job": "config-backup", "enabled": false}]'
+    _, warnings = envvars.deploy_env(PROJECT, values)
+    assert "DRKIT_CONFIG_SOURCES is not set: dr/config-backup will refuse to run until it is" in warnings
+    assert any("DRKIT_SNAPSHOT_POLICIES is not set" in w for w in warnings)  # no policies: nothing to schedule
+    del values["DRKIT_FUNCTIONS_KEY"]
+    with pytest.raises(ConfigError, match="DRKIT_FUNCTIONS_KEY is required by dr/scheduler"):
+        envvars.deploy_env(PROJECT, values)
 
 
 def test_a_dotenv_with_only_the_required_variables_deploys() -> None:

@@ -53,10 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = g.add_parser("check", help="validate the configuration (and with --connect, reach the bucket and databases)")
     c.add_argument("--connect", action="store_true", help="also connect to the bucket and every database")
     c.set_defaults(fn=cmd_config_check)
-    from drkit.cli import config, failover
+    from drkit.cli import config, failover, schedule
 
     config.register(g, sub)
     failover.register(sub)
+    schedule.register(sub)
 
     p = sub.add_parser("backup", help="take a database backup now (what the hourly trigger runs)")
     p.add_argument("--db", action="append", help="database name (repeatable; default: all)")

@@ -80,6 +80,12 @@ def reset(**context: Any) -> None:
         _context.update(context)
 
 
+def context() -> dict[str, Any]:
+    """A copy of the current invocation's context (function, activation id, ...)."""
+    with _lock:
+        return dict(_context)
+
+
 def bind(**context: Any) -> None:
     with _lock:
         _context.update(context)

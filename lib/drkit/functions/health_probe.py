@@ -26,7 +26,7 @@ from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import ConfigError, DrkitError, StoreError
 from drkit.health import probe
-from drkit.health.protection import Protection, config_protection, data_protection
+from drkit.health.protection import Protection, config_protection, data_protection, schedule_protection
 from drkit.health.status import advance, prometheus_text
 from drkit.platform.config import spaces_from_env
 from drkit.platform.databases import database_names, env_name
@@ -143,6 +143,10 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
             results += config_protection(store, settings.config_max_age, now)
         except StoreError as exc:
             results.append(probe.Result("config-age", "backup", False, f"cannot read Spaces: {exc}", 0.0))
+    try:
+        results += schedule_protection(store, now)
+    except StoreError as exc:
+        results.append(probe.Result("scheduler", "schedule", False, f"cannot read Spaces: {exc}", 0.0))
     try:
         saved = store.get_json_or_none(STATE_KEY) or {}
     except StoreError:

@@ -91,3 +91,34 @@ def _human(d: dt.timedelta) -> str:
     if s < 172800:
         return f"{s / 3600:.1f} h"
     return f"{s / 86400:.1f} d"
+
+
+# -- the scheduler ----------------------------------------------------------------------------
+
+SCHEDULE_STATUS_KEY = "status/schedule.json"  # written by the scheduler each tick (scheduling/runs.py)
+SCHEDULER_SILENT = dt.timedelta(minutes=10)
+
+
+def schedule_protection(store: Store, now: dt.datetime) -> list[probe.Result]:
+    """The scheduler ticks, and every job it runs succeeded within its window (none when no scheduler
+    has written a status: drkit deployed without one, or before its first tick)."""
+    status = store.get_json_or_none(SCHEDULE_STATUS_KEY)
+    if not isinstance(status, dict) or not status.get("at"):
+        return []
+    age = now - dt.datetime.fromisoformat(status["at"])
+    out = [probe.Result("scheduler", "schedule", age <= SCHEDULER_SILENT,
+                        f"last tick {_human(age)} ago" if age <= SCHEDULER_SILENT else
+                        f"the scheduler is silent: last tick {_human(age)} ago (it ticks every minute); "
+                        "check dr/scheduler's activations and its trigger", 0.0,
+                        metrics={"scheduler_last_tick_age_seconds": age.total_seconds()})]
+    for job in status.get("jobs") or []:
+        if not isinstance(job, dict) or job.get("job") == "health-probe":
+            continue
+        failed = job.get("state") in ("failed", "timed_out", "lost", "dispatch_failed")
+        ok = not failed and not job.get("overdue")
+        detail = (f"last run {job.get('state')}: {job.get('error')} (activation {job.get('activation_id')})" if failed
+                  else f"no success within {_human(dt.timedelta(seconds=float(job.get('within_s') or 0)))}"
+                  if job.get("overdue") else f"last run {job.get('state')}, next {job.get('next_run')}")
+        out.append(probe.Result(f"schedule:{job.get('name')}", "schedule", ok, detail, 0.0,
+                                metrics={"schedule_failures_in_a_row": float(job.get("failures_in_a_row") or 0)}))
+    return out

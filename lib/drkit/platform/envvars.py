@@ -19,9 +19,9 @@ from drkit.core.errors import ConfigError
 UNSET = "unset"  # the deploy-time stand-in for "not set" (the deployer refuses empty values)
 DB = "<NAME>"    # per-database variables: DRKIT_DB_<NAME>_URL for each name in DRKIT_DATABASES
 
-DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG = (
-    "db-backup", "restore-verify", "health-probe", "dns-failover", "snapshot-rotate", "config-backup")
-ALL = (DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG)
+DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG, SCHEDULER = (
+    "db-backup", "restore-verify", "health-probe", "dns-failover", "snapshot-rotate", "config-backup", "scheduler")
+ALL = (DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG, SCHEDULER)
 DO_CALLERS = (FAILOVER, SNAPSHOTS, CONFIG, HEALTH)  # health-probe: only for DRKIT_AUTO_FAILOVER=true
 
 
@@ -69,7 +69,7 @@ VARIABLES: tuple[Var, ...] = (
        "minisign public keys (RW…) whose signatures drkit believes: manifests, failover plans",
        required=(RESTORE_VERIFY,), default="(none: nothing from the bucket is believed)"),
     # databases
-    _v("DRKIT_DATABASES", (DB_BACKUP, RESTORE_VERIFY, HEALTH), "database names, comma separated (lower-case)",
+    _v("DRKIT_DATABASES", (DB_BACKUP, RESTORE_VERIFY, HEALTH, SCHEDULER), "database names, comma separated (lower-case)",
        required=(DB_BACKUP, RESTORE_VERIFY), default="(none: health-probe checks no backups)"),
     _v("DRKIT_RETENTION", (DB_BACKUP,), "default retention policy", default="keep_within_hourly=7d keep_within_daily=30d"),
     _v(f"DRKIT_DB_{DB}_URL", (DB_BACKUP,), "postgresql:// URL of the database to back up", required=(DB_BACKUP,)),
@@ -119,8 +119,18 @@ VARIABLES: tuple[Var, ...] = (
     _v("DRKIT_WEBHOOK_MAX_BODY", (FAILOVER,), "largest webhook body accepted, in bytes (16 KiB to 16 MiB)",
        default="1048576 (1 MiB)"),
     # snapshot-rotate
-    _v("DRKIT_SNAPSHOT_POLICIES", (SNAPSHOTS,), "JSON list of snapshot policies (tag, schedule, retention)",
-       required=(SNAPSHOTS,)),
+    _v("DRKIT_SNAPSHOT_POLICIES", (SNAPSHOTS, SCHEDULER), "JSON list of snapshot policies (tag, schedule, retention)",
+       required=(SNAPSHOTS,), default="(none: the scheduler runs no snapshots)"),
+    # scheduler
+    _v("DRKIT_FUNCTIONS_KEY", (SCHEDULER,), "namespace access key <id>:<secret> (doctl serverless key create)",
+       required=(SCHEDULER,)),
+    _v("DRKIT_FUNCTIONS_API_HOST", (SCHEDULER,), "the namespace's API host (https://faas-…doserverless.co)",
+       default="__OW_API_HOST (set by DigitalOcean)"),
+    _v("DRKIT_FUNCTIONS_NAMESPACE", (SCHEDULER,), "the namespace (fn-…)", default="__OW_NAMESPACE (set by DigitalOcean)"),
+    _v("DRKIT_SCHEDULE", (SCHEDULER,), "JSON list of schedule changes {job, cron, within, enabled, databases}",
+       default="(the DR plan's: docs/scheduler.md)"),
+    _v("DRKIT_HEARTBEAT_URL", (SCHEDULER,), "https URL the scheduler GETs after every tick (dead man's switch)",
+       default="(none)"),
     # config-backup
     _v("DRKIT_CONFIG_SOURCES", (CONFIG,), "JSON list of config sources", required=(CONFIG,)),
     _v("DRKIT_CONFIG_RETENTION", (CONFIG,), "retention of config archives", default="keep_within=90d"),
@@ -176,9 +186,11 @@ def deploy_env(project_yml: str, values: Mapping[str, str]) -> tuple[dict[str, s
 
     Raises ConfigError listing every required variable of a scheduled function that is
     unset (it would fail every run, silently for days), and every database in
-    DRKIT_DATABASES whose URL project.yml does not pass to db-backup. A required variable
-    of a function without a trigger is a warning: that function refuses to run, saying so,
-    until it is set (an operator may not use snapshots or config backups).
+    DRKIT_DATABASES whose URL project.yml does not pass to db-backup. A function is scheduled
+    when it has a trigger, or when the scheduler (which has one) runs it: every job of its
+    table that DRKIT_SCHEDULE does not disable, and snapshot-rotate when policies are set.
+    A required variable of a function nothing schedules is a warning: that function refuses
+    to run, saying so, until it is set.
     """
     import yaml
 
@@ -188,7 +200,12 @@ def deploy_env(project_yml: str, values: Mapping[str, str]) -> tuple[dict[str, s
     warnings: list[str] = []
     out: dict[str, str] = {}
     names = database_names(values)
-    for fn in project["packages"][0]["functions"]:
+    functions = project["packages"][0]["functions"]
+    scheduled = {fn["name"]: "scheduled" for fn in functions if fn.get("triggers")}
+    if SCHEDULER in scheduled:
+        for job in scheduler_jobs(values):
+            scheduled.setdefault(job, "run by the scheduler; or disable it in DRKIT_SCHEDULE")
+    for fn in functions:
         env = {**common, **(fn.get("environment") or {})}
         given = set()
         for text in env.values():
@@ -206,8 +223,9 @@ def deploy_env(project_yml: str, values: Mapping[str, str]) -> tuple[dict[str, s
                 if spec and DB in spec.name:  # per-database: required only for the configured databases
                     required = required and any(var == spec.name.replace(DB, _upper(n)) for n in names)
                 if not value:
-                    if required and fn.get("triggers"):
-                        problems.append(f"{var_spec} is required by dr/{fn['name']} (scheduled) and is not set")
+                    if required and fn["name"] in scheduled:
+                        problems.append(f"{var_spec} is required by dr/{fn['name']} ({scheduled[fn['name']]}) "
+                                        "and is not set")
                     elif required:
                         warnings.append(f"{var_spec} is not set: dr/{fn['name']} will refuse to run until it is")
                     value = UNSET
@@ -260,3 +278,20 @@ def missing(function: str, environ: Mapping[str, str]) -> list[str]:
             spec = find(a)
             out.append(f"set {a} or {b} ({spec.meaning if spec else a})")
     return out
+
+
+def scheduler_jobs(values: Mapping[str, str]) -> list[str]:
+    """The functions the scheduler will run with these settings (an unreadable DRKIT_SCHEDULE: all of
+    them; the scheduler itself reports what is wrong with it)."""
+    import json
+
+    from drkit.policy.schedule import JOBS
+
+    disabled: set[str] = set()
+    try:
+        items = json.loads(str(values.get("DRKIT_SCHEDULE", "")).strip() or "[]")
+        disabled = {i["job"] for i in items if isinstance(i, dict) and i.get("enabled") is False}
+    except (ValueError, TypeError, KeyError):
+        pass
+    has_policies = str(values.get("DRKIT_SNAPSHOT_POLICIES", "")).strip() not in ("", UNSET)
+    return [j for j in JOBS if j not in disabled and (j != SNAPSHOTS or has_policies)]
