@@ -34,7 +34,7 @@ from drkit.postgres import restore
 from drkit.storage import catalog
 from drkit.storage.store import Store
 
-from . import probeservers, sampledb
+from . import drill_schedule, probeservers, sampledb
 from .keys import signing_env
 from .pgserver import PgServer
 from .s3server import S3Server
@@ -111,6 +111,7 @@ def run(size_mb: int, keep: bool) -> int:
             failover_step(drill, env, web_port)
             snapshot_step(drill, env)
             config_step(drill, env, work)
+            drill_schedule.compressed_day(drill, env)
         finally:
             probeservers.stop(web)
     if keep:
