@@ -236,7 +236,7 @@ def failover_step(drill: Drill, env: dict[str, str], dr_port: int) -> None:
                      "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
                      "records": [{"domain": "example.net", "name": "erp", "type": "A", "ttl": 60,
                                   "values": {"primary": "203.0.113.10", "dr": "198.51.100.20"}}]}))
-        body = json.dumps({"version": "4", "groupKey": "drill", "status": "firing", "alerts": [{
+        body = json.dumps({"version": "4", "groupKey": "drill", "status": "firing", "receiver": "drkit", "alerts": [{
             "status": "firing", "labels": {"alertname": "PrimarySiteDown"}, "fingerprint": "drill",
             "startsAt": "2026-11-26T00:00:00Z"}]}).encode()
         ts = str(int(time.time()))
@@ -248,7 +248,8 @@ def failover_step(drill: Drill, env: dict[str, str], dr_port: int) -> None:
         for label, event in (("signed alert", call), ("replay of the same alert", call),
                              ("operator failback", {"action": "failback", "reason": "drill"})):
             reply = handle_web("dns-failover", dns_failover.run_web, dns_failover.run, event, _Context(25_000), e)
-            answer = reply["body"]["decision"] if "statusCode" in reply else reply["decision"]
+            answer_of = reply["body"] if "statusCode" in reply else reply
+            answer = answer_of.get("decision") or answer_of.get("error")
             code = reply.get("statusCode", "invoke")
             data = fake.records["example.net"][0]["data"]
             steps.append(data)
