@@ -356,3 +356,26 @@ def test_record_lists_are_read_past_the_first_page(fake: FakeDO) -> None:
     assert len(records) == 453 and len({r["id"] for r in records}) == 453
     pages = [r for r in fake.requests if r[0] == "GET" and r[1].endswith("/records")]
     assert len(pages) == 3  # 200 + 200 + 53
+
+
+def test_the_cli_shows_rehearses_and_moves_traffic_with_the_functions_rules(
+        env: dict[str, str], fake: FakeDO, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from drkit.cli import main
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    run = ["--env-file", str(env_file), "failover"]
+    assert main.main([*run, "status"]) == 0
+    assert "on primary" in capsys.readouterr().out
+    assert main.main([*run, "dry-run", "--reason", "rehearsal"]) == 0
+    out = capsys.readouterr().out
+    assert "dns A erp.example.net: 203.0.113.10 -> 198.51.100.20" in out and "(planned)" in out and fake.writes() == []
+    monkeypatch.setattr("builtins.input", lambda prompt: "no")
+    assert main.main([*run, "failover", "--reason", "region outage"]) == 1  # not confirmed: nothing moves
+    assert fake.writes() == [] and "nothing changed" in capsys.readouterr().out
+    assert main.main([*run, "failover", "--reason", "region outage", "--yes"]) == 0
+    assert dns(fake)["erp"] == "198.51.100.20" and "(applied)" in capsys.readouterr().out
+    assert main.main([*run, "failover", "--yes"]) == 0 and "already on dr" in capsys.readouterr().out
+    assert main.main([*run, "failback", "--reason", "primary is back", "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "applied" and dns(fake)["erp"] == "203.0.113.10"

@@ -1,4 +1,8 @@
-"""`drkit failover plan push|show`: the failover plan in the bucket, signed (dns-failover believes no other)."""
+"""`drkit failover status|dry-run|failover|failback|drill` and `plan push|show`: dns-failover from a laptop.
+
+The actions run dns-failover's own operator path (`functions/dns_failover.run`: the same plan, the
+same DR-site health check, hold time and exactly-once transition, the same audit events), with the
+operator's environment; the plan in the bucket is believed only with a trusted signature."""
 
 from __future__ import annotations
 
@@ -47,9 +51,54 @@ def cmd_plan_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+ACTIONS = {"status": "where traffic is, and whether DNS, reserved IPs and apps match it",
+           "dry-run": "what a failover would change, changing nothing",
+           "drill": "a rehearsal: every check and the planned changes, nothing changed (recorded as a drill)",
+           "failover": "move traffic to the DR site (checks its health first; asks unless --yes)",
+           "failback": "move traffic back to the primary site (asks unless --yes)"}
+
+
+def cmd_action(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from drkit.functions import dns_failover
+    from drkit.platform import runtime
+
+    action = "failover" if args.command == "dry-run" else args.command
+    params: dict[str, Any] = {"action": action, "dry_run": args.command == "dry-run"}
+    for name in ("site", "reason"):
+        if getattr(args, name, None):
+            params[name] = getattr(args, name)
+    if getattr(args, "force", False):
+        params["force"] = True
+    if action in ("failover", "failback") and not params["dry_run"] and not args.yes:
+        answer = input(f"{action} moves production traffic now ({args.reason or 'no reason given'}). "
+                       f"Type {action} to go on: ")
+        if answer.strip() != action:
+            print("nothing changed")
+            return 1
+    result = runtime.handle("dns-failover", dns_failover.run, params, None, env, default_deadline_s=None)
+    code = common.print_result(result, args.json)
+    if not args.json:
+        for change in result.get("changes", []):
+            state = (f"NOT applied: {change['error']}" if change.get("error") else
+                     "applied" if change.get("applied") else "planned")
+            print(f"  {change.get('kind')} {change.get('target')}: {change.get('current')} -> {change.get('desired')} "
+                  f"({state})")
+    return code
+
+
 def register(root: Any) -> None:
-    g = root.add_parser("failover", help="the failover plan dns-failover reads (signed)").add_subparsers(
-        dest="command", required=True)
+    g = root.add_parser("failover", help="where traffic is, fail over or back, and the plan dns-failover reads "
+                                         "(docs/dns-failover.md)").add_subparsers(dest="command", required=True)
+    for action, text in ACTIONS.items():
+        c = g.add_parser(action, help=text)
+        if action != "status":
+            c.add_argument("--reason", default="", help="recorded in the state and the audit event")
+            c.add_argument("--site", default="", help="the target site (default: dr for failover, primary for failback)")
+        if action in ("failover", "failback"):
+            c.add_argument("--force", action="store_true", help="move even if the target site's health check fails")
+            c.add_argument("--yes", action="store_true", help="do not ask")
+        c.add_argument("--json", action="store_true", help="print the full JSON result")
+        c.set_defaults(fn=cmd_action)
     plan = g.add_parser("plan", help="push or show the failover plan").add_subparsers(dest="action", required=True)
     c = plan.add_parser("push", help="check, sign and upload a failover plan (JSON)")
     c.add_argument("file", help="the plan, JSON (docs/dns-failover.md)")
