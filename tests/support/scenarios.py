@@ -64,6 +64,8 @@ def base_env(s3_endpoint: str, bucket: str, secret: str, db_url: str, staging_ur
         "DRKIT_DATABASES": "odoo", "DRKIT_DB_ODOO_URL": db_url, "DRKIT_DB_ODOO_COUNT_TABLES": "t",
         "DRKIT_STAGING_URL": staging_url,
         "DRKIT_FUNCTIONS_KEY": "dof_v1_placeholder:not-the-namespace-key-0000",  # the scheduler's scenario sets its own
+        # the scheduler runs config-backup daily, so a deploy needs its sources (config-backup's scenario sets its own)
+        "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "digitalocean", "include": ["domains"]}]),
         "DRKIT_PROBES": json.dumps([{"name": "db", "type": "tcp", "host": "127.0.0.1", "port": probe_port}]),
     }
 
