@@ -349,3 +349,12 @@ def test_hostile_entries_never_leave_the_destination(keypair: tuple[Any, Any], t
     with pytest.raises(IntegrityError, match="refusing"):
         extract.extract(io.BytesIO(data), files, [keypair[0]], dest)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["inner"]
+
+
+def test_an_unknown_name_suggests_the_closest_known_one() -> None:
+    from drkit.core import suggest
+
+    assert suggest.unknown("database", ["odo"], ["odoo", "superset"]) == (
+        "unknown database 'odo' (did you mean 'odoo'?); configured: odoo, superset")
+    assert suggest.unknown("database", ["zzz"], ["odoo"]) == "unknown database 'zzz'; configured: odoo"
+    assert suggest.unknown("database", ["x"], []) == "unknown database 'x'; configured: none"

@@ -40,7 +40,7 @@ def test_every_problem_in_the_table_is_reported_at_once() -> None:
     problems = err.value.problems
     assert len(problems) == 8, problems
     joined = "\n".join(problems)
-    for expected in ("'every hour' is not a 5-field cron", "unknown database(s) 'odo'", "job must be one of",
+    for expected in ("'every hour' is not a 5-field cron", "unknown database(s) 'odo' (did you mean 'odoo'?)", "job must be one of",
                      "within must be a duration", "enabled must be true or false", "unknown key(s) 'when'",
                      "each policy's own schedule", "appears twice"):
         assert expected in joined

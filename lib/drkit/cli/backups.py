@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from drkit.cli.common import age, console, load_identities, open_store, print_result, size, trusted_keys_of
+from drkit.core import suggest
 from drkit.core.errors import ConfigError
 from drkit.functions import db_backup
 from drkit.platform import runtime
@@ -153,7 +154,7 @@ def cmd_retention_plan(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     con = console()
     for name in names:
         if name not in cfg.databases:
-            raise ConfigError(f"unknown database {name!r}; configured: {', '.join(cfg.databases)}")
+            raise ConfigError(suggest.unknown("database", [name], list(cfg.databases)))
         result = db_backup.prune(cfg.databases[name], store, None, now, dry_run=True)
         table = Table("backup id", "age", "verdict", "why", title=f"{name}: {result['policy']}")
         for d in result["plan"]:

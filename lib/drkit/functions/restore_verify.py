@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drkit import __version__
-from drkit.core import log
+from drkit.core import log, suggest
 from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import (
     ConfigError,
@@ -139,7 +139,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     log.configure(cfg.log_level)
     unknown = [n for n in request.databases or () if n not in names]
     if unknown:
-        raise ConfigError(f"unknown database {', '.join(map(repr, unknown))}; configured: {', '.join(names)}")
+        raise ConfigError(suggest.unknown("database", unknown, names))
     selected = list(request.databases or names)
     store = store or Store(cfg.spaces)
     store.check_access()

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from drkit.core import suggest
 from drkit.core.errors import ConfigError
 from drkit.core.secret import Secret
 from drkit.platform.databases import DatabaseConfig, databases_from_env
@@ -50,7 +51,7 @@ class Config:
             return list(self.databases.values())
         unknown = [n for n in names if n not in self.databases]
         if unknown:
-            raise ConfigError(f"unknown database {', '.join(map(repr, unknown))}; configured: {', '.join(self.databases)}")
+            raise ConfigError(suggest.unknown("database", unknown, list(self.databases)))
         return [self.databases[n] for n in names]
 
     @classmethod

@@ -30,6 +30,7 @@ from typing import Any
 
 from croniter import croniter
 
+from drkit.core import suggest
 from drkit.core.errors import ConfigError
 from drkit.policy.durations import parse_interval
 
@@ -133,8 +134,7 @@ def parse(text: str, databases: Sequence[str], snapshot_policies: Sequence[tuple
                 else:
                     unknown_db = [d for d in names if d not in databases]
                     if unknown_db:
-                        problems.append(f"{label}: unknown database(s) {', '.join(map(repr, unknown_db))}; "
-                                        f"DRKIT_DATABASES has {', '.join(databases) or 'none'}")
+                        problems.append(f"{label}: {suggest.unknown('database(s)', unknown_db, databases)}")
             overrides[job] = item
     if problems:
         raise ConfigError(problems)
