@@ -170,6 +170,45 @@ def test_restore_into_a_new_database(restore_setup: Any, capsys: pytest.CaptureF
         pg.drop_database(target)
 
 
+def test_restore_takes_the_password_from_the_libpq_environment_not_the_command_line(
+        restore_setup: Any, capsys: pytest.CaptureFixture[str], pg: PgServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--target postgresql://user@host/db` and PGPASSWORD (or ~/.pgpass): every tool drkit runs gets it, and a
+    wrong one says why instead of "stopped reading its input"."""
+    from conftest import table_fingerprints
+
+    env_file, identity, source = restore_setup
+    assert run(capsys, "--env-file", env_file, "backup")[0] == 0
+    no_password = pg.url("TARGET").replace(f":{pg.password}@", "@")
+    assert pg.password not in no_password
+    target = f"env_{os.urandom(4).hex()}"
+    monkeypatch.setenv("PGPASSWORD", "not-the-password-0")
+    code, out, err = run(capsys, "--env-file", env_file, "restore", "--db", "app", "--target",
+                         no_password.replace("TARGET", target), "--identity", identity)
+    assert code != 0 and "password authentication failed" in out + err, out + err
+    monkeypatch.delenv("PGPASSWORD")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{pg.port}:*:postgres:{pg.password}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    try:
+        code, out, err = run(capsys, "--env-file", env_file, "restore", "--db", "app", "--target",
+                             no_password.replace("TARGET", target), "--identity", identity)
+        assert code == 0, out + err
+        assert table_fingerprints(pg, target) == table_fingerprints(pg, source)
+    finally:
+        pg.drop_database(target)
+    monkeypatch.delenv("PGPASSFILE")
+    monkeypatch.setenv("PGPASSWORD", pg.password)
+    second = f"env_{os.urandom(4).hex()}"
+    try:
+        code, out, err = run(capsys, "--env-file", env_file, "restore", "--db", "app", "--target",
+                             no_password.replace("TARGET", second), "--identity", identity)
+        assert code == 0, out + err
+    finally:
+        pg.drop_database(second)
+
+
 def test_restore_guard_for_a_database_with_tables(restore_setup: Any, capsys: pytest.CaptureFixture[str],
                                                   pg: PgServer, tmp_path: Path) -> None:
     from conftest import table_fingerprints

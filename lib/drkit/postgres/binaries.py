@@ -152,14 +152,20 @@ def check_compatible(tool: ToolVersion, server_version_num: int) -> None:
 
 
 # libpq's TLS settings from the environment reach the tools as they reach psycopg (a PGSSLMODE=verify-full
-# the operator set must not silently become `prefer` for pg_dump); every other PG* variable is dropped.
+# the operator set must not silently become `prefer` for pg_dump); every other PG* variable is dropped but the
+# password file (CREDENTIAL_FILES), and child_env passes an operator's PGPASSWORD when the URL has none.
 SSL_ENV = ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSSLCRLDIR", "PGSSLSNI",
            "PGSSLMINPROTOCOLVERSION", "PGREQUIRESSL", "PGGSSENCMODE")
 
+# where libpq looks up a password the URL does not carry (~/.pgpass by default: HOME is kept too)
+CREDENTIAL_FILES = ("PGPASSFILE",)
+
+
 def tool_env() -> dict[str, str]:
-    """The environment every PostgreSQL tool starts with (no inherited PG* but TLS, C locale)."""
-    # Drop inherited libpq variables but TLS ones: the connection is exactly what drkit passes.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in SSL_ENV}
+    """The environment every PostgreSQL tool starts with (no inherited PG* but TLS and the password file;
+    C locale)."""
+    # Drop inherited libpq variables but those: the connection is exactly what drkit passes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in SSL_ENV or k in CREDENTIAL_FILES}
     env["LC_ALL"] = "C"
     if _MEMFD_LIB:
         env["LD_LIBRARY_PATH"] = ":".join([*_MEMFD_LIB, *filter(None, [env.get("LD_LIBRARY_PATH")])])

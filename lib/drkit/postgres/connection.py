@@ -28,6 +28,8 @@ def child_env(db: DatabaseConfig) -> dict[str, str]:
     env = tool_env()
     if db.password is not None:
         env["PGPASSWORD"] = db.password.reveal()
+    elif os.environ.get("PGPASSWORD"):  # an operator's libpq environment (the CLI): the tools get what psycopg gets
+        env["PGPASSWORD"] = os.environ["PGPASSWORD"]
     env["PGAPPNAME"] = "drkit"
     env.setdefault("PGCONNECT_TIMEOUT", "15")
     return env

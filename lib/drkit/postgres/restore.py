@@ -77,6 +77,16 @@ class _PipeWriter(io.RawIOBase):
         try:
             stdin.write(b)
         except BrokenPipeError:
+            # the child stopped reading: why is in its exit status and stderr (a refused password, ...)
+            try:
+                code = self.proc.wait(timeout=10)
+            except Exception as exc:  # noqa: BLE001 - it did not exit in time: the plain message below
+                log.warning("a restore tool stopped reading and did not exit", tool=self.proc.tool, error=str(exc))
+            else:
+                try:
+                    self.proc.check(code)
+                except PgError as exc:
+                    raise PgError(f"{self.proc.tool} stopped reading its input: {exc}", tool=self.proc.tool) from None
             raise PgError(f"{self.proc.tool} stopped reading its input", tool=self.proc.tool) from None
         self.count += len(b)
         return len(b)
