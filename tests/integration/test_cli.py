@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import keys
+from conftest import ROOT, keys
 from drkit.cli import main
 from drkit.policy import layout
 from drkit_dev.pgserver import PgServer
@@ -63,24 +63,53 @@ def test_keygen_writes_a_private_file_and_refuses_to_overwrite(tmp_path: Path,
     assert f"# drkit trusted key: {out.split()[-1]}" in key_file.read_text()
 
 
-def test_config_check(env_file: Any, capsys: pytest.CaptureFixture[str], pg: PgServer) -> None:
-    code, out, _ = run(capsys, "--env-file", env_file(), "config", "check", "--connect")
+def test_config_check(make_env: Any, age_keys: tuple[str, str], capsys: pytest.CaptureFixture[str], pg: PgServer,
+                      dbname: str, tmp_path: Path) -> None:
+    """Every function's own start-up validation, on what project.yml gives it; --connect with its credentials."""
+    project = tmp_path / "project.yml"
+    project.write_text((ROOT / "project.yml").read_text().replace("ODOO", "APP"))
+
+    def check(*extra: str, connect: bool = False, **changes: str) -> tuple[int, str]:
+        env = make_env({"app": pg.url(dbname)}, DRKIT_STAGING_URL=pg.url("postgres"), DRKIT_AGE_IDENTITY=age_keys[0],
+                       DRKIT_CONFIG_SOURCES='[{"type": "digitalocean", "include": ["domains"]}]',
+                       DRKIT_DO_TOKEN="dop_v1_" + "0" * 64, DRKIT_FUNCTIONS_KEY="dof_v1_key:secret-0123456789abcdef")
+        env.update(changes)
+        path = tmp_path / "drkit.env"
+        path.write_text("".join(f"{k}={v}\n" for k, v in env.items() if v != ""))
+        argv = ["--env-file", str(path), "config", "check", "--project", str(project), *(["--connect"] if connect else []),
+                *extra]
+        code, out, err = run(capsys, *argv)
+        return code, out + err
+
+    code, out = check()
     assert code == 0, out
-    assert "configuration is valid" in out and "PostgreSQL 18" in out and "compatible" in out
-    assert pg.password not in out
+    assert "configuration is valid for every function" in out
+    assert "dr/db-backup: ok" in out and "dr/scheduler: ok" in out and "dr/restore-verify: ok" in out
+    assert "dr/dns-failover: not set up" in out and "dr/snapshot-rotate: not set up" in out  # nothing runs them
     assert "its public key is in DRKIT_TRUSTED_KEYS" in out  # the signing key's backups will be believed
     assert "dr/dns-failover uses the same Spaces key as the backup writers" in out  # least privilege
-    code, out, _ = run(capsys, "--env-file", env_file(DRKIT_SPACES_KEY_DNS_FAILOVER="narrow-key",
-                                                      DRKIT_SPACES_KEY_HEALTH_PROBE="narrow-key"), "config", "check")
-    assert code == 0 and "same Spaces key" not in out
-
-    code, _, err = run(capsys, "--env-file", env_file(DRKIT_SPACES_BUCKET="", DRKIT_ZSTD_LEVEL="x"), "config", "check")
-    assert code == 2
-    assert "DRKIT_SPACES_BUCKET is not set" in err and "DRKIT_ZSTD_LEVEL" in err
-
-    bad = env_file(DRKIT_DB_APP_URL=pg.url("postgres", password="nope-Wrong-1"))
-    code, out, _ = run(capsys, "--env-file", bad, "config", "check", "--connect")
-    assert code == 1 and "password authentication failed" in out and "nope-Wrong-1" not in out
+    # what the functions refuse, config check refuses: one line per problem, exit 2
+    code, out = check(DRKIT_AGE_IDENTITY="AGE-SECRET-KEY-1CHANGEME", DRKIT_PROBES='[{"name": "x"',
+                      DRKIT_STAGING_URL="not a url", DRKIT_WEBHOOK_BEARER="short", DRKIT_FAILOVER_PLAN='{"sites": 1}',
+                      DRKIT_SCHEDULE='[{"job": "db-backup", "cron": "hourly"}]', DRKIT_SPACES_BUCKET="")
+    assert code == 2, out
+    for line in ("dr/restore-verify: the age identity is not a valid AGE-SECRET-KEY-1",
+                 "dr/health-probe: DRKIT_PROBES is not valid JSON", "dr/restore-verify: database 'staging': URL cannot be "
+                 "parsed", "dr/dns-failover: DRKIT_WEBHOOK_BEARER: every secret must be "
+                 "at least 16 characters", "dr/scheduler: DRKIT_SCHEDULE item 1: cron 'hourly'",
+                 "dr/db-backup: DRKIT_SPACES_BUCKET is not set", "configuration problem(s)"):
+        assert line in out, (line, out)
+    assert pg.password not in out
+    # --connect: each function reaches its endpoints with its own credentials
+    code, out = check(connect=True, DRKIT_DO_TOKEN="", DRKIT_CONFIG_SOURCES="",
+                      DRKIT_SCHEDULE='[{"job": "config-backup", "enabled": false}]')
+    assert code == 0, out
+    assert "PostgreSQL 18" in out and "compatible" in out and "staging" in out and "every endpoint answered" in out
+    code, out = check(connect=True, DRKIT_DO_TOKEN="", DRKIT_CONFIG_SOURCES="",
+                      DRKIT_SCHEDULE='[{"job": "config-backup", "enabled": false}]',
+                      DRKIT_DB_APP_URL=pg.url(dbname, password="nope-Wrong-1"))
+    assert code == 1 and "dr/db-backup: not reached" in out and "password authentication failed" in out, out
+    assert "nope-Wrong-1" not in out
 
 
 def test_backup_list_show_pin_and_plan(env_file: Any, capsys: pytest.CaptureFixture[str], s3_client: Any,

@@ -449,16 +449,19 @@ def test_tar_members_are_in_the_manifest_in_order(account: Account, s3_client: A
     assert m["bytes_in"] == len(tar_bytes)
 
 
-def test_config_check_shows_the_sources_and_refuses_bad_ones(account: Account,
+def test_config_check_shows_the_sources_and_refuses_bad_ones(account: Account, age_keys: tuple[str, str],
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    env = dict(account.env, DRKIT_DATABASES="app", DRKIT_DB_APP_URL="postgresql://u@db.example.net/app")
+    env = dict(account.env, DRKIT_DATABASES="odoo", DRKIT_DB_ODOO_URL="postgresql://u@db.example.net/odoo",
+               DRKIT_STAGING_URL="postgresql://u@db.example.net/postgres", DRKIT_AGE_IDENTITY=age_keys[0],
+               DRKIT_FUNCTIONS_KEY="dof_v1_key:secret-0123456789abcdef")
     code, text = _cli(env, "config", "check", capsys=capsys)
     assert code == 0, text
+    assert "dr/config-backup: ok" in text
     assert "acme/infra@main" in text and "DRKIT_GITHUB_TOKEN" in text and "s3://" in text
     assert account.web.github_token not in text
     env["DRKIT_CONFIG_SOURCES"] = json.dumps([{"type": "grafana", "name": "g", "url": "http://grafana.example.net"}])
     code, text = _cli(env, "config", "check", capsys=capsys)
-    assert code == 2 and "url must be the https:// base URL of Grafana" in text
+    assert code == 2 and "dr/config-backup: " in text and "url must be the https:// base URL of Grafana" in text
 
 
 def test_health_probe_watches_config_backup_freshness_and_failures(account: Account) -> None:

@@ -23,8 +23,9 @@ from drkit.cli.backups import (
     cmd_retention_plan,
     cmd_swap_back,
 )
+from drkit.cli.check import cmd_config_check
 from drkit.cli.common import environment
-from drkit.cli.setup import cmd_config_check, cmd_keygen
+from drkit.cli.setup import cmd_keygen
 from drkit.cli.snapshots import cmd_droplet_rebuild
 from drkit.core import log
 from drkit.core.errors import ConfigError, DrkitError
@@ -50,8 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("config", help="configuration check, and config backups (list, show, extract)").add_subparsers(
         dest="command", required=True)
-    c = g.add_parser("check", help="validate the configuration (and with --connect, reach the bucket and databases)")
-    c.add_argument("--connect", action="store_true", help="also connect to the bucket and every database")
+    c = g.add_parser("check", help="every function's own start-up validation on the environment project.yml gives "
+                                   "it (with --connect, reach each one's endpoints with its own credentials)")
+    c.add_argument("--connect", action="store_true", help="also reach the bucket (each function's key), the databases, "
+                   "staging, the DigitalOcean API, the Functions API and the failover plan")
+    c.add_argument("--project", help="the project file (default: the checkout's project.yml)")
     c.set_defaults(fn=cmd_config_check)
     from drkit.cli import config, failover, schedule
 

@@ -25,7 +25,8 @@ class Settings:
     notifier: Notifier = field(default_factory=Notifier)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], store: Store) -> Settings:
+    def from_env(cls, environ: Mapping[str, str], store: Store | None) -> Settings:
+        """The plan inline (DRKIT_FAILOVER_PLAN) needs no store; a plan kept in the bucket is read from `store`."""
         problems: list[str] = []
         text = environ.get("DRKIT_FAILOVER_PLAN", "").strip()
         key = environ.get("DRKIT_FAILOVER_PLAN_KEY", "").strip()
@@ -34,6 +35,8 @@ class Settings:
             plan = plans.parse_plan(text)
         elif key:  # the bucket is writable by every function's key: believe only a trusted signature
             trusted = trusted_keys(environ, required=True)
+            if store is None:
+                raise ConfigError(f"the failover plan {key} is in the bucket: reading it needs the store")
             plan = plans.parse_plan(signed.get_bytes(store, key, trusted, f"the failover plan {key}").decode(), key)
         else:
             problems.append("set DRKIT_FAILOVER_PLAN (JSON) or DRKIT_FAILOVER_PLAN_KEY (an object in the bucket)")

@@ -52,6 +52,12 @@ class Request:
         return request
 
 
+def check(environ: Mapping[str, str]) -> str:
+    """The configuration run() needs, validated as it validates it (drkit config check); every problem at once."""
+    settings = Settings.from_env(environ)
+    return f"{len(settings.sources)} source(s): {', '.join(s.name for s in settings.sources)}"
+
+
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         store: Store | None = None, clock: Clock = utcnow) -> dict[str, Any]:
     request = Request.from_params(params)

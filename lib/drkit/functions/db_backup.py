@@ -32,7 +32,7 @@ import zstandard
 from drkit import __version__
 from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
-from drkit.core.errors import DeadlineExceeded, DrkitError, PgError, StoreError
+from drkit.core.errors import ConfigError, DeadlineExceeded, DrkitError, PgError, StoreError
 from drkit.crypto import encryption
 from drkit.platform.config import Config
 from drkit.platform.databases import DatabaseConfig
@@ -86,11 +86,26 @@ def zstd_params(cfg: Config) -> Any:
         cfg.zstd_level, threads=cfg.zstd_threads, job_size=ZSTD_JOB_SIZE)
 
 
+def check(environ: Mapping[str, str]) -> str:
+    """The configuration run() needs, validated as it validates it (drkit config check); every problem at once."""
+    problems: list[str] = []
+    Notifier.collect(environ, problems)
+    try:
+        cfg = Config.from_env(environ)
+        encryption.parse_recipients(cfg.recipients)
+    except ConfigError as exc:
+        raise ConfigError([*problems, *exc.problems]) from None
+    if problems:
+        raise ConfigError(problems)
+    return f"{len(cfg.databases)} database(s): {', '.join(cfg.databases)}; {len(cfg.recipients)} age recipient(s)"
+
+
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         store: Store | None = None, clock: Clock = utcnow) -> dict[str, Any]:
     """Back up the selected databases; any failure (configuration included: backups stop
     then too) is notified when a notification URL is set."""
     request = Request.from_params(params)
+    check(environ)
     notifier = Notifier.from_env(environ)
     try:
         result = _run(request, environ, deadline, store, clock)

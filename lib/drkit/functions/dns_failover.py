@@ -25,7 +25,8 @@ from drkit.core.errors import ConfigError
 from drkit.digitalocean.api import DoApi
 from drkit.failover.service import FUNCTION, Settings, execute
 from drkit.failover.webhook import AuthConfig, Trigger, authenticate, parse_payload
-from drkit.platform.config import spaces_from_env
+from drkit.platform.config import spaces_from_env, trusted_keys
+from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
 from drkit.platform.web import HttpRequest
 from drkit.storage import audit
@@ -39,6 +40,42 @@ def _context(environ: Mapping[str, str], deadline: Deadline) -> tuple[Store, Set
     store = Store(spaces_from_env(environ))
     settings = Settings.from_env(environ, store)
     return store, settings, settings.api(deadline)
+
+
+def check(environ: Mapping[str, str], store: Store | None = None) -> str:
+    """The configuration run() and run_web() need, validated as they validate it (drkit config check); every
+    problem at once. A plan kept in the bucket is read and verified only when `store` is given (--connect)."""
+    problems: list[str] = []
+    try:
+        if not AuthConfig.from_env(environ).configured:
+            problems.append("no webhook credentials configured (DRKIT_WEBHOOK_BEARER/BASIC/HMAC, DRKIT_GRAFANA_HMAC): "
+                            "alerts cannot reach this function (operator invokes still work)")
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        spaces_from_env(environ)
+    except ConfigError as exc:
+        problems += exc.problems
+    key = environ.get("DRKIT_FAILOVER_PLAN_KEY", "").strip()
+    summary = ""
+    if key and not environ.get("DRKIT_FAILOVER_PLAN", "").strip() and store is None:
+        try:
+            trusted_keys(environ, required=True)
+        except ConfigError as exc:
+            problems += exc.problems
+        if not environ.get("DRKIT_DO_TOKEN", "").strip():
+            problems.append("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with domain, reserved_ip and app scopes)")
+        Notifier.collect(environ, problems)
+        summary = f"plan in the bucket at {key} (read and verified at run time; --connect reads it now)"
+    else:
+        try:
+            settings = Settings.from_env(environ, store)
+            summary = f"plan: sites {', '.join(settings.plan.sites)}, {len(settings.plan.records)} record(s)"
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return summary
 
 
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,

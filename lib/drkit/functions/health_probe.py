@@ -28,7 +28,7 @@ from drkit.core.errors import ConfigError, DrkitError, StoreError
 from drkit.health import probe
 from drkit.health.protection import Protection, config_protection, data_protection, schedule_protection
 from drkit.health.status import advance, prometheus_text
-from drkit.platform.config import spaces_from_env
+from drkit.platform.config import SpacesConfig, spaces_from_env
 from drkit.platform.databases import database_names, env_name
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
@@ -121,6 +121,28 @@ def request_failover(store: Store, targets: list[str], now: dt.datetime, environ
 
 # -- the function ----------------------------------------------------------------------------
 
+def _startup(environ: Mapping[str, str]) -> tuple[SpacesConfig, Settings]:
+    problems: list[str] = []
+    spaces = None
+    try:
+        spaces = spaces_from_env(environ)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems or spaces is None:
+        raise ConfigError(problems)
+    return spaces, settings
+
+
+def check(environ: Mapping[str, str]) -> str:
+    """The configuration run() needs, validated as it validates it (drkit config check); every problem at once."""
+    _, settings = _startup(environ)
+    return f"{len(settings.targets)} probe target(s), {len(settings.protections)} database(s) watched"
+
+
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         store: Store | None = None, clock: Clock = utcnow) -> dict[str, Any]:
     p = Params(params, known=("format",))
@@ -128,8 +150,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     if fmt not in ("json", "prometheus"):
         p.problems.append(f"parameter 'format' must be json or prometheus, not {fmt!r}")
     p.finish()
-    spaces = spaces_from_env(environ)
-    settings = Settings.from_env(environ)
+    spaces, settings = _startup(environ)
     store = store or Store(spaces)
     now = clock()
     results = probe.run_all(settings.targets)

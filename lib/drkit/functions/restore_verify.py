@@ -127,15 +127,36 @@ class Settings:
         return cls(staging, identities, parsed, notifier, trusted)
 
 
+def _startup(environ: Mapping[str, str]) -> tuple[Config, list[str], Settings]:
+    # A reader: no age recipients, and no production database URLs (it never connects to them).
+    problems: list[str] = []
+    cfg = None
+    try:
+        cfg = Config.from_env(environ, need_recipients=False, with_databases=False)
+    except ConfigError as exc:
+        problems += exc.problems
+    names = database_names(environ)
+    if not names:
+        problems.append("DRKIT_DATABASES is not set (the names of the databases whose backups are verified)")
+    try:
+        settings = Settings.from_env(environ, names)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems or cfg is None:
+        raise ConfigError(problems)
+    return cfg, names, settings
+
+
+def check(environ: Mapping[str, str]) -> str:
+    """The configuration run() needs, validated as it validates it (drkit config check); every problem at once."""
+    _, names, settings = _startup(environ)
+    return f"verifies {', '.join(names)} on {settings.staging.display}"
+
+
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         store: Store | None = None, clock: Clock = utcnow, rng: random.Random | None = None) -> dict[str, Any]:
     request = Request.from_params(params)
-    # A reader: no age recipients, and no production database URLs (it never connects to them).
-    cfg = Config.from_env(environ, need_recipients=False, with_databases=False)
-    names = database_names(environ)
-    if not names:
-        raise ConfigError("DRKIT_DATABASES is not set (the names of the databases whose backups are verified)")
-    settings = Settings.from_env(environ, names)
+    cfg, names, settings = _startup(environ)
     log.configure(cfg.log_level)
     unknown = [n for n in request.databases or () if n not in names]
     if unknown:

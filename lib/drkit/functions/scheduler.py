@@ -96,6 +96,12 @@ class Settings:
         return cls(Store(spaces), api, slots, notifier, heartbeat)
 
 
+def check(environ: Mapping[str, str]) -> str:
+    """The configuration run() needs, validated as it validates it (drkit config check); every problem at once."""
+    settings = Settings.from_env(environ, utcnow())
+    return f"{len(settings.slots)} scheduled job subject(s); namespace {settings.api.namespace}"
+
+
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         clock: Clock = utcnow, api: FunctionsApi | None = None) -> dict[str, Any]:
     p = Params(params, known=("dry_run", "job", "database", "tag"))

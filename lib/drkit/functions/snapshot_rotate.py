@@ -50,6 +50,30 @@ def own(snapshots: list[dict[str, Any]], resource: Mapping[str, Any]) -> list[di
     return [s for s in snapshots if str(s.get("resource_id")) == str(resource["id"]) and pattern.match(s["name"])]
 
 
+def check(environ: Mapping[str, str]) -> str:
+    """The configuration a rotation needs, validated as run() validates it (drkit config check); every problem at once."""
+    from drkit.platform.config import spaces_from_env
+
+    problems: list[str] = []
+    policies: list[SnapshotPolicy] = []
+    try:
+        policies = parse_policies(environ.get("DRKIT_SNAPSHOT_POLICIES", ""))
+    except ConfigError as exc:
+        problems += exc.problems
+    Notifier.collect(environ, problems)
+    try:
+        DoApi.from_env(environ, Deadline(None))
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        spaces_from_env(environ)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return f"{len(policies)} snapshot polic(ies): {', '.join(p.tag for p in policies)}"
+
+
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         clock: Clock = utcnow) -> dict[str, Any]:
     p = Params(params, known=("action", "dry_run", "tag", "droplet", "name", "region", "size", "reserved_ip", "wait"))

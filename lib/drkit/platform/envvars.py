@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from drkit.core.errors import ConfigError
 
@@ -201,10 +202,7 @@ def deploy_env(project_yml: str, values: Mapping[str, str]) -> tuple[dict[str, s
     out: dict[str, str] = {}
     names = database_names(values)
     functions = project["packages"][0]["functions"]
-    scheduled = {fn["name"]: "scheduled" for fn in functions if fn.get("triggers")}
-    if SCHEDULER in scheduled:
-        for job in scheduler_jobs(values):
-            scheduled.setdefault(job, "run by the scheduler; or disable it in DRKIT_SCHEDULE")
+    scheduled = scheduled_functions(project, values)
     for fn in functions:
         env = {**common, **(fn.get("environment") or {})}
         given = set()
@@ -280,6 +278,24 @@ def missing(function: str, environ: Mapping[str, str]) -> list[str]:
     return out
 
 
+def scheduled_functions(project: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, str]:
+    """The functions something runs on a schedule, and why: their trigger, or the scheduler (parsed project.yml)."""
+    functions = project["packages"][0]["functions"]
+    scheduled = {fn["name"]: "scheduled" for fn in functions if fn.get("triggers")}
+    if SCHEDULER in scheduled:
+        for job in scheduler_jobs(values):
+            scheduled.setdefault(job, "run by the scheduler; or disable it in DRKIT_SCHEDULE")
+    return scheduled
+
+
+def own_variables(function: str, scheduled: Iterable[str]) -> list[str]:
+    """The variables that show `function` is set up: the ones it reads that no scheduled function other than
+    health-probe reads too (the bucket, the DO token or the trusted keys say nothing about dns-failover)."""
+    others = set(scheduled) - {function, HEALTH}
+    return [v.name for v in VARIABLES if function in v.functions and not others & set(v.functions)
+            and DB not in v.name]
+
+
 def scheduler_jobs(values: Mapping[str, str]) -> list[str]:
     """The functions the scheduler will run with these settings (an unreadable DRKIT_SCHEDULE: all of
     them; the scheduler itself reports what is wrong with it)."""
@@ -295,3 +311,25 @@ def scheduler_jobs(values: Mapping[str, str]) -> list[str]:
         pass
     has_policies = str(values.get("DRKIT_SNAPSHOT_POLICIES", "")).strip() not in ("", UNSET)
     return [j for j in JOBS if j not in disabled and (j != SNAPSHOTS or has_policies)]
+
+
+def function_environment(project_yml: str, function: str, values: Mapping[str, str]) -> dict[str, str]:
+    """What project.yml gives dr/<function> once deployed from these values: the project's and the
+    function's `environment`, `${VAR}` substituted (a function's own Spaces key, else the shared one),
+    without the variables left unset."""
+    import yaml
+
+    project = yaml.safe_load(project_yml)
+    fns = {f["name"]: f for f in project["packages"][0]["functions"]}
+    raw = {**(project.get("environment") or {}), **(fns[function].get("environment") or {})}
+
+    def value(match: re.Match[str]) -> str:
+        var = match.group(1)
+        found = str(values.get(var, "")).strip()
+        own = split_per_function(var)
+        if own is not None and not found:
+            found = str(values.get(own[0], "")).strip()
+        return "" if found == UNSET else found
+
+    out = {k: re.sub(r"\$\{([A-Za-z0-9_]+)\}", value, str(v)) for k, v in raw.items()}
+    return {k: v for k, v in out.items() if v}

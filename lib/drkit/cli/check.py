@@ -1,0 +1,206 @@
+"""`drkit config check`: every function's own start-up validation, on the environment project.yml gives it.
+
+For each deployed function, the variables are substituted from the operator's `.env` as the deployer
+does (`envvars.function_environment`), then the function's `check()` runs: the same constructors its
+run() starts with, so a configuration this command accepts is one the function accepts. With
+`--connect`, each function's endpoints are reached with that function's own credentials: the bucket
+(each function's Spaces key), the databases (db-backup), the staging server (restore-verify), the
+DigitalOcean API (the functions that hold a token), the Functions API (the scheduler), and the
+failover plan in the bucket (read and verified as dns-failover does). One line per problem; exit 1
+when there is any.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from drkit.cli.common import console
+from drkit.core.deadline import Deadline
+from drkit.core.errors import ConfigError, DrkitError
+from drkit.functions import (
+    config_backup,
+    db_backup,
+    dns_failover,
+    health_probe,
+    restore_verify,
+    scheduler,
+    snapshot_rotate,
+)
+from drkit.platform import envvars
+from drkit.platform.runtime import without_unset
+
+CHECKS: dict[str, Callable[[Mapping[str, str]], str]] = {
+    envvars.DB_BACKUP: db_backup.check, envvars.RESTORE_VERIFY: restore_verify.check,
+    envvars.HEALTH: health_probe.check, envvars.FAILOVER: dns_failover.check,
+    envvars.SNAPSHOTS: snapshot_rotate.check, envvars.CONFIG: config_backup.check,
+    envvars.SCHEDULER: scheduler.check,
+}
+# what DigitalOcean sets in a running function; the check stands in for it
+RUNTIME = {"__OW_API_HOST": "https://faas.set-by-digitalocean.invalid", "__OW_NAMESPACE": "fn-set-by-digitalocean"}
+DEFAULT_PROJECT = Path(__file__).resolve().parents[3] / "project.yml"
+
+
+def function_env(project: str, function: str, env: Mapping[str, str]) -> dict[str, str]:
+    out = without_unset(envvars.function_environment(project, function, env))
+    if function == envvars.SCHEDULER:
+        out = {**RUNTIME, **out}
+    return out
+
+
+def problems_of(function: str, fenv: Mapping[str, str], connect: bool) -> tuple[list[str], list[str], str]:
+    """(configuration problems, endpoints not reached, summary) of one function."""
+    try:
+        summary = CHECKS[function](fenv)
+    except ConfigError as exc:
+        return list(exc.problems), [], ""
+    if not connect:
+        return [], [], summary
+    try:
+        reached = _connect(function, fenv)
+    except ConfigError as exc:
+        return list(exc.problems), [], summary
+    except DrkitError as exc:
+        return [], [str(exc)], summary
+    return [], [], f"{summary}; reached {reached}"
+
+
+def _connect(function: str, fenv: Mapping[str, str]) -> str:
+    from drkit.platform.config import spaces_from_env
+    from drkit.storage.store import Store
+
+    spaces = spaces_from_env(fenv)
+    store = Store(spaces)
+    store.check_access()
+    reached = [f"bucket {spaces.bucket} with this function's key"]
+    if function == envvars.DB_BACKUP:
+        reached += _databases(fenv)
+    elif function == envvars.RESTORE_VERIFY:
+        from drkit.functions.restore_verify import Settings
+        from drkit.platform.databases import database_names
+        from drkit.postgres import connection
+
+        settings = Settings.from_env(fenv, database_names(fenv))
+        with connection.connect(settings.staging, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        reached.append(f"staging {settings.staging.display}")
+    elif function == envvars.FAILOVER:
+        reached.append(dns_failover.check(fenv, store))
+    elif function == envvars.SCHEDULER and "DRKIT_FUNCTIONS_API_HOST" in fenv:
+        from drkit.scheduling.openwhisk import FunctionsApi
+
+        problems: list[str] = []
+        api = FunctionsApi.from_env(fenv, problems)
+        if api is None:
+            raise ConfigError(problems)
+        api.activation("0" * 32)  # 404 for an unknown id; 401/403 when the key is refused
+        reached.append(f"the Functions API of {api.namespace} with its key")
+    if fenv.get("DRKIT_DO_TOKEN") and function != envvars.HEALTH:
+        from drkit.digitalocean.api import DoApi
+
+        DoApi.from_env(fenv, Deadline(60)).list_domains()
+        reached.append("the DigitalOcean API with its token")
+    return ", ".join(reached)
+
+
+def _databases(fenv: Mapping[str, str]) -> list[str]:
+    from drkit.platform.config import Config
+    from drkit.postgres import binaries, snapshot
+
+    cfg = Config.from_env(fenv)
+    tool = binaries.tool_version("pg_dump")
+    out = []
+    for db in cfg.databases.values():
+        with snapshot.SnapshotSession(db) as s:
+            info = s.inspect(())
+        binaries.check_compatible(tool, info.server_version_num)
+        out.append(f"{db.name} (PostgreSQL {info.server_version}, pg_dump {tool.version} compatible)")
+    return out
+
+
+def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    con = console()
+    project = Path(args.project or DEFAULT_PROJECT).read_text()
+    bad = 0
+    try:
+        _, warnings = envvars.deploy_env(project, env)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            con.print(f"[red]deploy[/red]: {problem}", highlight=False)
+        bad += len(exc.problems)
+        warnings = []
+    for warning in warnings:
+        con.print(f"[yellow]deploy[/yellow]: {warning}", highlight=False)
+    unreached = 0
+    import yaml
+
+    scheduled = envvars.scheduled_functions(yaml.safe_load(project), env)
+    for function in envvars.ALL:
+        problems, failed, summary = problems_of(function, function_env(project, function, env), args.connect)
+        in_use = function in scheduled or any(str(env.get(v, "")).strip()
+                                              for v in envvars.own_variables(function, scheduled))
+        if problems and not in_use:  # deployed, but nothing runs it and nothing of it is set: not in use
+            con.print(f"[yellow]dr/{function}[/yellow]: not set up (nothing schedules it; it refuses to run until "
+                      f"it is): {problems[0]}", highlight=False)
+            continue
+        for problem in problems:
+            con.print(f"[red]dr/{function}[/red]: {problem}", highlight=False)
+        for problem in failed:
+            con.print(f"[red]dr/{function}[/red]: not reached: {problem}", highlight=False)
+        if not problems and not failed:
+            con.print(f"[green]dr/{function}[/green]: ok; {summary}", highlight=False)
+        bad += len(problems)
+        unreached += len(failed)
+    _warnings(con, env)
+    if env.get("DRKIT_CONFIG_SOURCES", "").strip():
+        from drkit.cli.config import print_sources
+
+        try:
+            print_sources(con, env)
+        except ConfigError:
+            pass  # already a line of dr/config-backup above
+    if bad:
+        con.print(f"[red]{bad} configuration problem(s)[/red]: each function refuses to start until its lines "
+                  "are fixed")
+        return 2
+    if unreached:
+        con.print(f"[red]{unreached} endpoint(s) not reached[/red] with the credentials the functions would use")
+        return 1
+    con.print("[green]configuration is valid[/green] for every function" + (" and every endpoint answered"
+                                                                          if args.connect else ""))
+    return 0
+
+
+def _warnings(con: Any, env: Mapping[str, str]) -> None:
+    """What is allowed but weakens the deployment: TLS not verified, shared keys, a signing key not trusted."""
+    from drkit.platform.config import Config, trusted_keys
+    from drkit.postgres import connection
+
+    try:
+        cfg = Config.from_env(env, need_recipients=False)
+    except ConfigError:
+        return
+    for db in cfg.databases.values():
+        warning = connection.tls_warning(db)
+        if warning:
+            con.print(f"[yellow]warning[/yellow]: {warning}")
+    key = env.get("DRKIT_SIGNING_KEY", "").strip()
+    if key:
+        from drkit.crypto import signing
+
+        try:
+            mine = signing.public_of(key)
+            trusted = trusted_keys(env, required=False)
+        except ConfigError:
+            return
+        said = "is" if any(k.text == mine for k in trusted) else "is NOT (restores will refuse these backups)"
+        con.print(f"signing key {signing.parse_public(mine).id_hex}: its public key {said} in DRKIT_TRUSTED_KEYS")
+    writers = {envvars.spaces_key_of(fn, env) for fn in (envvars.DB_BACKUP, envvars.CONFIG)}
+    for exposed in (envvars.FAILOVER, envvars.HEALTH):
+        if envvars.spaces_key_of(exposed, env) in writers:
+            con.print(f"[yellow]warning[/yellow]: dr/{exposed} uses the same Spaces key as the backup writers; "
+                      f"{'it answers the public web: ' if exposed == envvars.FAILOVER else ''}give it its own key "
+                      f"limited to this bucket ({envvars.per_function_name('DRKIT_SPACES_KEY', exposed)}; "
+                      "docs/configuration.md, least privilege)")
