@@ -154,6 +154,12 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         bad += len(problems)
         unreached += len(failed)
     _warnings(con, env)
+    env_path = Path(getattr(args, "env_file", None) or ".env")
+    if env_path.exists():
+        from drkit.cli import envfile
+
+        for line in envfile.differences(env_path):  # ./scripts/deploy is safe; `doctl serverless deploy` alone is not
+            con.print(f"[yellow]warning[/yellow]: {line}", highlight=False)
     if env.get("DRKIT_CONFIG_SOURCES", "").strip():
         from drkit.cli.config import print_sources
 

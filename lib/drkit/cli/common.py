@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,24 +19,10 @@ EXIT = {"ok": 0, "dry_run": 0, "partial": 3, "invalid_config": 2}
 
 
 def load_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; `#` comments, also after a value (a `#` preceded by white space, as in
-    shells and dotenv); quoted values are taken literally; `export ` prefix allowed."""
-    out: dict[str, str] = {}
-    for n, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip().replace("_", "").isalnum():
-            raise ConfigError(f"{path}:{n}: not KEY=VALUE")
-        value = value.strip()
-        if value[:1] in ("'", '"') and value[0] in value[1:]:
-            value = value[1:value.index(value[0], 1)]  # quoted: literal, anything after it is a comment
-        else:
-            value = re.split(r"\s#", value, maxsplit=1)[0].strip()
-        out[key.strip()] = value
-    return out
+    """The env file's KEY=VALUE pairs, read with python-dotenv (cli/envfile.py)."""
+    from drkit.cli import envfile
+
+    return envfile.read(path)
 
 
 def environment(env_file: str | None) -> dict[str, str]:
