@@ -322,3 +322,29 @@ def test_restore_over_the_postgres_database(restore_setup: Any, capsys: pytest.C
         assert code == 0, out + err
         assert "postgres -> postgres_before_" in " ".join(out.split()) and "(kept)" in out
         assert table_fingerprints(fresh, "postgres") == table_fingerprints(pg, source)
+
+
+def test_init_writes_a_private_env_and_keys_outside_the_checkout(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from drkit.cli import envfile
+    from drkit.crypto import signing
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    env_path = tmp_path / "work" / ".env"
+    env_path.parent.mkdir()
+    code, out, err = run(capsys, "--env-file", str(env_path), "init")
+    assert code == 0, out + err
+    keys = tmp_path / "home" / ".config" / "drkit"
+    assert stat.S_IMODE(os.stat(keys).st_mode) == 0o700
+    for path in (env_path, keys / "drkit-identity.txt", keys / "drkit-signing.key"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    values = envfile.read(env_path)
+    assert values["DRKIT_AGE_RECIPIENTS"].startswith("age1") and values["DRKIT_AGE_IDENTITY"].startswith("AGE-SECRET")
+    assert signing.public_of(values["DRKIT_SIGNING_KEY"]) == values["DRKIT_TRUSTED_KEYS"]
+    assert values["DRKIT_AGE_IDENTITY"] in (keys / "drkit-identity.txt").read_text()
+    assert envfile.differences(env_path) == []  # the deployer reads it as drkit does
+    assert "AGE-SECRET-KEY" not in out and "drkit-sign-1:" not in out
+    code, _, err = run(capsys, "--env-file", str(env_path), "init")
+    assert code == 2 and "refusing to overwrite" in err
+    code, _, err = run(capsys, "--env-file", str(tmp_path / "other.env"), "init", "--keys-dir", str(ROOT / "keys"))
+    assert code == 2 and "inside the checkout" in err and not (ROOT / "keys").exists()

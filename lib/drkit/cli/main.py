@@ -9,6 +9,7 @@ configuration or arguments, 3 partly failed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from drkit.cli.backups import (
 )
 from drkit.cli.check import cmd_config_check
 from drkit.cli.common import environment
-from drkit.cli.setup import cmd_keygen
+from drkit.cli.setup import cmd_init, cmd_keygen
 from drkit.cli.snapshots import cmd_droplet_rebuild
 from drkit.core import log
 from drkit.core.errors import ConfigError, DrkitError
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--env-file", help="KEY=VALUE file to read (default: ./.env if present)")
     ap.add_argument("-v", "--verbose", action="store_true", help="JSON log lines (info level) on stderr")
     sub = ap.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="start a deployment: .env (0600) from .env.example with new keys, private key "
+                       "copies outside the checkout")
+    p.add_argument("--keys-dir", help="where the private key copies go (default: ~/.config/drkit, created 0700)")
+    p.set_defaults(fn=cmd_init)
 
     p = sub.add_parser("keygen", help="create an age identity (or, with --signing, a signing key) and print its "
                        "public key")
@@ -141,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        env = environment(args.env_file)
+        env = dict(os.environ) if args.fn is cmd_init else environment(args.env_file)  # init writes the file
         # stdout is for results (tables, --json); logs go to stderr, quiet unless asked for
         if args.verbose:
             env["DRKIT_LOG_LEVEL"] = "info"
