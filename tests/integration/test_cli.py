@@ -348,3 +348,24 @@ def test_init_writes_a_private_env_and_keys_outside_the_checkout(tmp_path: Path,
     assert code == 2 and "refusing to overwrite" in err
     code, _, err = run(capsys, "--env-file", str(tmp_path / "other.env"), "init", "--keys-dir", str(ROOT / "keys"))
     assert code == 2 and "inside the checkout" in err and not (ROOT / "keys").exists()
+
+
+def test_messages_fit_the_laptop_and_logs_need_verbose(restore_setup: Any, capsys: pytest.CaptureFixture[str],
+                                                       pg: PgServer, tmp_path: Path, age_keys: tuple[str, str]) -> None:
+    from drkit.crypto import encryption
+
+    env_file, _, _ = restore_setup
+    with open(env_file, "a") as f:
+        f.write("DRKIT_LOG_LEVEL=info\n")  # the deployed functions' setting: not the terminal's
+    code, out, err = run(capsys, "--env-file", env_file, "backup")
+    assert code == 0 and '"level"' not in out + err  # no JSON log lines without -v
+    code, out, err = run(capsys, "--env-file", env_file, "-v", "backup")
+    assert code == 0 and '"level": "info"' in err
+    stranger = tmp_path / "other-identity.txt"
+    stranger.write_text(encryption.generate_identity()[0] + "\n")
+    target = f"wrong_{os.urandom(4).hex()}"
+    code, out, err = run(capsys, "--env-file", env_file, "restore", "--db", "app", "--target", pg.url(target),
+                         "--identity", str(stranger))
+    assert code == 1 and f"wrong age identity (--identity {stranger})" in err and "DRKIT_AGE_IDENTITY" not in err
+    with pg.connect() as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone() is None

@@ -29,7 +29,7 @@ import pyrage
 import pytest
 import zstandard
 
-from conftest import ROOT, SPACES_SECRET, fill_rich, table_fingerprints
+from conftest import ROOT, SPACES_SECRET, fill_rich, keys, table_fingerprints
 from drkit.cli import main
 from drkit.crypto import encryption
 from drkit_dev.pgserver import PgServer
@@ -213,7 +213,8 @@ def test_a_faulty_backup_leaves_the_target_exactly_as_it_was(fault: str, mode: s
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("mode", ["new", "replace"])
 def test_stopping_drkit_mid_restore_leaves_the_target_as_it_was(signum: int, mode: str, setup: dict[str, Any],
-                                                                tmp_path: Path, pg: PgServer, s3_server: Any) -> None:
+                                                                tmp_path: Path, pg: PgServer, s3_server: Any,
+                                                                s3_client: Any, bucket: str) -> None:
     proxy = FaultProxy(s3_server.endpoint, slow=(".dump.zst.age", 0.15)).start()
     target, before = _prepare_target(pg, mode)
     env_file = tmp_path / "slow.env"
@@ -232,6 +233,8 @@ def test_stopping_drkit_mid_restore_leaves_the_target_as_it_was(signum: int, mod
         assert proc.returncode == 130, out + err
         assert "interrupted" in err and SPACES_SECRET not in out + err
         _assert_unchanged(pg, target, mode, before, tmp_path)
+        events = [e for e in keys(s3_client, bucket, "audit/") if "cli.interrupted" in e]
+        assert events, "an interrupted restore leaves an audit event"
         RESULTS.append((signal.Signals(signum).name, "stream", 18, mode, "target unchanged"))
     finally:
         proc.kill()

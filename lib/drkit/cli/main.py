@@ -148,21 +148,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         env = dict(os.environ) if args.fn is cmd_init else environment(args.env_file)  # init writes the file
-        # stdout is for results (tables, --json); logs go to stderr, quiet unless asked for
-        if args.verbose:
-            env["DRKIT_LOG_LEVEL"] = "info"
-        env.setdefault("DRKIT_LOG_LEVEL", "warning")
+        # stdout is for results (tables, --json); JSON logs go to stderr with -v only (the .env's
+        # DRKIT_LOG_LEVEL is the deployed functions' setting, not the terminal's)
+        env["DRKIT_LOG_LEVEL"] = "info" if args.verbose else "warning"
         log.configure(env["DRKIT_LOG_LEVEL"], log.STDERR)
         return int(args.fn(args, env))
     except ConfigError as exc:
         print("error: invalid configuration or arguments:", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+            print(f"  - {_where(problem, args)}", file=sys.stderr)
         return 2
     except DrkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_where(str(exc), args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: stopped and cleaned up (a restore leaves its target as it was)", file=sys.stderr)
+        _record_interruption(args, locals().get("env"))
         return 130
+
+
+def _where(message: str, args: argparse.Namespace) -> str:
+    """Messages name the function's variable; on a laptop, the identity may come from --identity FILE."""
+    identity = getattr(args, "identity", None)
+    return message.replace("(DRKIT_AGE_IDENTITY)", f"(--identity {identity})") if identity else message
+
+
+def _record_interruption(args: argparse.Namespace, env: dict[str, str] | None) -> None:
+    """An interrupted command that may have changed something leaves an audit event (best effort)."""
+    command = " ".join(str(x) for x in (getattr(args, "group", None), getattr(args, "command", None)) if x)
+    if env is None or args.fn is cmd_init:
+        return
+    try:
+        from drkit.cli.common import open_store
+        from drkit.storage import audit
+
+        _, store = open_store(env)
+        audit.record(store, "cli", "cli.interrupted", {"command": command})
+    except (DrkitError, OSError) as exc:
+        print(f"(the interruption could not be recorded in the bucket: {exc})", file=sys.stderr)
 
