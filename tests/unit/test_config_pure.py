@@ -358,3 +358,13 @@ def test_an_unknown_name_suggests_the_closest_known_one() -> None:
         "unknown database 'odo' (did you mean 'odoo'?); configured: odoo, superset")
     assert suggest.unknown("database", ["zzz"], ["odoo"]) == "unknown database 'zzz'; configured: odoo"
     assert suggest.unknown("database", ["x"], []) == "unknown database 'x'; configured: none"
+
+
+def test_a_connection_hint_names_where_the_operator_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from drkit.postgres.connection import describe_pg_error
+
+    refused = OSError('connection to server at "db.example.net", port 5432 failed: Connection refused')
+    monkeypatch.delenv("__OW_ACTION_NAME", raising=False)
+    assert "reachable from this machine?" in describe_pg_error(refused)
+    monkeypatch.setenv("__OW_ACTION_NAME", "/fn-1/dr/db-backup")
+    assert "reachable from DigitalOcean Functions?" in describe_pg_error(refused)

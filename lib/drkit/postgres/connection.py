@@ -64,7 +64,9 @@ def describe_pg_error(exc: BaseException) -> str:
     elif "no pg_hba.conf entry" in text and "no encryption" in text:
         text += " (the server requires SSL: add ?sslmode=require to the URL)"
     elif "Connection refused" in text or "could not translate host name" in text or "timeout expired" in text:
-        text += " (is the host/port right and reachable from DigitalOcean Functions? Supabase: use the direct or session-pooler connection)"
+        where = "DigitalOcean Functions" if os.environ.get("__OW_ACTION_NAME") else "this machine"  # DO sets it
+        text += (f" (is the host/port right and reachable from {where}? Supabase: use the direct or session-pooler "
+                 "connection)")
     return log.redact(text)[:600]
 
 
