@@ -2,8 +2,8 @@
 
 Configuration comes from the environment and an env file (default `.env`,
 the file `doctl serverless deploy` reads); variables already set in the shell
-win, as they do for the deployer. Exit codes: 0 ok, 1 failed, 2 invalid
-configuration or arguments, 3 partly failed.
+win, as they do for the deployer. Exit codes: 0 done (a dry run included), 1 failed, 2 invalid
+configuration or arguments (nothing was changed), 3 partly failed, 130 interrupted (cleaned up).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="drkit", description="drkit operator CLI: database and config backups, restores, DNS restore, retention, keys. "
                     "See docs/runbook.md.",
-        epilog="Configuration: environment variables (see .env.example), read from --env-file or ./.env too.")
+        epilog="Configuration: environment variables (see .env.example), read from --env-file or ./.env too. "
+               "Exit codes: 0 done (a dry run included), 1 failed, 2 invalid configuration or arguments (nothing "
+               "was changed), 3 partly failed, 130 interrupted (cleaned up).")
     ap.add_argument("--version", action="version", version=f"drkit {__version__}")
     ap.add_argument("--env-file", help="KEY=VALUE file to read (default: ./.env if present)")
     ap.add_argument("-v", "--verbose", action="store_true", help="JSON log lines (info level) on stderr")
