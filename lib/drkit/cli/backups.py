@@ -35,7 +35,7 @@ def cmd_backups_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _, store = open_store(env)
     names = args.db or catalog.list_databases(store)
     now = dt.datetime.now(dt.UTC)
-    rows = [e for name in names for e in catalog.list_backups(store, name)]
+    rows = [e for name in names for e in catalog.list_backups(store, name)[:args.limit]]
     if args.json:
         print(json.dumps([e.summary() for e in rows], indent=2))
         return 0

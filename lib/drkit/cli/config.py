@@ -60,7 +60,7 @@ def cmd_config_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     _, store = common.open_store(env)
     now = dt.datetime.now(dt.UTC)
-    entries = catalog.list_entries(store)
+    entries = catalog.list_entries(store)[:args.limit]  # newest first
     rows = []
     for n, e in enumerate(entries):
         row: dict[str, Any] = {"id": e.id, "time": e.time.isoformat(), "size": e.size, "complete": e.complete,
@@ -243,7 +243,7 @@ def register(config_group: Any, root: Any) -> None:
     c.add_argument("--json", action="store_true", help="print the full JSON result")
     c.set_defaults(fn=cmd_config_backup)
     c = config_group.add_parser("list", help="config backups: status, size, files, drift")
-    c.add_argument("--limit", type=int, default=30, help="read the manifests of this many (default: %(default)s)")
+    c.add_argument("--limit", type=int, default=30, help="the newest N, manifests read (default: %(default)s)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_config_list)
     c = config_group.add_parser("show", help="one config backup: sources, drift, files")

@@ -70,10 +70,13 @@ def cmd_action(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if getattr(args, "force", False):
         params["force"] = True
     if action in ("failover", "failback") and not params["dry_run"] and not args.yes:
-        answer = input(f"{action} moves production traffic now ({args.reason or 'no reason given'}). "
-                       f"Type {action} to go on: ")
+        try:
+            answer = input(f"{action} moves production traffic now ({args.reason or 'no reason given'}). "
+                           f"Type {action} to go on: ")
+        except EOFError:
+            answer = ""  # no terminal to ask: the refusal below says --yes
         if answer.strip() != action:
-            print("nothing changed")
+            print("nothing changed (not confirmed; pass --yes when there is no one to ask)")
             return 1
     result = runtime.handle("dns-failover", dns_failover.run, params, None, env, default_deadline_s=None)
     code = common.print_result(result, args.json)

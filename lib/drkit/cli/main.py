@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("backups", help="list, inspect and pin backups").add_subparsers(dest="command", required=True)
     c = g.add_parser("list", help="table of backups with age, size, verified and pinned state")
     c.add_argument("--db", action="append", help="database name (repeatable; default: all in the bucket)")
+    c.add_argument("--limit", type=int, default=None, help="the newest N of each database (default: all)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_backups_list)
     c = g.add_parser("show", help="a backup's manifest: source, sizes, checksum, tables")
@@ -163,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DrkitError as exc:
         print(f"error: {_where(str(exc), args)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `drkit … | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted: stopped and cleaned up (a restore leaves its target as it was)", file=sys.stderr)
         _record_interruption(args, locals().get("env"))
