@@ -100,6 +100,18 @@ def test_config_check(make_env: Any, age_keys: tuple[str, str], capsys: pytest.C
                  "dr/db-backup: DRKIT_SPACES_BUCKET is not set", "configuration problem(s)"):
         assert line in out, (line, out)
     assert pg.password not in out
+    # a test message only when asked, to each notification URL
+    from drkit_dev.drill_schedule import Receiver
+
+    receiver = Receiver()
+    try:
+        code, out = check(DRKIT_NOTIFY_WEBHOOK_URL=receiver.url)
+        assert code == 0 and receiver.events == []
+        code, out = check("--notify", DRKIT_NOTIFY_WEBHOOK_URL=receiver.url)
+        assert code == 0 and "notifications: webhook: delivered" in out, out
+        assert [e["event"] for e in receiver.events] == ["drkit.test"]
+    finally:
+        receiver.stop()
     # --connect: each function reaches its endpoints with its own credentials
     code, out = check(connect=True, DRKIT_DO_TOKEN="", DRKIT_CONFIG_SOURCES="",
                       DRKIT_SCHEDULE='[{"job": "config-backup", "enabled": false}]')

@@ -38,7 +38,8 @@ def test_the_runbook_marks_its_scenarios() -> None:
     assert found[0].startswith("set -euo pipefail") and "SERVER=" in found[0]
     text = "\n".join(found)
     for command in ("drkit schedule status", "drkit backups pin", "drkit restore --db odoo", "drkit failover failover",
-                    "drkit failover failback", "fn dr/db-backup"):
+                    "drkit failover failback", "fn dr/db-backup", "dr/restore-verify", "drkit dns restore",
+                    "drkit config extract"):
         assert command in text, command
 
 
@@ -96,6 +97,7 @@ def test_the_runbook_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3
         assert erp == ["203.0.113.10"]  # §6b: failed over, then back
         assert any(w[0] == "PATCH" for w in fake.writes())
         events = keys(s3_client, bucket, "audit/")
+        assert (work / "rebuild" / "digitalocean").is_dir()  # §8: the config backup extracted
         for action in ("failover.transition", "failover.drill", "restore.completed", "pinned", "unpinned"):
             assert any(action in e for e in events), (action, events)
         assert pg.password not in proc.stdout + proc.stderr and SPACES_SECRET not in proc.stdout + proc.stderr

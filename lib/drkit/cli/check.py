@@ -167,6 +167,8 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print_sources(con, env)
         except ConfigError:
             pass  # already a line of dr/config-backup above
+    if getattr(args, "notify", False) and not bad:
+        unreached += _notify_test(con, env)
     if bad:
         con.print(f"[red]{bad} configuration problem(s)[/red]: each function refuses to start until its lines "
                   "are fixed")
@@ -177,6 +179,24 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     con.print("[green]configuration is valid[/green] for every function" + (" and every endpoint answered"
                                                                           if args.connect else ""))
     return 0
+
+
+def _notify_test(con: Any, env: Mapping[str, str]) -> int:
+    """One test message to each configured notification URL (only when asked: --notify); failures counted."""
+    from drkit.platform.notify import Notifier
+
+    notifier = Notifier.from_env(env)
+    if not notifier.configured:
+        con.print("[yellow]notifications[/yellow]: no DRKIT_NOTIFY_* URL is set: failures are only in the logs")
+        return 0
+    statuses = notifier.send({"event": "drkit.test", "function": "cli", "status": "passed",
+                              "decision": "drkit config check --notify: a test message; nothing happened"})
+    failed = [s for s in statuses if not s.get("ok")]
+    for status in statuses:
+        colour = "green" if status.get("ok") else "red"
+        con.print(f"[{colour}]notifications[/{colour}]: {status.get('channel')}: "
+                  f"{'delivered' if status.get('ok') else status.get('error') or status.get('status')}", highlight=False)
+    return len(failed)
 
 
 def _warnings(con: Any, env: Mapping[str, str]) -> None:

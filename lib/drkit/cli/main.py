@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "it (with --connect, reach each one's endpoints with its own credentials)")
     c.add_argument("--connect", action="store_true", help="also reach the bucket (each function's key), the databases, "
                    "staging, the DigitalOcean API, the Functions API and the failover plan")
+    c.add_argument("--notify", action="store_true", help="also send one test message to each notification URL")
     c.add_argument("--project", help="the project file (default: the checkout's project.yml)")
     c.set_defaults(fn=cmd_config_check)
     from drkit.cli import config, failover, schedule
