@@ -8,6 +8,7 @@ process with the environment project.yml gives them). A doc change that breaks a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -39,7 +40,7 @@ def test_the_runbook_marks_its_scenarios() -> None:
     text = "\n".join(found)
     for command in ("drkit schedule status", "drkit backups pin", "drkit restore --db odoo", "drkit failover failover",
                     "drkit failover failback", "fn dr/db-backup", "dr/restore-verify", "drkit dns restore",
-                    "drkit config extract"):
+                    "drkit config extract", "action:rebuild -p droplet:erp -p dry_run:true"):
         assert command in text, command
 
 
@@ -57,6 +58,9 @@ def test_the_runbook_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3
     restored = "odoo_restored"
     try:
         fake.add_domain("example.net")
+        erp = fake.add_droplet("erp", ["dr:snapshot"])  # §6c: a droplet and its newest drkit snapshot
+        fake.add_snapshot("drkit-erp-20261129T0300Z", erp["id"], "droplet",
+                          dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC))
         fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
         plan = {"sites": ["primary", "dr"], "health": {"dr": f"http://127.0.0.1:{dr_port}/health"},
                 "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
@@ -93,8 +97,8 @@ def test_the_runbook_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3
         (tmp_path / "stderr.txt").write_text(proc.stderr)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert table_fingerprints(pg, restored) == table_fingerprints(pg, dbname)  # §2: restored, identical
-        erp = [r["data"] for r in fake.records["example.net"] if r["type"] == "A" and r["name"] == "erp"]
-        assert erp == ["203.0.113.10"]  # §6b: failed over, then back
+        record = [r["data"] for r in fake.records["example.net"] if r["type"] == "A" and r["name"] == "erp"]
+        assert record == ["203.0.113.10"]  # §6b: failed over, then back
         assert any(w[0] == "PATCH" for w in fake.writes())
         events = keys(s3_client, bucket, "audit/")
         assert (work / "rebuild" / "digitalocean").is_dir()  # §8: the config backup extracted
