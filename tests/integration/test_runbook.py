@@ -40,7 +40,7 @@ def test_the_runbook_marks_its_scenarios() -> None:
     text = "\n".join(found)
     for command in ("drkit schedule status", "drkit backups pin", "drkit restore --db odoo", "drkit failover failover",
                     "drkit failover failback", "fn dr/db-backup", "dr/restore-verify", "drkit dns restore",
-                    "drkit config extract", "action:rebuild -p droplet:erp -p dry_run:true"):
+                    "drkit config extract", "drkit config check --connect", "action:rebuild -p droplet:erp -p dry_run:true"):
         assert command in text, command
 
 
@@ -70,6 +70,7 @@ def test_the_runbook_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3
                              pg.port),
                   **whisk.env(), "DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint,
                   "DRKIT_DO_CA_FILE": fake.ca_file, "DRKIT_FAILOVER_PLAN": json.dumps(plan),
+                  "DRKIT_WEBHOOK_BEARER": "alertmanager-Token-0123456789",
                   "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "digitalocean", "include": ["domains"]}])}
         work = tmp_path / "ops"
         work.mkdir()

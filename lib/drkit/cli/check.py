@@ -100,8 +100,12 @@ def _connect(function: str, fenv: Mapping[str, str]) -> str:
     if fenv.get("DRKIT_DO_TOKEN") and function != envvars.HEALTH:
         from drkit.digitalocean.api import DoApi
 
-        DoApi.from_env(fenv, Deadline(60)).list_domains()
-        reached.append("the DigitalOcean API with its token")
+        api = DoApi.from_env(fenv, Deadline(60))
+        if function == envvars.SNAPSHOTS:  # a read with the scope each one uses most (writes are not tried)
+            api.snapshots("droplet")
+        else:
+            api.list_domains()
+        reached.append("the DigitalOcean API with its token (read scopes)")
     return ", ".join(reached)
 
 
