@@ -100,11 +100,11 @@ def _connect(function: str, fenv: Mapping[str, str]) -> str:
     if fenv.get("DRKIT_DO_TOKEN") and function != envvars.HEALTH:
         from drkit.digitalocean.api import DoApi
 
-        api = DoApi.from_env(fenv, Deadline(60))
+        do_api = DoApi.from_env(fenv, Deadline(60))
         if function == envvars.SNAPSHOTS:  # a read with the scope each one uses most (writes are not tried)
-            api.snapshots("droplet")
+            do_api.snapshots("droplet")
         else:
-            api.list_domains()
+            do_api.list_domains()
         reached.append("the DigitalOcean API with its token (read scopes)")
     return ", ".join(reached)
 
