@@ -15,22 +15,11 @@ import sys
 from pathlib import Path
 
 from drkit.cli import envfile
-from drkit.functions import (
-    config_backup,
-    db_backup,
-    dns_failover,
-    health_probe,
-    restore_verify,
-    scheduler,
-    snapshot_rotate,
-)
+from drkit.cli.functions import RUNS
 from drkit.platform import envvars
 from drkit.platform.runtime import handle, without_unset
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNS = {"db-backup": db_backup.run, "restore-verify": restore_verify.run, "health-probe": health_probe.run,
-        "dns-failover": dns_failover.run, "snapshot-rotate": snapshot_rotate.run,
-        "config-backup": config_backup.run, "scheduler": scheduler.run}
 
 
 def invoke(function: str, params: dict[str, str]) -> int:

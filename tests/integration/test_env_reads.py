@@ -10,16 +10,9 @@ from typing import Any
 import pytest
 
 from conftest import SPACES_SECRET
+from drkit.cli.functions import RUNS as ALL_RUNS
 from drkit.core.deadline import Deadline
-from drkit.functions import (
-    config_backup,
-    db_backup,
-    dns_failover,
-    health_probe,
-    restore_verify,
-    scheduler,
-    snapshot_rotate,
-)
+from drkit.functions import db_backup, dns_failover
 from drkit.platform import envvars
 from drkit.platform.runtime import handle, without_unset
 from drkit.platform.web import from_event
@@ -28,8 +21,7 @@ from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import S3Server
 from support.scenarios import EVENTS, base_env, scenario
 
-RUNS = {"db-backup": db_backup.run, "restore-verify": restore_verify.run, "health-probe": health_probe.run,
-        "snapshot-rotate": snapshot_rotate.run, "config-backup": config_backup.run, "scheduler": scheduler.run}
+RUNS = {name: run for name, run in ALL_RUNS.items() if name != "dns-failover"}  # dns-failover: its web path
 # read by the edge (runtime.handle), not by the run itself
 EDGE_READS = {"DRKIT_LOG_LEVEL"}
 # read only on a path the scenario does not take, with the reason

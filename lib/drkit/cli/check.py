@@ -13,31 +13,18 @@ when there is any.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from drkit.cli.common import console
+from drkit.cli.functions import CHECKS
 from drkit.core.deadline import Deadline
 from drkit.core.errors import ConfigError, DrkitError
-from drkit.functions import (
-    config_backup,
-    db_backup,
-    dns_failover,
-    health_probe,
-    restore_verify,
-    scheduler,
-    snapshot_rotate,
-)
+from drkit.functions import dns_failover
 from drkit.platform import envvars
 from drkit.platform.runtime import without_unset
 
-CHECKS: dict[str, Callable[[Mapping[str, str]], str]] = {
-    envvars.DB_BACKUP: db_backup.check, envvars.RESTORE_VERIFY: restore_verify.check,
-    envvars.HEALTH: health_probe.check, envvars.FAILOVER: dns_failover.check,
-    envvars.SNAPSHOTS: snapshot_rotate.check, envvars.CONFIG: config_backup.check,
-    envvars.SCHEDULER: scheduler.check,
-}
 # what DigitalOcean sets in a running function; the check stands in for it
 RUNTIME = {"__OW_API_HOST": "https://faas.set-by-digitalocean.invalid", "__OW_NAMESPACE": "fn-set-by-digitalocean"}
 DEFAULT_PROJECT = Path(__file__).resolve().parents[3] / "project.yml"
