@@ -238,3 +238,28 @@ def test_restore_with_standard_tools_only(pg: PgServer, dbname: str, make_env: A
         assert table_fingerprints(pg, target2) == table_fingerprints(pg, dbname)
     finally:
         pg.drop_database(target2)
+
+
+def test_the_backup_just_taken_survives_retention_even_in_the_same_second(pg: PgServer, dbname: str, make_env: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backup ids have second resolution. A pinned backup and the next one in the same second, the new id
+    sorting below the pinned one: keep_last=1 counted the pinned one as the last and deleted the new one
+    (seen once in CI). The backup just taken is never deleted."""
+    import datetime as dt
+
+    from drkit.core.deadline import Deadline
+
+    real = layout.new_id
+    suffixes = iter(["ffffff", "eeeeee"])
+    monkeypatch.setattr(layout, "new_id", lambda now: real(now)[:-6] + next(suffixes))
+    pg.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g", dbname)
+    env = make_env({"app": pg.url(dbname)}, DRKIT_RETENTION="keep_last=1")
+    store = Store(Config.from_env(env).spaces)
+    second = dt.datetime(2026, 11, 30, 12, 0, 0, tzinfo=dt.UTC)
+    first = db_backup.run({}, env, Deadline(120), clock=lambda: second)["databases"][0]["backup_id"]
+    store.put_bytes(layout.marker_key("app", first, layout.PINNED_SUFFIX), b'{"reason": "audit"}')
+    result = db_backup.run({}, env, Deadline(120), clock=lambda: second + dt.timedelta(milliseconds=500))
+    new_id = result["databases"][0]["backup_id"]
+    assert result["ok"] and new_id < first and new_id not in result["databases"][0]["retention"]["deleted"]
+    listed = {e.id for e in catalog.list_backups(store, "app") if e.complete}
+    assert listed == {first, new_id}

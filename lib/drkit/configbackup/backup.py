@@ -270,7 +270,8 @@ def prune(store: Store, settings: Settings, units: list[Unit], new_id: str | Non
     reasons: dict[str, list[str]] = {}
     for unit, backup_id in last_ok.items():
         reasons.setdefault(backup_id, []).append(unit)
-    items = [e.item(f"newest archive where {', '.join(reasons[e.id][:3])}"
+    items = [e.item("the backup just taken" if e.id == new_id and e.id not in reasons else
+                    f"newest archive where {', '.join(reasons[e.id][:3])}"
                     f"{' …' if len(reasons[e.id]) > 3 else ''} succeeded" if e.id in reasons else "")
              for e in entries]
     decisions = plan(items, settings.retention, now)

@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import zstandard
@@ -298,7 +298,9 @@ def prune(db: DatabaseConfig, store: Store, new_id: str | None, now: dt.datetime
     if new_id is not None and not any(e.id == new_id and e.complete for e in entries):
         log.warning("new backup not visible in listing yet; retention skipped this run", backup_id=new_id)
         return {"summary": "retention skipped (new backup not yet listed)", "deleted": [], "kept": len(entries)}
-    decisions = plan([e.item() for e in entries], db.retention, now)
+    # the backup just taken is never deleted, even when another one shares its second (ids sort by second)
+    items = [replace(e.item(), keep_reason="the backup just taken") if e.id == new_id else e.item() for e in entries]
+    decisions = plan(items, db.retention, now)
     by_id = {e.id: e for e in entries}
     doomed = [d for d in decisions if d.deletes]
     deleted: list[str] = []
