@@ -232,3 +232,9 @@ def test_a_failed_backup_fails_the_activation_and_notifies(make_env: Any, pg: Pg
     result = handle("db-backup", db_backup.run, {}, None, broken)
     assert result["ok"] is False and result["error"]
     assert len(received) == 1 and json.loads(received[0][2])["decision"].startswith("no backup was made")
+
+    # and so is one whose configuration is refused (backups stop then too)
+    received.clear()
+    result = handle("db-backup", db_backup.run, {}, None, dict(env, DRKIT_AGE_RECIPIENTS="age1notakey"))
+    assert result["ok"] is False and result["status"] == "invalid_config"
+    assert len(received) == 1 and "DRKIT_AGE_RECIPIENTS" in json.loads(received[0][2])["decision"]

@@ -150,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
+    env: dict[str, str] | None = None
     try:
         env = dict(os.environ) if args.fn is cmd_init else environment(args.env_file)  # init writes the file
         # stdout is for results (tables, --json); JSON logs go to stderr with -v only (the .env's
@@ -170,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         print("interrupted: stopped and cleaned up (a restore leaves its target as it was)", file=sys.stderr)
-        _record_interruption(args, locals().get("env"))
+        _record_interruption(args, env)
         return 130
 
 

@@ -86,13 +86,18 @@ def zstd_params(cfg: Config) -> Any:
         cfg.zstd_level, threads=cfg.zstd_threads, job_size=ZSTD_JOB_SIZE)
 
 
+def _startup(environ: Mapping[str, str]) -> tuple[Config, list[Any]]:
+    """The configuration and the age recipients: what a run validates before any work."""
+    cfg = Config.from_env(environ)
+    return cfg, encryption.parse_recipients(cfg.recipients)
+
+
 def check(environ: Mapping[str, str]) -> str:
     """The configuration run() needs, validated as it validates it (drkit config check); every problem at once."""
     problems: list[str] = []
     Notifier.collect(environ, problems)
     try:
-        cfg = Config.from_env(environ)
-        encryption.parse_recipients(cfg.recipients)
+        cfg, _ = _startup(environ)
     except ConfigError as exc:
         raise ConfigError([*problems, *exc.problems]) from None
     if problems:
@@ -105,7 +110,6 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     """Back up the selected databases; any failure (configuration included: backups stop
     then too) is notified when a notification URL is set."""
     request = Request.from_params(params)
-    check(environ)
     notifier = Notifier.from_env(environ)
     try:
         result = _run(request, environ, deadline, store, clock)
@@ -125,10 +129,9 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
 
 def _run(request: Request, environ: Mapping[str, str], deadline: Deadline, store: Store | None,
          clock: Clock) -> dict[str, Any]:
-    cfg = Config.from_env(environ)
+    cfg, recipients = _startup(environ)
     log.configure(cfg.log_level)
     selected = cfg.select(request.databases)
-    recipients = encryption.parse_recipients(cfg.recipients)
     store = store or Store(cfg.spaces)
     store.check_access()
     binaries.tool_version("pg_dump")  # fail before any database when the binary is missing
