@@ -257,3 +257,14 @@ def test_a_kept_backup_stays_kept_when_rules_are_added(items: list[Item], policy
     after = {d.id for d in plan(items, wider, now) if d.verdict is not Verdict.DELETE}
     if not policy.is_empty():
         assert before <= after
+
+
+def test_backups_that_share_the_newest_second_are_all_kept() -> None:
+    """Ids carry seconds: a pinned backup and the next one in that second, the new id sorting lower."""
+    t = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
+    items = [Item("20261130T120000Z-ffffff", t, pinned=True), Item("20261130T120000Z-eeeeee", t),
+             Item("20261130T110000Z-aaaaaa", t - dt.timedelta(hours=1))]
+    decisions = {d.id: d for d in plan(items, parse_policy("keep_last=1"), t + dt.timedelta(seconds=1))}
+    assert not decisions["20261130T120000Z-eeeeee"].deletes
+    assert "newest completed backup" in decisions["20261130T120000Z-eeeeee"].reasons
+    assert decisions["20261130T110000Z-aaaaaa"].deletes  # the policy still prunes what is older

@@ -20,7 +20,8 @@ kopia, count rules have no time cut-off, so a long outage never expires old
 dailies at once.
 
 drkit adds a safety layer in `plan()` that no policy can override: the newest
-completed backup and the newest verified backup are never deleted, pinned
+completed backup (every one of them when several share its second: ids carry
+seconds) and the newest verified backup are never deleted, pinned
 backups are never deleted, a caller's own safety reason (`Item.keep_reason`,
 e.g. config-backup's "newest archive where source X succeeded") keeps an item,
 and anything that is not a completed backup is
@@ -254,7 +255,8 @@ def plan(items: Sequence[Item], policy: Policy, now: dt.datetime) -> list[Decisi
     ordered = _newest_first(items)
     done = [i for i in ordered if i.done]
     kept = apply_policy(done, policy, now)
-    newest_done = done[0].id if done else None
+    # ids carry seconds: backups that share the newest second cannot be told apart, so all of them are the newest
+    newest_done = {i.id for i in done if i.time == done[0].time} if done else set()
     newest_verified = next((i.id for i in done if i.verified), None)
     out: list[Decision] = []
     for item in ordered:
@@ -263,7 +265,7 @@ def plan(items: Sequence[Item], policy: Policy, now: dt.datetime) -> list[Decisi
             continue
         reasons = list(kept.get(item.id, []))
         safety = []
-        if item.id == newest_done:
+        if item.id in newest_done:
             safety.append("newest completed backup")
         if item.id == newest_verified:
             safety.append("newest verified backup")
