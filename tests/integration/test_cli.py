@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +148,10 @@ def test_backup_list_show_pin_and_plan(env_file: Any, capsys: pytest.CaptureFixt
     assert code == 0 and "pinned" in out
     assert layout.marker_key("app", first, layout.PINNED_SUFFIX) in keys(s3_client, bucket)
 
-    # keep_last=1 would delete the first backup; the pin keeps it
+    # keep_last=1 would delete the first backup; the pin keeps it. Ids carry seconds and retention keeps every
+    # backup of the newest second, so the second backup must start in a later second for the plan to prune.
+    while dt.datetime.now(dt.UTC).replace(microsecond=0) <= layout.id_time(first):
+        time.sleep(0.05)
     code, out, _ = run(capsys, "--env-file", path, "backup", "--db", "app", "--json")
     result = json.loads(out)
     assert code == 0 and result["databases"][0]["retention"]["deleted"] == []
