@@ -49,12 +49,15 @@ ensure_pgbin() {
 
 ensure_system_tools() {
   # Debian packages some tests use: an SSL-capable PostgreSQL 15 server (SSL and
-  # old-server tests) and the age, zstd and minisign CLIs (the standard-tools restore test).
+  # old-server tests), the age, zstd and minisign CLIs (the standard-tools restore test),
+  # promtool (Prometheus rules and metrics) and Chromium (the pages, headless).
   local missing=()
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
   command -v age >/dev/null || missing+=(age)
   command -v zstd >/dev/null || missing+=(zstd)
   command -v minisign >/dev/null || missing+=(minisign)
+  command -v promtool >/dev/null || missing+=(prometheus)  # promtool: alert rule tests, metrics lint
+  command -v chromium >/dev/null || missing+=(chromium)    # the status page and the report in a real browser
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian packages: ${missing[*]} ..." >&2

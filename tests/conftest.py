@@ -211,3 +211,19 @@ def webhook() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", received
     server.shutdown()
+
+
+@pytest.fixture
+def account(make_env: Any, pg: PgServer, dbname: str, age_keys: tuple[str, str]) -> Iterator[Any]:
+    """A deployment's evidence made by drkit's own functions on the stand-ins (tests/support/evidence.py)."""
+    from drkit_dev.probeservers import Behaviour, serve, stop
+    from support import evidence
+
+    behaviour = Behaviour()
+    server, port = serve(behaviour)
+    acc = evidence.make_account(make_env, pg, dbname, age_keys, behaviour, port)
+    try:
+        yield acc
+    finally:
+        stop(server)
+        acc.fake.stop()

@@ -34,7 +34,7 @@ from drkit.postgres import restore
 from drkit.storage import catalog
 from drkit.storage.store import Store
 
-from . import drill_schedule, probeservers, sampledb
+from . import drill_pages, drill_schedule, probeservers, sampledb
 from .keys import signing_env
 from .pgserver import PgServer
 from .s3server import S3Server
@@ -112,6 +112,7 @@ def run(size_mb: int, keep: bool) -> int:
             snapshot_step(drill, env)
             config_step(drill, env, work)
             drill_schedule.compressed_day(drill, env)
+            drill_pages.pages_step(drill, env, _Context(300_000))
         finally:
             probeservers.stop(web)
     if keep:

@@ -91,8 +91,9 @@ def compressed_day(drill: Any, env: dict[str, str]) -> None:
     drill.console.print(table)
     failed = [e for e in receiver.events if "config-backup" in json.dumps(e)]
     counts = {action: len(whisk.invoked(action)) for action in
-              ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify")}
-    expected = {"health-probe": 97, "db-backup": 25, "config-backup": 2, "snapshot-rotate": 2, "restore-verify": 2}
+              ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report")}
+    expected = {"health-probe": 97, "db-backup": 25, "config-backup": 2, "snapshot-rotate": 2, "restore-verify": 2,
+                "report": 2}
     ok = counts == expected and len(failed) == 1 and alerts == 1 and not whisk.violations
     alert_text = failed[0].get("decision", "") if failed else "none"
     drill.facts["scheduler day"] = (f"{sum(counts.values())} activations from one trigger "

@@ -48,7 +48,7 @@ def dotenv(s3_server: S3Server, bucket: str, pg: PgServer, dbname: str, age_keys
 
 
 def _prepare(function: str, dotenv: dict[str, str]) -> None:
-    if function in ("restore-verify", "health-probe"):  # something to verify / to judge
+    if function in ("restore-verify", "health-probe", "report"):  # something to verify / to judge / to report
         env = artifact.function_env("db-backup", dotenv)
         assert handle("db-backup", db_backup.run, {}, None, env)["ok"]
 

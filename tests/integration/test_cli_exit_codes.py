@@ -25,6 +25,8 @@ COMMANDS: dict[str, list[str]] = {
     "restore": ["--db", "app", "--target", "postgresql://u@127.0.0.1:1/x", "--yes-i-know", "x"],
     "swap-back": ["--target", "postgresql://u@127.0.0.1:1/x", "--kept", "x_before_1"],
     "droplet rebuild": ["erp"], "retention plan": [],
+    "status show": [], "status post": ["--title", "Orders are delayed"], "status resolve": ["latest"],
+    "status publish": [], "report": ["--out", "{tmp}/out"],
 }
 NO_CONFIG = {"init", "keygen"}  # they write files and read no configuration: refused when the file exists
 

@@ -40,7 +40,8 @@ def test_the_runbook_marks_its_scenarios() -> None:
     text = "\n".join(found)
     for command in ("drkit schedule status", "drkit backups pin", "drkit restore --db odoo", "drkit failover failover",
                     "drkit failover failback", "fn dr/db-backup", "dr/restore-verify", "drkit dns restore",
-                    "drkit config extract", "drkit config check --connect", "action:rebuild -p droplet:erp -p dry_run:true"):
+                    "drkit config extract", "drkit config check --connect", "action:rebuild -p droplet:erp -p dry_run:true",
+                    "drkit status post", "drkit status resolve latest", "drkit report --out"):
         assert command in text, command
 
 
@@ -71,6 +72,8 @@ def test_the_runbook_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3
                   **whisk.env(), "DRKIT_DO_TOKEN": fake.token, "DRKIT_DO_ENDPOINT": fake.endpoint,
                   "DRKIT_DO_CA_FILE": fake.ca_file, "DRKIT_FAILOVER_PLAN": json.dumps(plan),
                   "DRKIT_WEBHOOK_BEARER": "alertmanager-Token-0123456789",
+                  "DRKIT_STATUS_PAGE": json.dumps({"title": "Example status", "private": ["127.0.0.1"],
+                                                   "services": [{"name": "ERP", "targets": ["db"]}]}),
                   "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "digitalocean", "include": ["domains"]}])}
         work = tmp_path / "ops"
         work.mkdir()
@@ -103,8 +106,15 @@ def test_the_runbook_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3
         assert any(w[0] == "PATCH" for w in fake.writes())
         events = keys(s3_client, bucket, "audit/")
         assert (work / "rebuild" / "digitalocean").is_dir()  # §8: the config backup extracted
-        for action in ("failover.transition", "failover.drill", "restore.completed", "pinned", "unpinned"):
+        for action in ("failover.transition", "failover.drill", "restore.completed", "pinned", "unpinned",
+                       "status.notice.posted", "status.notice.resolved"):
             assert any(action in e for e in events), (action, events)
+        # §6b and §9: the move's notice and the operator's, both resolved, on the public page
+        page = json.loads(s3_client.get_object(Bucket=bucket, Key="public/status.json")["Body"].read())
+        assert [n["title"] for n in page["notices"]] == ["Orders are delayed",
+                                                          "Service moved to our disaster-recovery site"]
+        assert all(n["resolved_at"] for n in page["notices"]), page["notices"]
+        assert "Full DR drill" in (work / "dr-report.html").read_text()
         assert pg.password not in proc.stdout + proc.stderr and SPACES_SECRET not in proc.stdout + proc.stderr
         assert not fake.violations and not whisk.violations
     finally:

@@ -52,7 +52,7 @@ def test_the_vendored_spec_is_the_shared_one() -> None:
 def test_a_day_of_ticks_dispatches_every_slot_exactly_once(env: dict[str, str], whisk: FakeWhisk) -> None:
     env = dict(env, DRKIT_SCHEDULE=json.dumps([{"job": "health-probe", "cron": "*/30 * * * *"}]))
     deployed = tick(env, DAY - dt.timedelta(minutes=1))  # a fresh deploy runs each job's latest slot at once
-    assert len(deployed["dispatched"]) == 7
+    assert len(deployed["dispatched"]) == 8
     whisk.wait_idle()
     before = Counter((i.action, json.dumps(i.params, sort_keys=True)) for i in whisk.invoked())
     seen: Counter[tuple[str, str]] = Counter()
@@ -67,7 +67,8 @@ def test_a_day_of_ticks_dispatches_every_slot_exactly_once(env: dict[str, str], 
     assert max(seen.values()) == 1  # nothing twice
     per_job = Counter(name for name, _ in seen)
     assert per_job == {"health-probe": 48, "db-backup/odoo": 24, "db-backup/superset": 24, "config-backup": 1,
-                       "snapshot-rotate/dr:snapshot": 1, "restore-verify/odoo": 1, "restore-verify/superset": 1}
+                       "snapshot-rotate/dr:snapshot": 1, "restore-verify/odoo": 1, "restore-verify/superset": 1,
+                       "report": 1}
     hours = sorted(dt.datetime.fromisoformat(s).hour for n, s in seen if n == "db-backup/odoo")
     assert hours == list(range(24))
     invoked = Counter((i.action, json.dumps(i.params, sort_keys=True)) for i in whisk.invoked()) - before
@@ -95,7 +96,7 @@ def test_twenty_concurrent_duplicate_ticks_dispatch_each_slot_once(env: dict[str
     dispatched = [d for r in results for d in r["dispatched"] if d["state"] == "dispatched"]
     names = Counter(d["name"] for d in dispatched)
     assert set(names.values()) == {1}, names
-    assert len(whisk.invoked()) == len(names) == 7  # a first tick: the latest slot of each of the 7 job subjects
+    assert len(whisk.invoked()) == len(names) == 8  # a first tick: the latest slot of each of the 8 job subjects
 
 
 def test_after_six_hours_down_each_job_runs_once_and_says_what_it_replaced(env: dict[str, str],
@@ -113,7 +114,8 @@ def test_after_six_hours_down_each_job_runs_once_and_says_what_it_replaced(env: 
 def test_failed_timed_out_and_lost_activations_are_alerted_once(env: dict[str, str], whisk: FakeWhisk,
                                                                s3_client: Any, bucket: str) -> None:
     env = dict(env, DRKIT_SCHEDULE=json.dumps([{"job": "health-probe", "enabled": False},
-                                                {"job": "restore-verify", "enabled": False}]))
+                                                {"job": "restore-verify", "enabled": False},
+                                                {"job": "report", "enabled": False}]))
     whisk.outcomes.update({"db-backup": "failed", "config-backup": "timed_out", "snapshot-rotate": "lost"})
     at = DAY.replace(hour=4, minute=10)
     first = tick(env, at)
@@ -139,7 +141,7 @@ def test_failed_timed_out_and_lost_activations_are_alerted_once(env: dict[str, s
 def test_429_is_retried_after_retry_after_and_a_5xx_is_never_resent(env: dict[str, str], whisk: FakeWhisk) -> None:
     env = dict(env, DRKIT_DATABASES="odoo", DRKIT_SNAPSHOT_POLICIES="",
                DRKIT_SCHEDULE=json.dumps([{"job": j, "enabled": False}
-                                          for j in ("health-probe", "config-backup", "restore-verify")]))
+                                          for j in ("health-probe", "config-backup", "restore-verify", "report")]))
     whisk.fail_next(429, times=2, retry_after=1)
     at = DAY.replace(hour=1, minute=10)
     result = tick(env, at)
@@ -158,7 +160,8 @@ def test_a_hundred_databases_stay_inside_the_namespace_limits(env: dict[str, str
     names = [f"db{i:03d}" for i in range(100)]
     env = dict(env, DRKIT_DATABASES=",".join(names), DRKIT_SNAPSHOT_POLICIES="",
                DRKIT_SCHEDULE=json.dumps([{"job": "config-backup", "enabled": False},
-                                          {"job": "restore-verify", "enabled": False}]))
+                                          {"job": "restore-verify", "enabled": False},
+                                          {"job": "report", "enabled": False}]))
     whisk.outcomes["db-backup"] = "lost"  # they stay in flight (no record) for the whole test
     at = DAY.replace(hour=1, minute=7)
     first = tick(env, at)
@@ -194,7 +197,7 @@ def test_a_two_database_backup_runs_as_two_activations(make_env: Any, whisk: Fak
     backup_env = make_env({"odoo": pg.url(dbname), "superset": pg.url(dbname)})
     whisk.runner = lambda action, params: handle(action, db_backup.run, params, None, backup_env)
     env = {**backup_env, **whisk.env(), "DRKIT_SCHEDULE": json.dumps(
-        [{"job": j, "enabled": False} for j in ("health-probe", "config-backup", "restore-verify")])}
+        [{"job": j, "enabled": False} for j in ("health-probe", "config-backup", "restore-verify", "report")])}
     at = dt.datetime.now(dt.UTC)
     first = scheduler.run({}, env, Deadline(50))
     assert sorted(d["name"] for d in first["dispatched"]) == ["db-backup/odoo", "db-backup/superset"]
@@ -215,14 +218,15 @@ def test_the_scheduler_holds_the_only_trigger() -> None:
     triggers = [(f["name"], t) for p in project["packages"] for f in p["functions"] for t in f.get("triggers", [])]
     assert [(name, t["sourceDetails"]["cron"]) for name, t in triggers] == [("scheduler", "* * * * *")]
     assert Path(ROOT / "packages" / "dr" / "scheduler" / "__main__.py").exists()
-    assert schedule.JOBS == ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify")
+    assert schedule.JOBS == ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report")
 
 
 def test_health_probe_counts_failed_jobs_and_a_silent_scheduler(env: dict[str, str], whisk: FakeWhisk) -> None:
     from drkit.functions import health_probe
 
     env = dict(env, DRKIT_SCHEDULE=json.dumps([{"job": "health-probe", "enabled": False},
-                                                {"job": "restore-verify", "enabled": False}]))
+                                                {"job": "restore-verify", "enabled": False},
+                                                {"job": "report", "enabled": False}]))
     whisk.outcomes["db-backup"] = "failed"
     at = DAY.replace(hour=4, minute=10)
     tick(env, at)

@@ -37,6 +37,7 @@ EVENTS: dict[str, dict[str, Any]] = {
                              {"status": "firing", "labels": {"alertname": "PrimarySiteDown"},
                               "fingerprint": "f1", "startsAt": "2026-11-26T03:00:00Z"}]})},
     "scheduler": {},  # the every-minute trigger's tick
+    "report": {},  # the scheduler's daily invoke: the DR report
 }
 # The event of a run that must fail (with the failure `broken()` sets up).
 FAILING_EVENTS: dict[str, dict[str, Any]] = {
@@ -114,7 +115,7 @@ def broken(sc: Scenario, closed_port: int) -> None:
         sc.dotenv["DRKIT_STAGING_URL"] = f"postgresql://postgres:pw@127.0.0.1:{closed_port}/postgres"
     elif sc.function == "scheduler":  # the namespace key was revoked: every invoke is refused (401)
         sc.dotenv["DRKIT_FUNCTIONS_KEY"] = "dof_v1_revoked:revoked-Secret-0123456789"
-    elif sc.function == "health-probe":  # the bucket cannot be reached (targets down would be a success)
+    elif sc.function in ("health-probe", "report"):  # the bucket cannot be reached (targets down would be a success)
         sc.dotenv.update({"DRKIT_SPACES_ENDPOINT": f"http://127.0.0.1:{closed_port}", "DRKIT_S3_MAX_ATTEMPTS": "1"})
     else:  # the DigitalOcean API answers 500
         assert sc.fake is not None
@@ -141,9 +142,16 @@ def check_effects(function: str, result: dict[str, Any], s3_client: Any, bucket:
         assert result["created"] and result["created"][0].startswith("droplet erp: drkit-erp-"), result
     elif function == "scheduler":  # a first tick: each job's latest slot, one activation per database
         names = sorted(d["name"] for d in result["dispatched"] if d["state"] == "dispatched")
-        assert names == ["config-backup", "db-backup/odoo", "health-probe", "restore-verify/odoo"], result
-        assert sc.whisk is not None and len(sc.whisk.invoked()) == 4
+        assert names == ["config-backup", "db-backup/odoo", "health-probe", "report", "restore-verify/odoo"], result
+        assert sc.whisk is not None
+        # each slot once; the every-minute probe may get a second slot when the warm run starts in the next minute
+        others = [i.action for i in sc.whisk.invoked() if i.action != "dr/health-probe"]
+        assert sorted(others) == ["dr/config-backup", "dr/db-backup", "dr/report", "dr/restore-verify"], others
+        assert 1 <= len(sc.whisk.invoked("health-probe")) <= 2
         assert "status/schedule.json" in keys(s3_client, bucket, "status/")
+    elif function == "report":  # the month's report and its evidence, kept; a link to it
+        assert {"reports/latest.html", "reports/latest.json"} <= set(keys(s3_client, bucket, "reports/")), result
+        assert "X-Amz-Signature=" in result["url"] or "Signature=" in result["url"], result
     elif function == "health-probe":
         names = {t["name"]: t["ok"] for t in result["targets"]}
         assert names["db"] and names["backup-age:odoo"], names

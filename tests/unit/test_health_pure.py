@@ -80,13 +80,26 @@ def test_all_problems_at_once_and_defaults() -> None:
 
 
 def test_prometheus_text_escapes_and_types() -> None:
-    results = [probe.Result('odd"name', "http", True, "ok", 0.05, metrics={"http_status_code": 200.0}),
-               probe.Result("backup-age:odoo", "backup", False, "old", 0.0, metrics={"backup_age_seconds": 9000.0})]
+    results = [probe.Result('odd"name', "http", True, "ok", 0.05,
+                            metrics={"http_status_code": 200.0, "response_ms": 250.0}),
+               probe.Result("tls", "tls", True, "ok", 0.05, metrics={"tls_days_left": 30.0, "tls_not_after": 1.8e9}),
+               probe.Result("backup-age:odoo", "backup", False, "old", 0.0, metrics={"backup_age_seconds": 9000.0}),
+               probe.Result("schedule:db-backup/odoo", "schedule", True, "ok", 0.0,
+                            metrics={"schedule_failures_in_a_row": 0.0})]
     text = prometheus_text(results, {"backup-age:odoo": {"status": "unhealthy"}}, T0)
     assert 'drkit_probe_success{target="odd\\"name",type="http"} 1' in text
-    assert 'drkit_probe_healthy{target="backup-age:odoo",type="backup"} 0' in text
-    assert 'drkit_backup_age_seconds{target="backup-age:odoo",type="backup"} 9000' in text
+    # what a data-protection result is about is a label of its own: alert rules group by it
+    assert 'drkit_probe_healthy{target="backup-age:odoo",type="backup",database="odoo"} 0' in text
+    assert 'drkit_backup_age_seconds{target="backup-age:odoo",type="backup",database="odoo"} 9000' in text
+    assert 'drkit_schedule_failures_in_a_row{target="schedule:db-backup/odoo",type="schedule",job="db-backup/odoo"} 0' \
+        in text
+    # base units for Prometheus: seconds and timestamps, not milliseconds or days
+    assert 'drkit_http_response_seconds{target="odd\\"name",type="http"} 0.25' in text
+    assert 'drkit_tls_cert_not_after_timestamp_seconds{target="tls",type="tls"} 1.8e+09' in text
+    assert "days_left" not in text and "_ms" not in text
     assert "# TYPE drkit_http_status_code gauge" in text and text.endswith("\n")
+    assert all(f"# HELP {n} " in text for n in {ln.split(" ")[2] for ln in text.splitlines()
+                                                   if ln.startswith("# TYPE")}), "every family has help"
     assert "drkit_probe_duration_seconds{target=\"backup-age" not in text
 
 

@@ -11,6 +11,7 @@ from drkit.functions import (
     db_backup,
     dns_failover,
     health_probe,
+    report,
     restore_verify,
     scheduler,
     snapshot_rotate,
@@ -19,7 +20,7 @@ from drkit.platform import envvars
 
 MODULES = {envvars.DB_BACKUP: db_backup, envvars.RESTORE_VERIFY: restore_verify, envvars.HEALTH: health_probe,
            envvars.FAILOVER: dns_failover, envvars.SNAPSHOTS: snapshot_rotate, envvars.CONFIG: config_backup,
-           envvars.SCHEDULER: scheduler}
+           envvars.SCHEDULER: scheduler, envvars.REPORT: report}
 RUNS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str], Deadline], dict[str, Any]]] = {
     name: module.run for name, module in MODULES.items()}
 CHECKS: dict[str, Callable[[Mapping[str, str]], str]] = {name: module.check for name, module in MODULES.items()}

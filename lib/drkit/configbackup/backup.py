@@ -220,7 +220,8 @@ def backup(store: Store, settings: Settings, units: list[Unit], recipients: list
             log.error("could not delete archive without manifest; the next run removes it", error=str(exc))
         raise
     run_info = {"id": backup_id, "status": status, "at": finished_at.isoformat(), "bytes_out": stored.size,
-                "failed_units": [r["name"] for r in results if r["status"] != "ok"]}
+                "failed_units": [r["name"] for r in results if r["status"] != "ok"],
+                "drift_changes": sum(manifest["drift"]["counts"].values())}
     state.record_run(store, layout.CONFIG_STATE_KEY, "config", run_info, success=True)
     audit.record(store, FUNCTION, "config.backup.created", {
         "backup_id": backup_id, "key": data_key, "status": status, "files": len(writer.files),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from drkit.core import log
 from drkit.core.deadline import Deadline
 from drkit.core.errors import ConfigError
 from drkit.digitalocean.api import DoApi
@@ -64,9 +65,33 @@ def execute(store: Store, settings: Settings, api: DoApi, action: str, site: str
     audit.record(store, FUNCTION, event, {"action": action, "target": target, "who": who, "reason": reason,
                                           "outcome": result["outcome"], "sentence": result["sentence"],
                                           "changes": result.get("changes", [])})
+    if result["outcome"] == "applied" and not drill:
+        _tell_the_status_page(store, action, target, settings.plan, who, now)
     if settings.notifier.configured:
         status = {"applied": "passed", "noop": "passed", "dry_run": "passed"}.get(result["outcome"], "failed")
         result["notifications"] = settings.notifier.send({
             "event": event, "function": FUNCTION, "status": status, "decision": result["sentence"],
             "failed_checks": [f"{c['target']}: {c['error']}" for c in result.get("changes", []) if c.get("error")]})
     return result
+
+
+def _tell_the_status_page(store: Store, action: str, target: str, plan: plans.Plan, who: str, now: dt.datetime) -> None:
+    """A move posts a public notice (and a failback resolves it): users learn of it within one probe cycle.
+    It never fails the move, which has happened."""
+    from drkit.core.errors import StoreError
+    from drkit.health import notices
+
+    at = f"{now.astimezone(dt.UTC):%H:%M} UTC"
+    try:
+        if target == plan.primary:
+            notices.resolve_from(store, notices.AUTOMATIC_FAILOVER, f"Back on the primary site at {at}.", who=who,
+                                 now=now, function=FUNCTION)
+        else:
+            notices.resolve_from(store, notices.AUTOMATIC_FAILOVER, f"Moved on to another site at {at}.", who=who,
+                                 now=now, function=FUNCTION)
+            notices.post(store, "Service moved to our disaster-recovery site",
+                         f"We moved our services to the disaster-recovery site at {at} on "
+                         f"{now.astimezone(dt.UTC):%Y-%m-%d}. Some requests may have failed during the move.",
+                         "major", who=who, now=now, source=notices.AUTOMATIC_FAILOVER, function=FUNCTION)
+    except StoreError as exc:
+        log.error("status page notice not written", error=str(exc), action=action)

@@ -1,1 +1,1 @@
-"""The six deployed functions, one module each: what `packages/dr/<fn>/__main__.py` calls (orchestration only)."""
+"""The deployed functions, one module each: what `packages/dr/<fn>/__main__.py` calls (orchestration only)."""

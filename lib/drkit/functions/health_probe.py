@@ -11,8 +11,11 @@ Every run (every minute):
    `success_threshold` successes (default 2), alerts on transitions only,
    with a reminder while a target stays down;
 4. writes `state/health.json` (the counters), `status/health.json` and
-   `status/health.prom` (Prometheus text format), notifies, and records a
-   failover request for down targets marked `failover: true`.
+   `status/health.prom` (Prometheus text format, served by dr/report's
+   /metrics), notifies, and records a failover request for down targets
+   marked `failover: true`;
+5. publishes the public status page when DRKIT_STATUS_PAGE is set
+   (health/publish.py): within one probe cycle of any change.
 """
 
 from __future__ import annotations
@@ -26,18 +29,26 @@ from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import ConfigError, DrkitError, StoreError
 from drkit.health import probe
-from drkit.health.protection import Protection, config_protection, data_protection, schedule_protection
+from drkit.health.protection import (
+    Protection,
+    config_protection,
+    data_protection,
+    protections_from_env,
+    schedule_protection,
+)
+from drkit.health.publish import publish
 from drkit.health.status import advance, prometheus_text
-from drkit.platform.config import SpacesConfig, spaces_from_env
-from drkit.platform.databases import database_names, env_name
+from drkit.health.statuspage import PageConfig
+from drkit.platform.config import SpacesConfig, collect_spaces
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
-from drkit.policy.durations import parse_interval
+from drkit.policy import layout
+from drkit.policy.durations import interval_or_default
 from drkit.storage import audit
 from drkit.storage.store import Store
 
 FUNCTION = "health-probe"
-STATE_KEY = "state/health.json"
+STATE_KEY = layout.HEALTH_STATE_KEY
 STATUS_KEY = "status/health.json"
 PROM_KEY = "status/health.prom"
 
@@ -49,6 +60,7 @@ class Settings:
     reminder: dt.timedelta
     notifier: Notifier = field(default_factory=Notifier)
     config_max_age: dt.timedelta | None = None  # config-backup freshness (opt-in: it has no trigger of its own)
+    page: PageConfig | None = None  # the public status page (DRKIT_STATUS_PAGE; none when unset)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -58,37 +70,30 @@ class Settings:
             targets = probe.parse_targets(environ.get("DRKIT_PROBES", ""))
         except ConfigError as exc:
             problems.extend(exc.problems)
-        protections = []
-        try:
-            names = database_names(environ)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            names = []
+        protections = protections_from_env(environ, problems)
 
         def interval(var: str, default: str) -> dt.timedelta:
-            try:
-                return parse_interval(environ.get(var, "").strip() or default, var)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                return parse_interval(default, var)
+            return interval_or_default(environ, var, default, problems)
 
-        # global defaults (RPO 1 h + 15 min grace; weekly verification + 1 day; RTO 4 h), per-database overrides
-        defaults = {suffix: environ.get(f"DRKIT_{suffix}", "").strip() or text
-                    for suffix, text in (("RPO", "75m"), ("VERIFY_MAX_AGE", "8d"), ("RTO", "4h"))}
-        for suffix, text in defaults.items():
-            interval(f"DRKIT_{suffix}", text)  # report a bad global value under its own name
-        for name in names:
-            protections.append(Protection(name, *(interval(env_name(name, suffix), text)
-                                                  for suffix, text in defaults.items())))
         reminder = interval("DRKIT_ALERT_REMINDER", "1h")
         config_max_age = interval("DRKIT_CONFIG_MAX_AGE", "1d") if environ.get("DRKIT_CONFIG_MAX_AGE", "").strip() \
             else None
         notifier = Notifier.collect(environ, problems)
+        page = None
+        try:
+            page = PageConfig.parse(environ.get("DRKIT_STATUS_PAGE", ""))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        if page is not None:
+            known = {t.name for t in targets}
+            problems.extend(f"DRKIT_STATUS_PAGE service {s.name!r} names target {t!r}, which DRKIT_PROBES does not "
+                            f"define (known: {', '.join(sorted(known)) or 'none'})"
+                            for s in page.services for t in s.targets if t not in known)
         if not targets and not protections and config_max_age is None and not problems:
             problems.append("nothing to probe: set DRKIT_PROBES (JSON list of targets) and/or DRKIT_DATABASES")
         if problems:
             raise ConfigError(problems)
-        return cls(targets, protections, reminder, notifier, config_max_age)
+        return cls(targets, protections, reminder, notifier, config_max_age, page)
 
 
 def request_failover(store: Store, targets: list[str], now: dt.datetime, environ: Mapping[str, str],
@@ -123,11 +128,7 @@ def request_failover(store: Store, targets: list[str], now: dt.datetime, environ
 
 def _startup(environ: Mapping[str, str]) -> tuple[SpacesConfig, Settings]:
     problems: list[str] = []
-    spaces = None
-    try:
-        spaces = spaces_from_env(environ)
-    except ConfigError as exc:
-        problems += exc.problems
+    spaces = collect_spaces(environ, problems)
     try:
         settings = Settings.from_env(environ)
     except ConfigError as exc:
@@ -207,6 +208,14 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                     and spec[e["target"]].failover]
     if failing_over:
         out["failover"] = request_failover(store, failing_over, now, environ, deadline)
+    if settings.page is not None:
+        try:
+            page = publish(store, settings.page, now, states, now.isoformat())
+            out["status_page"] = {"status": page["status"], "summary": page["summary"],
+                                  "notices": len([n for n in page["notices"] if not n["resolved_at"]])}
+        except StoreError as exc:  # the probes ran and alerted; the page is late by one cycle
+            log.error("status page not published", error=str(exc))
+            out["status_page"] = {"error": f"not published: {exc}"}
     if fmt == "prometheus":
         out["prometheus"] = prom
     else:

@@ -32,7 +32,7 @@ from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import ConfigError
 from drkit.digitalocean.snapshot_policy import parse_policies
-from drkit.platform.config import secure_url, spaces_from_env
+from drkit.platform.config import collect_spaces, secure_url
 from drkit.platform.databases import database_names
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
@@ -64,11 +64,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str], now: dt.datetime, api: FunctionsApi | None = None) -> Settings:
         problems: list[str] = []
-        spaces = None
-        try:
-            spaces = spaces_from_env(environ)
-        except ConfigError as exc:
-            problems += exc.problems
+        spaces = collect_spaces(environ, problems)
         if api is None:
             api = FunctionsApi.from_env(environ, problems)
         databases: list[str] = []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drkit.health import probe
 from drkit.policy import layout
+from drkit.policy.durations import human, interval_or_default
 from drkit.storage import catalog
 from drkit.storage.store import Store
 
@@ -17,6 +19,31 @@ class Protection:
     rpo: dt.timedelta  # newest complete backup no older than this (RPO + grace)
     verify_max_age: dt.timedelta  # newest passed verification no older than this
     rto: dt.timedelta  # the last verified restore took at most this
+
+
+# the objectives' defaults (RPO 1 h + 15 min grace; weekly verification + 1 day; RTO 4 h): DRKIT_<X>, then per
+# database DRKIT_DB_<NAME>_<X>
+DEFAULTS = (("RPO", "75m"), ("VERIFY_MAX_AGE", "8d"), ("RTO", "4h"))
+
+
+def protections_from_env(environ: Mapping[str, str], problems: list[str]) -> list[Protection]:
+    """Every database's objectives (health-probe judges them, the report charts them); problems appended."""
+    from drkit.core.errors import ConfigError
+    from drkit.platform.databases import database_names, env_name
+
+    def interval(var: str, default: str) -> dt.timedelta:
+        return interval_or_default(environ, var, default, problems)
+
+    try:
+        names = database_names(environ)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        names = []
+    defaults = {suffix: environ.get(f"DRKIT_{suffix}", "").strip() or text for suffix, text in DEFAULTS}
+    for suffix, text in defaults.items():
+        interval(f"DRKIT_{suffix}", text)  # report a bad global value under its own name
+    return [Protection(name, *(interval(env_name(name, suffix), text) for suffix, text in defaults.items()))
+            for name in names]
 
 
 # -- data protection ----------------------------------------------------------------------
@@ -48,14 +75,16 @@ def data_protection(store: Store, p: Protection, now: dt.datetime) -> list[probe
         vage = now - dt.datetime.fromisoformat(passed["at"])
         out.append(probe.Result(f"verify-age:{db}", "verify", vage <= p.verify_max_age,
                                 f"last verified restore {_human(vage)} ago (limit {_human(p.verify_max_age)})", 0.0,
-                                metrics={"verify_age_seconds": vage.total_seconds()}))
+                                metrics={"verify_age_seconds": vage.total_seconds(),
+                                         "verify_max_age_seconds": p.verify_max_age.total_seconds()}))
         duration = float(passed.get("duration_s") or 0.0)
         out.append(probe.Result(f"restore-duration:{db}", "verify", duration <= p.rto.total_seconds(),
                                 f"last verified restore took {_human(dt.timedelta(seconds=duration))} "
                                 f"(RTO {_human(p.rto)})", 0.0,
                                 metrics={"restore_duration_seconds": duration, "rto_seconds": p.rto.total_seconds()}))
     else:
-        out.append(probe.Result(f"verify-age:{db}", "verify", False, "no passed restore verification yet", 0.0))
+        out.append(probe.Result(f"verify-age:{db}", "verify", False, "no passed restore verification yet", 0.0,
+                                metrics={"verify_max_age_seconds": p.verify_max_age.total_seconds()}))
     return out
 
 
@@ -78,19 +107,15 @@ def config_protection(store: Store, max_age: dt.timedelta, now: dt.datetime) -> 
     detail = "last config backup run stored every source" if ok else (
         f"last config backup failed: {last.get('error')}" if last.get("status") == "failed"
         else f"last config backup was partial: {', '.join(failed_units)} failed")
-    out.append(probe.Result("config-failures", "backup", ok, detail, 0.0))
+    out.append(probe.Result("config-failures", "backup", ok, detail, 0.0, metrics={
+        "config_backup_consecutive_failures": float(state.get("consecutive_failures", 0)),
+        "config_backup_failed_sources": float(len(failed_units)),
+        "config_drift_changes": float(last.get("drift_changes") or 0)}))
     return out
 
 
 def _human(d: dt.timedelta) -> str:
-    s = d.total_seconds()
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
+    return human(d.total_seconds())
 
 
 # -- the scheduler ----------------------------------------------------------------------------
@@ -120,5 +145,6 @@ def schedule_protection(store: Store, now: dt.datetime) -> list[probe.Result]:
                   else f"no success within {_human(dt.timedelta(seconds=float(job.get('within_s') or 0)))}"
                   if job.get("overdue") else f"last run {job.get('state')}, next {job.get('next_run')}")
         out.append(probe.Result(f"schedule:{job.get('name')}", "schedule", ok, detail, 0.0,
-                                metrics={"schedule_failures_in_a_row": float(job.get("failures_in_a_row") or 0)}))
+                                metrics={"schedule_failures_in_a_row": float(job.get("failures_in_a_row") or 0),
+                                         "schedule_overdue": float(bool(job.get("overdue")))}))
     return out

@@ -111,6 +111,11 @@ def json_list(text: str, where: str, *, items: str, limit: int | None = None, re
     return value
 
 
+def collect_spaces(environ: Mapping[str, str], problems: list[str]) -> SpacesConfig | None:
+    """The bucket settings, or None with every problem appended (for start-ups that report all at once)."""
+    return _spaces_from_env(environ, problems)
+
+
 def spaces_from_env(environ: Mapping[str, str]) -> SpacesConfig:
     """Only the bucket settings (for functions that read state but touch no database)."""
     problems: list[str] = []

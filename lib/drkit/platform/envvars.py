@@ -20,9 +20,10 @@ from drkit.core.errors import ConfigError
 UNSET = "unset"  # the deploy-time stand-in for "not set" (the deployer refuses empty values)
 DB = "<NAME>"    # per-database variables: DRKIT_DB_<NAME>_URL for each name in DRKIT_DATABASES
 
-DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG, SCHEDULER = (
-    "db-backup", "restore-verify", "health-probe", "dns-failover", "snapshot-rotate", "config-backup", "scheduler")
-ALL = (DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG, SCHEDULER)
+DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG, SCHEDULER, REPORT = (
+    "db-backup", "restore-verify", "health-probe", "dns-failover", "snapshot-rotate", "config-backup", "scheduler",
+    "report")
+ALL = (DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG, SCHEDULER, REPORT)
 DO_CALLERS = (FAILOVER, SNAPSHOTS, CONFIG, HEALTH)  # health-probe: only for DRKIT_AUTO_FAILOVER=true
 
 
@@ -66,11 +67,11 @@ VARIABLES: tuple[Var, ...] = (
     _v("DRKIT_UPLOAD_CONCURRENCY", (DB_BACKUP, CONFIG), "parts uploaded at once (1-10)", default="3"),
     _v("DRKIT_SIGNING_KEY", (DB_BACKUP, CONFIG), "secret key that signs every manifest (drkit keygen --signing)",
        required=(DB_BACKUP, CONFIG)),
-    _v("DRKIT_TRUSTED_KEYS", (RESTORE_VERIFY, FAILOVER, HEALTH),
+    _v("DRKIT_TRUSTED_KEYS", (RESTORE_VERIFY, FAILOVER, HEALTH, REPORT),
        "minisign public keys (RW…) whose signatures drkit believes: manifests, failover plans",
        required=(RESTORE_VERIFY,), default="(none: nothing from the bucket is believed)"),
     # databases
-    _v("DRKIT_DATABASES", (DB_BACKUP, RESTORE_VERIFY, HEALTH, SCHEDULER), "database names, comma separated (lower-case)",
+    _v("DRKIT_DATABASES", (DB_BACKUP, RESTORE_VERIFY, HEALTH, SCHEDULER, REPORT), "database names, comma separated (lower-case)",
        required=(DB_BACKUP, RESTORE_VERIFY), default="(none: health-probe checks no backups)"),
     _v("DRKIT_RETENTION", (DB_BACKUP,), "default retention policy", default="keep_within_hourly=7d keep_within_daily=30d"),
     _v(f"DRKIT_DB_{DB}_URL", (DB_BACKUP,), "postgresql:// URL of the database to back up", required=(DB_BACKUP,)),
@@ -88,16 +89,21 @@ VARIABLES: tuple[Var, ...] = (
        default="(tables and rows only)"),
     # health-probe
     _v("DRKIT_PROBES", (HEALTH,), "JSON list of HTTP/TLS/DNS/TCP probe targets", default="(none)"),
-    _v("DRKIT_RPO", (HEALTH,), "newest backup older than this is an alert", default="75m"),
-    _v("DRKIT_VERIFY_MAX_AGE", (HEALTH,), "newest passed verification older than this is an alert", default="8d"),
-    _v("DRKIT_RTO", (HEALTH,), "measured restore time above this is an alert", default="4h"),
-    _v(f"DRKIT_DB_{DB}_RPO", (HEALTH,), "per-database DRKIT_RPO", default="DRKIT_RPO"),
-    _v(f"DRKIT_DB_{DB}_VERIFY_MAX_AGE", (HEALTH,), "per-database DRKIT_VERIFY_MAX_AGE",
+    _v("DRKIT_RPO", (HEALTH, REPORT), "newest backup older than this is an alert", default="75m"),
+    _v("DRKIT_VERIFY_MAX_AGE", (HEALTH, REPORT), "newest passed verification older than this is an alert", default="8d"),
+    _v("DRKIT_RTO", (HEALTH, REPORT), "measured restore time above this is an alert", default="4h"),
+    _v(f"DRKIT_DB_{DB}_RPO", (HEALTH, REPORT), "per-database DRKIT_RPO", default="DRKIT_RPO"),
+    _v(f"DRKIT_DB_{DB}_VERIFY_MAX_AGE", (HEALTH, REPORT), "per-database DRKIT_VERIFY_MAX_AGE",
        default="DRKIT_VERIFY_MAX_AGE"),
-    _v(f"DRKIT_DB_{DB}_RTO", (HEALTH,), "per-database DRKIT_RTO", default="DRKIT_RTO"),
+    _v(f"DRKIT_DB_{DB}_RTO", (HEALTH, REPORT), "per-database DRKIT_RTO", default="DRKIT_RTO"),
     _v("DRKIT_ALERT_REMINDER", (HEALTH,), "repeat an open alert this often", default="1h"),
     _v("DRKIT_CONFIG_MAX_AGE", (HEALTH,), "config backups older than this are an alert", default="(not checked)"),
     _v("DRKIT_AUTO_FAILOVER", (HEALTH,), "true: a failing probe starts dns-failover in-process", default="false"),
+    _v("DRKIT_STATUS_PAGE", (HEALTH,), "JSON: the public status page's title, services (probe targets) and private "
+       "strings (docs/status-page.md)", default="(no public page)"),
+    # report
+    _v("DRKIT_METRICS_BEARER", (REPORT,), "Bearer tokens Prometheus sends to GET /metrics (16+ chars, comma separated)",
+       default="(metrics endpoint off)"),
     # the DigitalOcean API
     _v("DRKIT_DO_TOKEN", DO_CALLERS, "DigitalOcean API token (scopes: see docs/configuration.md)",
        required=(FAILOVER, SNAPSHOTS)),

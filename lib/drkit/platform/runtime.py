@@ -21,6 +21,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from drkit import __version__
@@ -139,16 +140,24 @@ def handle(function: str, run: RunFn, event: Any, context: Any = None,
     return out
 
 
-WebFn = Callable[[Any, Mapping[str, str], Deadline], tuple[int, dict[str, Any]]]
+@dataclass(frozen=True)
+class TextReply:
+    """A web answer that is not JSON (Prometheus text): sent as is, with its content type."""
+    text: str
+    content_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+WebFn = Callable[[Any, Mapping[str, str], Deadline], tuple[int, "dict[str, Any] | TextReply"]]
 
 
 def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, context: Any = None,
-               environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A `web: raw` function: HTTP calls go to run_web and get {statusCode, headers, body};
+               environ: Mapping[str, str] | None = None, methods: tuple[str, ...] = ("POST",)) -> dict[str, Any]:
+    """A web function: HTTP calls go to run_web and get {statusCode, headers, body};
     plain invocations (doctl invoke, triggers) go to run_invoke through `handle`."""
     environ = without_unset(os.environ if environ is None else environ)
     try:
-        request = from_event(event if isinstance(event, Mapping) else {}, body_limit(environ))
+        request = from_event(event if isinstance(event, Mapping) else {}, body_limit(environ), methods)
     except WebError as exc:
         return _web_reply(exc.http_status, {"ok": False, "error": str(exc)})
     except ConfigError as exc:
@@ -176,6 +185,10 @@ def handle_web(function: str, run_web: WebFn, run_invoke: RunFn, event: Any, con
     except Exception as exc:  # noqa: BLE001 - the edge
         log.error("internal error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         status, body = 500, {"ok": False, "error": "internal error; see the activation log"}
+    if isinstance(body, TextReply):
+        log.info("web call answered", status=status, bytes=len(body.text))
+        return {"statusCode": status, "headers": {"Content-Type": body.content_type, **body.headers},
+                "body": body.text}
     body = log.redact_obj({"function": function, **body, "duration_s": round(time.monotonic() - t0, 3)})
     log.info("web call answered", status=status, decision=body.get("decision"), error=body.get("error"))
     return _web_reply(status, body)

@@ -99,6 +99,7 @@ CONFIG_PREFIX = "config/"
 CONFIG_DATA_SUFFIX = ".tar.zst.age"
 CONFIG_SUFFIXES = (CONFIG_DATA_SUFFIX, MANIFEST_SUFFIX, SIGNATURE_SUFFIX, PINNED_SUFFIX)
 CONFIG_STATE_KEY = "state/config.json"
+HEALTH_STATE_KEY = "state/health.json"  # health-probe's per-target counters
 
 
 def config_base(backup_id: str) -> str:

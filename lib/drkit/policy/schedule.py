@@ -10,6 +10,7 @@ the DR plan (times in UTC):
 | config-backup | `15 2 * * *` (daily) | one | 26 hours |
 | snapshot-rotate | each policy's own `schedule` | each snapshot policy (tag) | its period + 6 hours |
 | restore-verify | `17 3 * * 1` (Mondays 03:17, the newest backup) | each database | 8 days |
+| report | `40 5 * * *` (daily: the DR report, after the night's backups) | one | 26 hours |
 
 `DRKIT_SCHEDULE` (JSON list) changes a job: `{"job": "db-backup", "cron": "*/30 * * * *",
 "within": "90m", "enabled": true, "databases": ["odoo"]}`; every key but `job` is optional, unknown
@@ -34,7 +35,7 @@ from drkit.core import suggest
 from drkit.core.errors import ConfigError
 from drkit.policy.durations import parse_interval
 
-JOBS = ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify")  # dispatch order
+JOBS = ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report")  # dispatch order
 PER_DATABASE = ("db-backup", "restore-verify")
 DEFAULTS: dict[str, tuple[str, dt.timedelta]] = {
     "health-probe": ("* * * * *", dt.timedelta(minutes=10)),
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, tuple[str, dt.timedelta]] = {
     "config-backup": ("15 2 * * *", dt.timedelta(hours=26)),
     "snapshot-rotate": ("", dt.timedelta(hours=6)),  # cron: each policy's; within: its period + this
     "restore-verify": ("17 3 * * 1", dt.timedelta(days=8)),
+    "report": ("40 5 * * *", dt.timedelta(hours=26)),
 }
 KEYS = ("job", "cron", "within", "enabled", "databases")
 MAX_CATCH_UP_SCAN = 10_000  # slots counted back when saying how many were missed

@@ -151,11 +151,36 @@ class Store:
                     exc.response["Error"]["Code"] = "NoSuchBucket"
             raise self._fail(exc, f"access check of bucket {self.bucket!r}") from None
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream", *,
+                  public: bool = False, cache_control: str | None = None) -> None:
+        """Write an object; `public` makes it readable by anyone (ACL public-read: the status page only)."""
+        extra: dict[str, str] = {"ACL": "public-read"} if public else {}
+        if cache_control:
+            extra["CacheControl"] = cache_control
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, ContentType=content_type)
+            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, ContentType=content_type,
+                                   **extra)
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, f"writing {key}") from None
+
+    def public_url(self, key: str) -> str:
+        """Where anyone reads a public object (virtual-host style on Spaces, path style elsewhere)."""
+        from urllib.parse import quote, urlsplit
+
+        endpoint = self.spaces.endpoint_url.rstrip("/")
+        if endpoint.endswith("digitaloceanspaces.com"):
+            parts = urlsplit(endpoint)
+            return f"{parts.scheme}://{self.bucket}.{parts.netloc}/{quote(self._full(key))}"
+        return f"{endpoint}/{self.bucket}/{quote(self._full(key))}"
+
+    def presigned_url(self, key: str, seconds: int) -> str:
+        """A URL that reads one private object until it expires (a report shared for an hour)."""
+        try:
+            return str(self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket,
+                                                                                "Key": self._full(key)},
+                                                          ExpiresIn=seconds))
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, f"signing a URL for {key}") from None
 
     def put_json(self, key: str, obj: Any) -> None:
         body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
