@@ -127,3 +127,26 @@ def test_deployed_function_failure_fails_the_activation(function: str, zips: dic
     if function in ("db-backup", "restore-verify"):
         assert result["databases"][0]["status"] == "failed" and result["databases"][0]["error"], result
     print(f"\n{function}: {result['error'][:200]}")
+
+
+def test_deployed_report_serves_metrics_to_its_bearer_only(zips: dict[str, Path], loader_cache: Path,
+                                                           dotenv: dict[str, str]) -> None:
+    """dr/report's web path as DigitalOcean delivers it (`web: true`): Prometheus's GET with its token gets
+    health-probe's text; a wrong token gets 401 and no metrics."""
+    from drkit.functions import health_probe
+
+    token = "prometheus-Scrape-Token-01"
+    _prepare("health-probe", dotenv)
+    assert handle("health-probe", health_probe.run, {}, None, artifact.function_env("health-probe", dotenv))["ok"]
+    env = artifact.function_env("report", dict(dotenv, DRKIT_METRICS_BEARER=token))
+    for bearer, status in ((token, 200), ("wrong-token-0000000000", 401)):
+        event = {"__ow_method": "get", "__ow_path": "/metrics", "__ow_headers": {"authorization": f"Bearer {bearer}"}}
+        report = artifact.run_under_loader(zips["report"], "report", env, event, cache_dir=loader_cache)
+        (activation,) = report["activations"]
+        result = activation["result"]
+        assert result["statusCode"] == status, json.dumps(report, default=str)[-2000:]
+        if status == 200:
+            assert result["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert "drkit_backup_age_seconds{" in result["body"] and 'database="odoo"' in result["body"]
+        else:
+            assert "drkit_" not in json.dumps(result) and token not in json.dumps(report, default=str)
