@@ -222,7 +222,10 @@ def test_stopping_drkit_mid_restore_leaves_the_target_as_it_was(signum: int, mod
     env = {**os.environ, "PYTHONPATH": str(ROOT / "lib"), "DRKIT_PG_BIN": str(ROOT / "build" / "pgbin" / "bin")}
     proc = subprocess.Popen([sys.executable, "-m", "drkit.cli", "--env-file", str(env_file), "restore", "--db", "app",
                              "--target", pg.url(target), "--identity", setup["identity"], "--force", "--yes-i-know",
-                             target], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             target], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job starts with SIGINT ignored, and Python then keeps it ignored:
+                            # the operator's terminal gives Ctrl-C its default meaning, so does the test
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 30
         while proxy.sent < 64 * 1024 and time.monotonic() < deadline:  # rows are flowing into PostgreSQL

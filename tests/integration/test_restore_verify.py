@@ -72,12 +72,15 @@ def test_happy_path_proves_and_times_the_restore(verify_env: Any, pg: PgServer, 
     assert by["happy view"]["detail"].startswith("1000 == 1000")
     assert db["restore"]["target_version"] == 18 and db["restore"]["strategy"] == "script"  # one transaction, committed by drkit
     assert db["restore"]["duration_s"] > 0 and db["restore"]["throughput_mb_s"] > 0
-    assert result["decision"].startswith(f"verified app {b['backup_id']}: 7 checks passed; restored in")
+    # the objects a faithful restore must bring back are compared too (tests below give them something to compare)
+    assert [by[k]["detail"] for k in ("policies", "row-level security", "triggers", "publication members")] == \
+        ["0 identical", "0 identical", "1 identical", "0 identical"]  # fill_rich's audit trigger
+    assert result["decision"].startswith(f"verified app {b['backup_id']}: 11 checks passed; restored in")
     stored = keys(s3_client, bucket, "db/app/")
     base = layout.backup_base("app", b["backup_id"])
     assert base + layout.VERIFIED_SUFFIX in stored and base + layout.REPORT_SUFFIX in stored
     report = json.loads(s3_client.get_object(Bucket=bucket, Key=base + layout.REPORT_SUFFIX)["Body"].read())
-    assert report["status"] == "passed" and len(report["checks"]) == 7
+    assert report["status"] == "passed" and len(report["checks"]) == 11
     state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/verify/app.json")["Body"].read())
     assert state["last_success"]["throughput_mb_s"] == db["restore"]["throughput_mb_s"]
     assert any("verify.passed" in k for k in keys(s3_client, bucket, "audit/"))
@@ -289,3 +292,62 @@ def test_invalid_verify_config_changes_nothing(verify_env: Any, s3_client: Any, 
                  "DRKIT_NOTIFY_SLACK_URL must be an https:// URL"):
         assert part in text
     assert keys(s3_client, bucket) == []
+
+
+SECURITY_SQL = """
+CREATE ROLE drkit_app_user NOLOGIN;
+CREATE TABLE orders (id int PRIMARY KEY, owner text NOT NULL, total numeric NOT NULL);
+INSERT INTO orders SELECT g, 'user' || (g % 7), g * 1.5 FROM generate_series(1, 500) g;
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_orders ON orders FOR SELECT TO drkit_app_user USING (owner = current_user);
+CREATE POLICY no_deletes ON orders AS RESTRICTIVE FOR DELETE USING (false);
+CREATE FUNCTION orders_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION orders_touch();
+CREATE PUBLICATION orders_feed FOR TABLE orders;
+"""
+
+
+def test_policies_triggers_and_publications_are_recorded_and_proven(verify_env: Any, pg: PgServer, dbname: str,
+                                                                     s3_client: Any, bucket: str) -> None:
+    """A restore that loses row-level security policies is a failed restore, even with every row there."""
+    from drkit.storage import signed
+    from drkit_dev.keys import signing_pair
+
+    try:
+        pg.execute(SECURITY_SQL, dbname)
+        env = verify_env()
+        b = backup(env)
+        key = layout.manifest_key("app", b["backup_id"])
+        manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        objects = manifest["objects"]
+        assert objects["supabase"] is False and "not_in_dump" not in objects
+        assert {p["name"] for p in objects["policies"]} == {"own_orders", "no_deletes"}
+        assert objects["triggers"] == ["public.customers.customers_audit", "public.orders.orders_touch"]
+        assert objects["rls_tables"] == ["public.orders"]
+        assert objects["publication_members"] == ["orders_feed: public.orders"]
+        assert {"name": "drkit_app_user", "login": False, "superuser": False, "bypassrls": False, "member_of": [],
+                "platform": False} in objects["roles"]
+        result = verify(env)
+        by = {c["name"]: c for c in result["databases"][0]["checks"]}
+        assert result["ok"] and by["policies"]["detail"] == "2 identical" and by["triggers"]["detail"] == "2 identical"
+        assert by["publication members"]["passed"] and by["row-level security"]["detail"] == "1 identical"
+        # the same backup, its manifest saying one more policy than any restore brings back: the proof fails
+        objects["policies"].append({"table": "public.orders", "name": "lost_in_restore", "command": "ALL",
+                                    "roles": "{public}"})
+        objects["counts"]["policies"] = 3
+        signed.put_json(s3_client_store(env), key, manifest, signing_pair()[0])
+        failed = verify(env)
+        by = {c["name"]: c for c in failed["databases"][0]["checks"]}
+        assert not failed["ok"] and not by["policies"]["passed"]
+        assert by["policies"]["detail"] == "1 of 3 missing after the restore: public.orders: lost_in_restore"
+        assert by["row counts"]["passed"]  # every row arrived; the restore still is not faithful
+    finally:
+        pg.execute("DROP PUBLICATION IF EXISTS orders_feed; DROP TABLE IF EXISTS orders; "
+                   "DROP FUNCTION IF EXISTS orders_touch(); DROP ROLE IF EXISTS drkit_app_user", dbname)
+
+
+def s3_client_store(env: dict[str, str]) -> Any:
+    from drkit.platform.config import spaces_from_env
+    from drkit.storage.store import Store
+
+    return Store(spaces_from_env(env))

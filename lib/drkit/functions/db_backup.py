@@ -270,6 +270,7 @@ def backup(db: DatabaseConfig, cfg: Config, store: Store, recipients: list[Any],
         "tables": [t.to_dict() for t in source.tables],
         "counted_tables": sum(1 for t in source.tables if t.exact_rows is not None),
         "missing_count_tables": source.missing_count_tables,
+        "objects": source.objects,  # policies, triggers, extensions, publication members, roles (postgres/inventory)
         "restore": {
             "min_pg_restore_major": tool.major,
             "without_drkit": "docs/restore-standard-tools.md: verify this manifest's signature (minisign -V) and "

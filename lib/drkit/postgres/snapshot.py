@@ -38,6 +38,7 @@ class SourceInfo:
     snapshot: str | None
     tables: list[TableInfo] = field(default_factory=list)
     missing_count_tables: list[str] = field(default_factory=list)
+    objects: dict[str, Any] = field(default_factory=dict)  # inventory.take, or {"error": …}
 
 
 _TABLES_SQL = """
@@ -109,7 +110,22 @@ class SnapshotSession:
                 t.exact_rows = int(cur.fetchone()[0])
         except psycopg.Error as exc:
             raise PgError(f"inspecting {self.db.display} failed: {describe_pg_error(exc)}", tool="libpq") from None
-        return SourceInfo(str(version).split()[0], int(version_num), int(size), snapshot, tables, missing)
+        return SourceInfo(str(version).split()[0], int(version_num), int(size), snapshot, tables, missing,
+                          self._objects(cur))
+
+    def _objects(self, cur: Any) -> dict[str, Any]:
+        """The catalog inventory, in the same snapshot; never fails the backup (a savepoint keeps the
+        exported snapshot's transaction usable when a catalog query is refused)."""
+        import psycopg
+
+        from drkit.postgres import inventory
+
+        try:
+            with self.conn.transaction():
+                return inventory.take(cur)
+        except psycopg.Error as exc:
+            log.warning("catalog inventory not taken", database=self.db.name, error=describe_pg_error(exc))
+            return {"error": describe_pg_error(exc)}
 
 
 def _select_tables(tables: list[TableInfo], wanted: Sequence[str]) -> tuple[list[TableInfo], list[str]]:

@@ -1,4 +1,4 @@
-"""Proof that a restored database holds what the backup's manifest says: exact row counts, then operator SQL checks."""
+"""Proof that a restored database holds what the backup's manifest says: rows, policies and triggers, operator checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from drkit.platform.databases import DatabaseConfig
 from drkit.policy import checks
-from drkit.postgres import connection
+from drkit.postgres import connection, inventory
 
 CHECK_TIMEOUT_MS = 60_000
 
@@ -41,6 +41,15 @@ def content_checks(target: DatabaseConfig, dbname: str, manifest: dict[str, Any]
         out.append(checks.Outcome("row counts", not wrong,
                                   f"{len(counted)} tables, {total:,} rows as in the manifest" if not wrong
                                   else "mismatch: " + "; ".join(wrong[:10]), str(total)))
+        objects = manifest.get("objects")
+        if isinstance(objects, dict) and objects.get("format") == inventory.FORMAT:
+            try:
+                with conn.transaction():
+                    restored = inventory.take(conn.cursor())
+                out.extend(inventory.compare(objects, restored))
+            except psycopg.Error as exc:
+                out.append(checks.Outcome("policies", False, "the restored copy's catalogs could not be read: "
+                                          f"{connection.describe_pg_error(exc)}", None))
         for check in operator:
             try:
                 with conn.transaction():
