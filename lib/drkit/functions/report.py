@@ -13,6 +13,7 @@ Prometheus text (`status/health.prom`), for Prometheus to scrape (docs/observabi
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 from collections.abc import Mapping
 from typing import Any
@@ -74,8 +75,6 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     p.finish()
     spaces, limits, trusted, notifier = _settings(environ)
     store = store or Store(spaces)
-    import datetime as dt
-
     now = clock()
     before = set(generate.previous_findings(store))
     report = generate.make(store, limits, trusted, now, keep=True, function=FUNCTION,
