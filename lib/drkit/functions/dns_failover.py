@@ -25,7 +25,7 @@ from drkit.core.errors import ConfigError
 from drkit.digitalocean.api import DoApi
 from drkit.failover.service import FUNCTION, Settings, execute
 from drkit.failover.webhook import AuthConfig, Trigger, authenticate, parse_payload
-from drkit.platform.config import spaces_from_env, trusted_keys
+from drkit.platform.config import collect_spaces, spaces_from_env, trusted_keys
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
 from drkit.platform.web import HttpRequest
@@ -52,10 +52,7 @@ def check(environ: Mapping[str, str], store: Store | None = None) -> str:
                             "alerts cannot reach this function (operator invokes still work)")
     except ConfigError as exc:
         problems += exc.problems
-    try:
-        spaces_from_env(environ)
-    except ConfigError as exc:
-        problems += exc.problems
+    collect_spaces(environ, problems)
     key = environ.get("DRKIT_FAILOVER_PLAN_KEY", "").strip()
     summary = ""
     if key and not environ.get("DRKIT_FAILOVER_PLAN", "").strip() and store is None:

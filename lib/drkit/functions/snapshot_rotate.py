@@ -52,7 +52,7 @@ def own(snapshots: list[dict[str, Any]], resource: Mapping[str, Any]) -> list[di
 
 def check(environ: Mapping[str, str]) -> str:
     """The configuration a rotation needs, validated as run() validates it (drkit config check); every problem at once."""
-    from drkit.platform.config import spaces_from_env
+    from drkit.platform.config import collect_spaces
 
     problems: list[str] = []
     policies: list[SnapshotPolicy] = []
@@ -65,10 +65,7 @@ def check(environ: Mapping[str, str]) -> str:
         DoApi.from_env(environ, Deadline(None))
     except ConfigError as exc:
         problems += exc.problems
-    try:
-        spaces_from_env(environ)
-    except ConfigError as exc:
-        problems += exc.problems
+    collect_spaces(environ, problems)
     if problems:
         raise ConfigError(problems)
     return f"{len(policies)} snapshot polic(ies): {', '.join(p.tag for p in policies)}"

@@ -7,7 +7,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from drkit.core.errors import StoreError
 from drkit.health import notices, statuspage
 from drkit.policy import layout
 from drkit.storage.store import Store
@@ -18,11 +17,9 @@ CACHE = "public, max-age=30"  # a minute's probe cycle: browsers and the Spaces 
 
 
 def saved_states(store: Store) -> tuple[dict[str, Any], str | None]:
-    """health-probe's last target states and when it wrote them (nothing before its first run)."""
-    try:
-        saved = store.get_json_or_none(layout.HEALTH_STATE_KEY) or {}
-    except StoreError:
-        return {}, None
+    """health-probe's last target states and when it wrote them (nothing before its first run). An unreadable
+    state raises: republishing would otherwise replace a true page with "status not yet known"."""
+    saved = store.get_json_or_none(layout.HEALTH_STATE_KEY) or {}
     if not isinstance(saved, dict):
         return {}, None
     return dict(saved.get("targets") or {}), saved.get("updated_at")
