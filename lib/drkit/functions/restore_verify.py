@@ -45,7 +45,7 @@ from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
 from drkit.policy import checks, layout
 from drkit.postgres import binaries, dbadmin, restore
-from drkit.postgres.verify import content_checks
+from drkit.postgres.verify import content_checks, skip_check, staging_placement
 from drkit.storage import audit, catalog, state
 from drkit.storage.store import Store
 
@@ -62,17 +62,18 @@ class Request:
     backup: str = "latest"  # latest | random | <id> | <key>
     window_days: int = 7
     dry_run: bool = False
+    accept_skips: bool = False  # take this run's skip list as the new baseline
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Request:
-        p = Params(params, known=("database", "backup", "window_days", "dry_run"))
+        p = Params(params, known=("database", "backup", "window_days", "dry_run", "accept_skips"))
         names = p.databases()
         backup = p.string("backup", "latest") or "latest"
         window = p.string("window_days", "7")
         if not window.isdigit() or not 1 <= int(window) <= 3650:
             p.problems.append(f"parameter 'window_days' must be a whole number of days, not {window!r}")
             window = "7"
-        request = cls(names, backup, int(window), p.boolean("dry_run", False))
+        request = cls(names, backup, int(window), p.boolean("dry_run", False), p.boolean("accept_skips", False))
         p.finish()
         if names and len(names) > 1 and backup not in ("latest", "random"):
             raise ConfigError("a specific backup can only be verified for one database")
@@ -251,7 +252,8 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
             raise DeadlineExceeded(f"estimated restore time {estimate:.0f}s does not fit the {deadline.remaining():.0f}s "
                                    "left; raise the function timeout or verify from a machine: "
                                    f"scripts/drkit restore --db {name} --backup {entry.id} --target URL")
-        _restore_and_check(name, settings, store, entry, manifest, deadline, clock, result, outcomes)
+        _restore_and_check(name, settings, store, entry, manifest, deadline, clock, result, outcomes,
+                           request.accept_skips)
     except DrkitError as exc:
         if result["status"] != "skipped":
             result["status"] = "timed_out" if isinstance(exc, DeadlineExceeded) else "failed"
@@ -279,9 +281,15 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
         failed = [c["name"] for c in result["checks"] if not c["passed"]]
         if result["status"] == "passed":
             r = result["restore"]
+            by = {c["name"]: c for c in result["checks"]}
+            proved = [f"{by['row counts']['value']} rows" if "row counts" in by else "",
+                      *(f"{by[k]['value']} {k}" for k in ("policies", "triggers") if k in by)]
+            skipped = result.get("skipped") or []
             result["decision"] = (f"verified {result['database']} {result['backup_id']}: {len(result['checks'])} checks "
-                                  f"passed; restored in {r['duration_s']:.1f}s ({r['throughput_mb_s']} MB/s) into "
-                                  f"PostgreSQL {r['target_version']}")
+                                  f"passed ({', '.join(x for x in proved if x)}); restored in {r['duration_s']:.1f}s "
+                                  f"({r['throughput_mb_s']} MB/s) into PostgreSQL {r['target_version']}"
+                                  + (f"; skipped by name: {', '.join(skipped[:8])}"
+                                     + (f" and {len(skipped) - 8} more" if len(skipped) > 8 else "") if skipped else ""))
         else:
             why = f" ({', '.join(failed)})" if failed else ""
             result["decision"] = f"{result['database']} verification {result['status'].replace('_', ' ')}{why}: " \
@@ -298,7 +306,7 @@ def _estimate_s(store: Store, name: str, manifest: dict[str, Any]) -> float:
 
 def _restore_and_check(name: str, settings: Settings, store: Store, entry: catalog.Entry,
                        manifest: dict[str, Any], deadline: Deadline, clock: Clock, result: dict[str, Any],
-                       outcomes: list[checks.Outcome]) -> None:
+                       outcomes: list[checks.Outcome], accept_skips: bool = False) -> None:
     scratch = scratch_name(name, clock())
     result["scratch_database"] = scratch
     try:
@@ -308,8 +316,14 @@ def _restore_and_check(name: str, settings: Settings, store: Store, entry: catal
         raise
     try:
         try:
+            placement = staging_placement(settings.staging, scratch, manifest)
+        except ConfigError as exc:
+            outcomes.append(checks.Outcome("restore", False, str(exc), None))
+            result["infrastructure"] = True
+            raise
+        try:
             done = restore.restore(store, entry, settings.identities, settings.staging, scratch, manifest=manifest,
-                                   deadline=deadline, options=("--no-owner", "--no-privileges"))
+                                   deadline=deadline, options=("--no-owner", "--no-privileges"), placement=placement)
         except IntegrityError as exc:
             outcomes.append(checks.Outcome("checksum", False, str(exc), None))
             raise
@@ -327,8 +341,14 @@ def _restore_and_check(name: str, settings: Settings, store: Store, entry: catal
         result["restore"] = {"duration_s": done.duration_s, "throughput_mb_s": done.throughput_mb_s,
                              "bytes_restored": done.bytes_restored, "target_version": done.target_version_num // 10000,
                              "target_version_num": done.target_version_num, "strategy": done.strategy}
+        skipped = sorted({label for label, _ in done.skipped})
+        result["skipped"] = skipped
+        if placement.roles_created:
+            result["roles_created"] = placement.roles_created
+        previous = ((store.get_json_or_none(layout.verify_state_key(name)) or {}).get("last_success") or {}).get("skipped")
         outcomes.extend(content_checks(settings.staging, scratch, manifest, settings.checks.get(name, []),
-                                       entry.time))
+                                       entry.time, not_restored=placement.not_restored()))
+        outcomes.append(skip_check(skipped, previous if isinstance(previous, list) else None, accept_skips))
         result["status"] = "passed" if all(o.passed for o in outcomes) else "failed"
     finally:
         try:
@@ -355,6 +375,8 @@ def _record(store: Store, name: str, entry: catalog.Entry, result: dict[str, Any
         if result.get("restore"):
             info.update({k: result["restore"][k] for k in ("duration_s", "throughput_mb_s", "target_version")})
             info["bytes_restored"] = result["restore"]["bytes_restored"]
+        if "skipped" in result:
+            info["skipped"] = result["skipped"]
         state.record_run(store, layout.verify_state_key(name), name, info, success=result["status"] == "passed")
     except StoreError as exc:
         result["report_error"] = str(exc)

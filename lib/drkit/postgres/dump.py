@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import subprocess
 import threading
 from typing import IO
@@ -77,9 +78,19 @@ class Process:
     def check(self, code: int) -> None:
         if code != 0:
             why = f" ({self.killed_reason})" if self.killed_reason else ""
-            last = self.stderr_tail.splitlines()[-1] if self.stderr_tail else "no error output"
-            raise PgError(f"{self.tool} exited with status {code}{why}: {last}", tool=self.tool,
+            raise PgError(f"{self.tool} exited with status {code}{why}: {error_text(self.stderr_tail)}", tool=self.tool,
                           exit_code=code, stderr_tail=self.stderr_tail)
+
+
+def error_text(tail: str) -> str:
+    """A tool's error as the operator needs it: from its ERROR (or FATAL) line on, with DETAIL and HINT,
+    not only the last line (which is often the HINT)."""
+    lines = tail.splitlines()
+    if not lines:
+        return "no error output"
+    first = next((i for i, ln in enumerate(lines) if "ERROR:" in ln or "FATAL:" in ln), len(lines) - 1)
+    text = " ".join(" ".join(ln.split()) for ln in lines[first:first + 6])
+    return re.sub(r"^psql:<stdin>:\d+: ", "", text)
 
 
 def start_dump(db: DatabaseConfig, snapshot: str | None) -> Process:

@@ -17,7 +17,9 @@ FORMAT = 1
 LIMIT = 5000  # names kept per kind (counts are always exact)
 # what a Supabase project's database has that a plain PostgreSQL database has not
 SUPABASE_ROLES = ("anon", "authenticated", "service_role", "authenticator", "supabase_admin",
-                  "supabase_auth_admin", "supabase_storage_admin")
+                  "supabase_auth_admin", "supabase_storage_admin", "dashboard_user", "pgbouncer",
+                  "supabase_functions_admin", "supabase_realtime_admin", "pgsodium_keyholder", "pgsodium_keyiduser",
+                  "pgsodium_keymaker", "postgres")
 SUPABASE_SCHEMAS = ("auth", "storage")
 # what a dump of a Supabase database cannot carry (said in the manifest and the restore plan)
 SUPABASE_NOT_IN_DUMP = (
@@ -40,10 +42,29 @@ _QUERIES = {
     "publication_members": "SELECT pubname, schemaname, tablename FROM pg_publication_tables ORDER BY 1, 2, 3",
     "rls_tables": f"SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                   f"WHERE c.relrowsecurity AND n.nspname NOT IN {_SYSTEM} ORDER BY 1, 2",
+    # what `pg_dumpall --roles-only --no-role-passwords` reads (pg_roles, pg_auth_members), as data
     "roles": "SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolbypassrls, "
              "coalesce(array_to_string(array(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g "
-             "ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1), ','), '') "
+             "ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1), ','), ''), "
+             "r.rolinherit, r.rolcreatedb, r.rolcreaterole, r.rolreplication, r.rolconnlimit "
              "FROM pg_roles r WHERE r.rolname !~ '^pg_' ORDER BY 1",
+    # objects that belong to an extension (pg_dump writes only CREATE EXTENSION for them, and the
+    # rows of its configuration tables), and objects of the database that need one of them
+    "extension_members": "SELECT e.extname, n.nspname, c.relname, c.relkind::text, "
+                         "c.oid = ANY(coalesce(e.extconfig, '{}')) FROM pg_depend d "
+                         "JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid "
+                         "JOIN pg_class c ON d.classid = 'pg_class'::regclass AND d.objid = c.oid "
+                         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE d.deptype = 'e' ORDER BY 1, 2, 3",
+    "extension_dependents": "WITH dep AS (SELECT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN "
+                            "(SELECT w.ev_class FROM pg_rewrite w WHERE w.oid = d.objid) ELSE d.objid END AS rel, "
+                            "x.refobjid AS ext FROM pg_depend d JOIN pg_depend x ON x.classid = d.refclassid "
+                            "AND x.objid = d.refobjid AND x.deptype = 'e' AND x.refclassid = 'pg_extension'::regclass "
+                            "WHERE d.deptype = 'n' AND d.classid IN ('pg_rewrite'::regclass, 'pg_class'::regclass)) "
+                            "SELECT DISTINCT e.extname, n.nspname, c.relname, c.relkind::text FROM dep "
+                            "JOIN pg_class c ON c.oid = dep.rel JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "JOIN pg_extension e ON e.oid = dep.ext WHERE NOT EXISTS (SELECT 1 FROM pg_depend m "
+                            "WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid AND m.deptype = 'e') "
+                            "ORDER BY 1, 2, 3",
     "schemas": f"SELECT nspname FROM pg_namespace WHERE nspname NOT IN {_SYSTEM} "
                "AND nspname !~ '^pg_(toast|temp)' ORDER BY 1",
 }
@@ -55,16 +76,28 @@ def take(cur: Any) -> dict[str, Any]:
     for kind, query in _QUERIES.items():
         cur.execute(query)
         rows[kind] = cur.fetchall()
-    roles = [{"name": str(n), "login": bool(login), "superuser": bool(sup), "bypassrls": bool(bypass),
-              "member_of": [g for g in str(member_of).split(",") if g], "platform": str(n) in SUPABASE_ROLES
-              or str(n).startswith("supabase_")} for n, login, sup, bypass, member_of in rows["roles"]]
-    names = {r["name"] for r in roles}
+    names = {str(r[0]) for r in rows["roles"]}
     schemas = [str(s) for (s,) in rows["schemas"]]
     supabase = {"anon", "authenticated", "service_role"} <= names and set(SUPABASE_SCHEMAS) <= set(schemas)
+    roles = [{"name": str(n), "login": bool(login), "superuser": bool(sup), "bypassrls": bool(bypass),
+              "member_of": [g for g in str(member_of).split(",") if g], "inherit": bool(inherit),
+              "createdb": bool(createdb), "createrole": bool(createrole), "replication": bool(replication),
+              "connection_limit": int(connlimit), "platform": platform_role(str(n), supabase)}
+             for n, login, sup, bypass, member_of, inherit, createdb, createrole, replication, connlimit in rows["roles"]]
+    members: dict[str, dict[str, Any]] = {}
+    for ext, schema, name, _relkind, config in rows["extension_members"]:
+        entry = members.setdefault(str(ext), {"relations": [], "config_tables": [], "dependents": []})
+        entry["relations"].append(f"{schema}.{name}")
+        if config:
+            entry["config_tables"].append(f"{schema}.{name}")
+    for ext, schema, name, _relkind in rows["extension_dependents"]:
+        members.setdefault(str(ext), {"relations": [], "config_tables": [], "dependents": []})["dependents"].append(
+            f"{schema}.{name}")
     out: dict[str, Any] = {
         "format": FORMAT,
         "supabase": supabase,
-        "extensions": [{"name": str(n), "version": str(v), "schema": str(s)} for n, v, s in rows["extensions"]],
+        "extensions": [{"name": str(n), "version": str(v), "schema": str(s),
+                        **{k: v[:LIMIT] for k, v in members.get(str(n), {}).items()}} for n, v, s in rows["extensions"]],
         "policies": [{"table": f"{s}.{t}", "name": str(p), "command": str(c), "roles": str(r)}
                      for s, t, p, c, r in rows["policies"]][:LIMIT],
         "triggers": [f"{s}.{t}.{n}" for s, t, n in rows["triggers"]][:LIMIT],
@@ -81,12 +114,32 @@ def take(cur: Any) -> dict[str, Any]:
     return out
 
 
+def platform_role(name: str, supabase: bool) -> bool:
+    """A role the platform (Supabase) creates in every project: never restored, never altered."""
+    return supabase and (name in SUPABASE_ROLES or name.startswith(("supabase_", "pgsodium_")))
+
+
 def _policy_keys(objects: Mapping[str, Any]) -> set[str]:
     return {f"{p['table']}: {p['name']}" for p in objects.get("policies") or []}
 
 
-def compare(source: Mapping[str, Any], restored: Mapping[str, Any]) -> list[checks.Outcome]:
-    """What the restore lost against the backup's inventory: policies, RLS switches, triggers, publication members."""
+def _table_of(kind: str, item: str) -> str:
+    """The table a compared item is on: policies `s.t: name`, rls_tables `s.t`, triggers `s.t.name`,
+    publication members `pub: s.t`."""
+    if kind == "publication_members":
+        return item.split(": ", 1)[-1]
+    if kind == "policies":
+        return item.split(": ", 1)[0]
+    if kind == "triggers":
+        return item.rsplit(".", 1)[0]
+    return item
+
+
+def compare(source: Mapping[str, Any], restored: Mapping[str, Any],
+            exclude: set[str] | None = None) -> list[checks.Outcome]:
+    """What the restore lost against the backup's inventory: policies, RLS switches, triggers, publication
+    members; those on `exclude` tables (left out on purpose) are not expected."""
+    exclude = exclude or set()
     out = []
     for label, kind, keys in (("policies", "policies", _policy_keys),
                               ("row-level security", "rls_tables", None),
@@ -96,11 +149,50 @@ def compare(source: Mapping[str, Any], restored: Mapping[str, Any]) -> list[chec
             continue
         want = keys(source) if keys else set(source.get(kind) or [])
         have = keys(restored) if keys else set(restored.get(kind) or [])
-        lost = sorted(want - have)
+        lost = sorted(x for x in want - have if _table_of(kind, x) not in exclude)
         complete = int((source.get("counts") or {}).get(kind, len(want))) == len(want)  # lists capped at LIMIT
         detail = (f"{len(want)} identical" if not lost else
                   f"{len(lost)} of {len(want)} missing after the restore: {', '.join(lost[:10])}")
         if not complete:
             detail += f" (compared the first {LIMIT} of {source['counts'][kind]})"
         out.append(checks.Outcome(label, not lost, detail, str(len(want) - len(lost))))
+    return out
+
+
+_TARGET_QUERIES = {
+    "available_extensions": "SELECT name FROM pg_available_extensions",
+    "installed_extensions": "SELECT extname FROM pg_extension",
+    "roles": "SELECT rolname FROM pg_roles",
+    "schemas": "SELECT nspname FROM pg_namespace",
+    "triggers": "SELECT n.nspname || '|' || c.relname || ' ' || t.tgname FROM pg_trigger t JOIN pg_class c "
+                "ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal",
+    "policies": "SELECT schemaname || '|' || tablename || ' ' || policyname FROM pg_policies",
+    "functions": "SELECT n.nspname || '|' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')' "
+                 "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace",
+    "rls_tables": "SELECT n.nspname || '|' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  "WHERE c.relrowsecurity",
+    "tables": "SELECT n.nspname || '|' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+              "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
+    "event_triggers": "SELECT evtname FROM pg_event_trigger",
+    "publications": "SELECT pubname FROM pg_publication",
+}
+
+
+def target(cur: Any) -> dict[str, Any]:
+    """What a restore target already has and who connects to it: the facts `placement` decides on."""
+    out: dict[str, Any] = {}
+    for kind, query in _TARGET_QUERIES.items():
+        cur.execute(query)
+        out[kind] = {str(r[0]) for r in cur.fetchall()}
+    cur.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+    out["superuser"], out["createrole"] = (bool(v) for v in cur.fetchone())
+    cur.execute("SELECT current_user")
+    out["user"] = str(cur.fetchone()[0])
+    # the connecting role's own default privileges: they would add grants to every object the restore creates
+    cur.execute("SELECT coalesce(n.nspname, ''), d.defaclobjtype::text, array(SELECT CASE WHEN a.grantee = 0 "
+                "THEN 'PUBLIC' ELSE a.grantee::regrole::text END FROM aclexplode(d.defaclacl) a ORDER BY 1) "
+                "FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace "
+                "WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user) ORDER BY 1, 2")
+    out["default_acls"] = [(str(s), str(t), sorted(set(g))) for s, t, g in cur.fetchall()]
+    out["supabase"] = {"anon", "authenticated", "service_role"} <= out["roles"] and set(SUPABASE_SCHEMAS) <= out["schemas"]
     return out

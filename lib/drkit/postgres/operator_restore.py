@@ -16,6 +16,12 @@
 * A role that may not create or rename databases (managed services) gets a
   plan that says what to do instead; an existing empty database it owns is
   restored into directly, in one transaction.
+* A Supabase project as the target (`--target` its connection string, as `postgres`) gets
+  the "supabase" route: never dropped, renamed or recreated; refused unless fresh (no tables
+  outside the platform's schemas, no auth users, no storage objects) or forced; restored into
+  directly in one transaction with the selective plan of `placement` (custom roles, user
+  schemas, the user's rows in auth and storage, their triggers and policies,
+  `session_replication_role = replica`); then every table's rows are compared with the manifest.
 * Every step is an audit event: who restored what where, and what was kept.
 """
 
@@ -30,7 +36,8 @@ from drkit.core.errors import ConfigError, PgError
 from drkit.core.secret import Secret
 from drkit.platform.databases import DatabaseConfig, parse_db_url
 from drkit.policy import layout
-from drkit.postgres import connection, dbadmin, restore
+from drkit.postgres import connection, dbadmin, inventory, restore
+from drkit.postgres.placement import PLATFORM_SCHEMAS, Placement
 from drkit.postgres.verify import content_checks
 from drkit.storage import audit, catalog
 from drkit.storage.store import Store
@@ -53,8 +60,11 @@ class Plan:
     options: tuple[str, ...]
     estimate_s: float
     estimate_source: str
-    route: str  # "swap": scratch database, checks, rename; "direct": into the existing empty database
+    route: str  # "swap": scratch database, checks, rename; "direct": into the existing empty database;
+    # "supabase": into a Supabase project's database, selectively (never dropped or renamed)
     stamp: str
+    placement: Placement | None = None
+    not_fresh: str = ""  # why a Supabase target is not a new project ("" when it is)
 
     @property
     def scratch(self) -> str:
@@ -69,23 +79,33 @@ class Plan:
         mode = (f"download to {self.download_to} (0600), then pg_restore "
                 + (f"--jobs {self.jobs}" if self.jobs > 1 else "in one transaction (one job)")
                 if self.download_to else "streamed from Spaces (no local copy), in one transaction")
-        if self.route == "direct":
+        if self.route == "supabase":
+            steps = (f"restore into the Supabase project's database {self.dbname} (never dropped, renamed or "
+                     "recreated), one transaction, then compare every table's rows with the manifest")
+        elif self.route == "direct":
             steps = f"restore directly into the existing empty database {self.dbname} (one transaction)"
         elif self.exists:
             steps = (f"restore into {self.scratch}, check tables and rows, then rename {self.dbname} -> "
                      f"{self.keep_as} (kept) and {self.scratch} -> {self.dbname}")
         else:
             steps = f"restore into {self.scratch}, check tables and rows, then rename it to {self.dbname}"
+        target_state = (("a Supabase project, " + (f"NOT fresh: {self.not_fresh}" if self.not_fresh else "fresh"))
+                        if self.route == "supabase" else
+                        (f"exists, {self.tables} tables" if self.exists else "will be created"))
+        objects = m.get("objects") or {}
+        lost = [f"cannot carry: {x}" for x in objects.get("not_in_dump") or []]
         return [
             f"backup   {self.entry.database} {self.entry.id}  taken {m['started_at']}",
             f"         PostgreSQL {src.get('server_version')} at {src.get('display')}; dump {m['bytes_in'] / 1e6:.1f} MB, "
             f"stored {m['bytes_out'] / 1e6:.1f} MB; verified: {'yes' if self.entry.verified else 'no'}",
             f"target   {self.server.display.rsplit('/', 1)[0]}/{self.dbname}  (PostgreSQL "
             f"{self.server_version_num // 10000}; "
-            + (f"exists, {self.tables} tables" if self.exists else "will be created") + ")",
+            + target_state + ")",
             f"steps    {steps}; any failure leaves {self.dbname} as it is",
+            *(f"         {line}" for line in (self.placement.lines() if self.placement else [])),
             f"method   {mode}; options {' '.join(self.options)}",
             f"estimate ~{self.estimate_s:.0f} s ({self.estimate_source})",
+            *(f"note     {line}" for line in lost),
         ]
 
 
@@ -127,6 +147,10 @@ def make_plan(store: Store, database: str, backup: str, before: str | None, targ
     server, dbname = target_from_url(target_url)
     version = connection.server_version_num(server)
     exists = dbadmin.database_exists(server, dbname)
+    facts = _target_facts(server, dbname) if exists else None
+    if facts is not None and facts["supabase"]:
+        return _supabase_plan(store, entry, manifest, server, dbname, facts, version, download_to, no_privileges,
+                              now or dt.datetime.now(dt.UTC))
     tables = dbadmin.user_table_count(server, dbname) if exists else 0
     options = ["--no-owner"]
     if no_privileges:
@@ -159,6 +183,62 @@ def make_plan(store: Store, database: str, backup: str, before: str | None, targ
                 jobs if parallel else 1, tuple(options), estimate, source, route, stamp)
 
 
+def _target_facts(server: DatabaseConfig, dbname: str) -> dict[str, Any]:
+    import psycopg
+
+    try:
+        with connection.connect(server, dbname) as conn:
+            facts = inventory.target(conn.cursor())
+            if facts["supabase"]:
+                facts["fresh"] = _freshness(conn)
+            conn.rollback()
+    except psycopg.Error as exc:
+        raise PgError(f"cannot read the target {server.display.rsplit('/', 1)[0]}/{dbname}: "
+                      f"{connection.describe_pg_error(exc)}") from None
+    return facts
+
+
+def _freshness(conn: Any) -> str:
+    """"" for a new project's database, else what is already in it."""
+    platform = sorted(PLATFORM_SCHEMAS)
+    tables = conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN "
+        "('r', 'p', 'v', 'm', 'f') AND n.nspname <> ALL(%s) AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname !~ '^pg_'", (platform,)).fetchone()[0]
+    found = [f"{tables} tables or views outside the platform's schemas"] if tables else []
+    for table in ("auth.users", "storage.objects"):
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
+            rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            if rows:
+                found.append(f"{rows} rows in {table}")
+    return "; ".join(found)
+
+
+def _supabase_plan(store: Store, entry: catalog.Entry, manifest: dict[str, Any], server: DatabaseConfig,
+                   dbname: str, facts: dict[str, Any], version: int, download_to: str | None, no_privileges: bool,
+                   now: dt.datetime) -> Plan:
+    if download_to:
+        raise ConfigError("--download-to is for a server drkit may create databases on; a Supabase project is "
+                          "restored streamed into its own database. Nothing was changed.")
+    objects = manifest.get("objects") or {}
+    if objects.get("format") != inventory.FORMAT:
+        raise ConfigError(f"backup {entry.id} has no catalog inventory (taken by an older drkit): it cannot be "
+                          "restored selectively into a Supabase project. Take a new backup, or restore it into a "
+                          "plain PostgreSQL server. Nothing was changed.")
+    tables = tuple(f"{t['schema']}.{t['name']}" for t in manifest.get("tables", []))
+    placement = Placement("supabase", objects, facts, tables)
+    options = ["--no-owner"] + (["--no-privileges"] if no_privileges else [])
+    server_db = DatabaseConfig(server.name, server.url, dict(server.params, dbname=dbname), server.password)
+    prior = store.get_json_or_none(layout.verify_state_key(entry.database)) or {}
+    measured = (prior.get("last_success") or {}).get("throughput_mb_s")
+    rate = float(measured) if measured else DEFAULT_RATE_MB_S
+    source = (f"restore-verify measured {rate:.0f} MB/s" if measured else
+              f"assumed {DEFAULT_RATE_MB_S:.0f} MB/s: no restore-verify run has measured {entry.database} yet")
+    return Plan(entry, manifest, server_db, dbname, True, 0, version, None, 1, tuple(options),
+                manifest["bytes_in"] / 1e6 / rate + 5, source, "supabase", now.strftime("%Y%m%d%H%M%S"),
+                placement, str(facts.get("fresh") or ""))
+
+
 def scratch_name(dbname: str, stamp: str) -> str:
     return f"{dbname[:36]}{SCRATCH_MARK}{stamp}"  # at most 63 characters
 
@@ -178,6 +258,13 @@ def _free_stamp(server: DatabaseConfig, dbname: str, now: dt.datetime) -> str:
 
 def guard(plan: Plan, *, force: bool, yes_i_know: str | None, ask: Callable[[str], str] | None) -> None:
     """Refuse to replace a database that holds tables unless the operator says so, twice."""
+    if plan.route == "supabase":
+        if plan.not_fresh and not force:
+            raise ConfigError(f"the target project is not a new one ({plan.not_fresh}): restoring would mix two "
+                              "databases. Create a new project and restore into it, or add --force to load into this "
+                              "one anyway (nothing is dropped; any conflict rolls the whole restore back). "
+                              "Nothing was changed.")
+        return
     if not plan.tables:
         return
     if not force:
@@ -196,7 +283,7 @@ def guard(plan: Plan, *, force: bool, yes_i_know: str | None, ask: Callable[[str
 
 
 def execute(store: Store, plan: Plan, identities: list[Any], progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    into = plan.dbname if plan.route == "direct" else plan.scratch
+    into = plan.dbname if plan.route in ("direct", "supabase") else plan.scratch
     detail: dict[str, Any] = {"database": plan.entry.database, "backup_id": plan.entry.id, "route": plan.route,
                               "target": f"{plan.server.display.rsplit('/', 1)[0]}/{plan.dbname}"}
     created = False
@@ -213,10 +300,14 @@ def execute(store: Store, plan: Plan, identities: list[Any], progress: Callable[
                           strategy=strategy, jobs=jobs)
         else:
             done = restore.restore(store, plan.entry, identities, plan.server, into, manifest=plan.manifest,
-                                   options=plan.options, progress=progress)
+                                   options=plan.options, progress=progress, placement=plan.placement)
             detail.update(mode="stream", duration_s=done.duration_s, throughput_mb_s=done.throughput_mb_s,
                           strategy=done.strategy)
-        outcomes = content_checks(plan.server, into, plan.manifest, [], plan.entry.time)
+            if plan.placement is not None:
+                detail["roles_created"] = plan.placement.roles_created
+                detail["skipped"] = skipped_summary(done.skipped)
+        outcomes = content_checks(plan.server, into, plan.manifest, [], plan.entry.time,
+                                  not_restored=plan.placement.not_restored() if plan.placement else None)
         detail["checks"] = [o.to_dict() for o in outcomes]
         if not all(o.passed for o in outcomes):
             raise PgError("the restored copy does not match the manifest: "
@@ -236,6 +327,14 @@ def execute(store: Store, plan: Plan, identities: list[Any], progress: Callable[
     detail["ok"] = True
     audit.record(store, "cli", "restore.completed", detail)
     return detail
+
+
+def skipped_summary(skipped: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Entries a placement left out: counted by reason, named (up to 50 per reason)."""
+    by: dict[str, list[str]] = {}
+    for label, why in skipped:
+        by.setdefault(why, []).append(label)
+    return {why: {"count": len(labels), "entries": labels[:50]} for why, labels in sorted(by.items())}
 
 
 def _remove(path: str) -> None:

@@ -23,6 +23,7 @@ or the identity is wrong. (restore-verify and `drkit restore` build on this.)
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import threading
 import time
@@ -38,6 +39,7 @@ from drkit.core.errors import CryptoError, DeadlineExceeded, DrkitError, Integri
 from drkit.crypto import encryption
 from drkit.platform.databases import DatabaseConfig
 from drkit.postgres import binaries, connection, dump, script
+from drkit.postgres.placement import Placement
 from drkit.storage.catalog import Entry
 from drkit.storage.store import Store
 from drkit.storage.transfer import VerifyingReader, explain_crypto_failure
@@ -54,6 +56,7 @@ class RestoreResult:
     pg_restore_version: str
     target_version_num: int
     strategy: str
+    skipped: tuple[tuple[str, str], ...] = ()  # (entry, why) left out by a placement
 
     @property
     def throughput_mb_s(self) -> float:
@@ -159,13 +162,14 @@ class _Script:
     """`pg_restore --single-transaction --file=-` | gate | `psql`: one transaction that only drkit commits."""
 
     def __init__(self, target: DatabaseConfig, dbname: str, drop: frozenset[bytes], options: Sequence[str],
-                 archive: str | None):
+                 archive: str | None, placement: Placement | None = None):
         tool, psql = binaries.tool_version("pg_restore"), binaries.tool_version("psql")
         env = connection.child_env(target)
-        self.drop = drop
+        self.gate = script.Gate(drop, placement.decide if placement else None,
+                                placement.preamble() if placement else ())
         self.script = dump.Process([tool.path, "--single-transaction", "--file=-", *options, *([archive] if archive else [])],
                                  env, stdin=subprocess.PIPE if archive is None else None, tool="pg_restore")
-        self.psql = dump.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1",
+        self.psql = dump.Process([psql.path, "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1", "--file=-",
                                 "--dbname", connection.conninfo(target, dbname)], env, stdin=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, tool="psql")
         self.errors: list[BaseException] = []
@@ -182,7 +186,7 @@ class _Script:
         assert stdin is not None
         try:
             reader = io.BufferedReader(self.script.stdout, buffer_size=1 << 20)  # type: ignore[type-var]
-            for line in script.gate_script(iter(reader.readline, b""), self.drop):
+            for line in self.gate.run(iter(reader.readline, b"")):
                 stdin.write(line)
             stdin.flush()
             self.complete.set()
@@ -226,10 +230,21 @@ class _Script:
         if isinstance(exc, PgError):
             failing = next((p for p in (self.psql, self.script)
                             if p.proc.returncode not in (0, None) and p.stderr_tail and not p.killed_reason), None)
+            if failing is self.psql:
+                return PgError(f"psql failed{self.where(failing.stderr_tail)}: {dump.error_text(failing.stderr_tail)}",
+                               tool="psql", stderr_tail=failing.stderr_tail)
             if failing is not None and exc.tool != failing.tool:
-                return PgError(f"{failing.tool} failed: {failing.stderr_tail.splitlines()[-1]}", tool=failing.tool,
+                return PgError(f"{failing.tool} failed: {dump.error_text(failing.stderr_tail)}", tool=failing.tool,
                                stderr_tail=failing.stderr_tail)
         return exc
+
+    def where(self, tail: str) -> str:
+        """` at script line N, in <entry>` for psql's `psql:<stdin>:N: ERROR:` (the statement that failed)."""
+        m = re.search(r"psql:<stdin>:(\d+): (?:ERROR|FATAL)", tail)
+        if not m:
+            return ""
+        entry = self.gate.entry_at(int(m.group(1)))
+        return f" at script line {m.group(1)}" + (f", restoring {entry}" if entry else "")
 
 
 NOT_COMMITTED = "nothing was committed: the restore transaction was rolled back"
@@ -237,7 +252,8 @@ NOT_COMMITTED = "nothing was committed: the restore transaction was rolled back"
 
 def restore(store: Store, entry: Entry, identities: Sequence[Any], target: DatabaseConfig, dbname: str, *,
             manifest: dict[str, Any], deadline: Deadline | None = None,
-            options: Sequence[str] = ("--no-owner",), progress: Callable[[int], None] | None = None) -> RestoreResult:
+            options: Sequence[str] = ("--no-owner",), progress: Callable[[int], None] | None = None,
+            placement: Placement | None = None) -> RestoreResult:
     """Restore `entry` into the existing, empty database `dbname` on `target`'s server, in one transaction
     committed only after every check passed (see the module's docstring). `manifest`: as
     `catalog.read_manifest` returns it, its signature verified."""
@@ -248,7 +264,7 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
         raise PgError(f"pg_restore {tool.version} cannot read this archive; it needs {need} or newer", tool="pg_restore")
     target_num = connection.server_version_num(target, dbname)
     _, drop = script.restore_strategy(target_num)
-    run = _Script(target, dbname, drop, options, None)
+    run = _Script(target, dbname, drop, options, None, placement)
     log.info("restore starting", backup_id=entry.id, target=target.display, database=dbname,
              target_version=target_num, strategy="script")
 
@@ -282,6 +298,8 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
             raise DeadlineExceeded(f"restore stopped {ABORT_MARGIN_S:.0f}s before the function deadline after "
                                    f"{reader.size / 1e6:.0f} MB; {NOT_COMMITTED}") from None
         exc = run.failure(exc)
+        if isinstance(exc, PgError) and NOT_COMMITTED not in str(exc):
+            raise PgError(f"{exc}; {NOT_COMMITTED}", tool=exc.tool, stderr_tail=exc.stderr_tail) from None
         if isinstance(exc, (DrkitError, KeyboardInterrupt, SystemExit)):
             raise exc from None
         raise PgError(f"restore failed: {type(exc).__name__}: {exc}; {NOT_COMMITTED}") from None
@@ -291,7 +309,10 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
         raw.close()
     duration = round(time.monotonic() - t0, 3)
     log.info("restore finished", backup_id=entry.id, bytes_read=reader.size, duration_s=duration)
-    return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version, target_num, "script")
+    if run.gate.skipped:
+        log.info("restore left entries out", skipped=len(run.gate.skipped))
+    return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version, target_num, "script",
+                         tuple(run.gate.skipped))
 
 
 
@@ -325,7 +346,7 @@ def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *
 
 
 def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 4,
-                 options: Sequence[str] = ("--no-owner",)) -> tuple[float, str, int]:
+                 options: Sequence[str] = ("--no-owner",), placement: Placement | None = None) -> tuple[float, str, int]:
     """pg_restore a verified local archive into the new, empty database `dbname`: (seconds, strategy, jobs used).
 
     PostgreSQL 17+ with jobs > 1: `pg_restore --jobs` straight into it (parallel, so not one transaction:
@@ -335,14 +356,14 @@ def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 
     target_num = connection.server_version_num(target, dbname)
     strategy, drop = script.restore_strategy(target_num)
     t0 = time.monotonic()
-    if strategy == "direct" and jobs > 1:
+    if strategy == "direct" and jobs > 1 and placement is None:
         tool = binaries.tool_version("pg_restore")
         proc = dump.Process([tool.path, "--no-password", "--exit-on-error", f"--jobs={jobs}", *options, "--dbname",
                            connection.conninfo(target, dbname), path], connection.child_env(target), stdout=subprocess.DEVNULL,
                           tool="pg_restore")
         proc.check(proc.wait())
         return round(time.monotonic() - t0, 3), "parallel", jobs
-    run = _Script(target, dbname, drop, options, path)
+    run = _Script(target, dbname, drop, options, path, placement)
     try:
         run.commit()
     except BaseException as exc:  # noqa: BLE001 - always re-raised, in the failing tool's words

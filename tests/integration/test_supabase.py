@@ -1,0 +1,233 @@
+"""A Supabase project's database: backup as `postgres`, restore into a new project, verify on plain staging.
+
+The source and the "new project" are clusters shaped like Supabase projects (drkit_dev.supabase:
+supabase_admin is the superuser, postgres is not; platform roles, schemas, extensions, event
+triggers and the supabase_realtime publication); staging is a plain PostgreSQL server without
+the platform's extensions, as a real one is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drkit.cli import main
+from drkit.functions import db_backup, restore_verify
+from drkit.platform.runtime import handle
+from drkit.storage.store import Store
+from drkit_dev.pgserver import PgServer
+from drkit_dev.supabase import CUSTOM_ROLES, SupabaseServer
+
+# tables whose rows are the application's (the user's rows in auth and storage included)
+USER_TABLES = ("auth.users", "auth.identities", "auth.sessions", "auth.refresh_tokens", "auth.audit_log_entries",
+               "auth.instances", "storage.buckets", "storage.objects", "public.profiles", "public.todos",
+               "billing.invoices")
+STAND_INS = ("pg_graphql", "supabase_vault", "pgsodium", "pgjwt", "pg_net")
+ON_PLAIN_POSTGRES = {*(f"EXTENSION {e}" for e in STAND_INS), *(f"COMMENT EXTENSION {e}" for e in STAND_INS),
+                     "TABLE DATA vault.secrets", "TABLE DATA pgsodium.key", "VIEW public.secret_names"}
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[SupabaseServer]:
+    server = SupabaseServer().start().new_project().seed_app()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def staging() -> Iterator[PgServer]:
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def project() -> Iterator[SupabaseServer]:
+    """A new, empty Supabase project to restore into."""
+    server = SupabaseServer().start().new_project()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(make_env: Any, source: SupabaseServer, staging: PgServer, age_keys: tuple[str, str]) -> dict[str, str]:
+    return make_env({"sb": source.url()}, DRKIT_DB_SB_COUNT_TABLES="*", DRKIT_STAGING_URL=staging.url(),
+                    DRKIT_AGE_IDENTITY=age_keys[0])
+
+
+def backup(env: dict[str, str]) -> dict[str, Any]:
+    result = handle("db-backup", db_backup.run, {}, None, env)
+    assert result["ok"], result
+    return dict(result["databases"][0])
+
+
+def manifest_of(env: dict[str, str], backup_id: str) -> dict[str, Any]:
+    from drkit.platform.config import Config
+    from drkit.policy import layout
+
+    store = Store(Config.from_env(env).spaces)
+    return dict(json.loads(store.get_bytes(layout.manifest_key("sb", backup_id))))
+
+
+def rows(server: PgServer, table: str) -> tuple[int, str]:
+    with server.connect() as conn:
+        n, digest = conn.execute(f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) "
+                                 f"FROM {table} x").fetchone()
+    return int(n), str(digest)
+
+
+def catalog(server: PgServer) -> dict[str, Any]:
+    with server.connect() as conn:
+        return {
+            "policies": conn.execute("SELECT schemaname, tablename, policyname, cmd, roles::text, qual, with_check "
+                                     "FROM pg_policies ORDER BY 1, 2, 3").fetchall(),
+            "triggers": conn.execute("SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                                     "WHERE NOT tgisinternal ORDER BY 1, 2").fetchall(),
+            "publication": conn.execute("SELECT pubname, schemaname, tablename FROM pg_publication_tables "
+                                        "ORDER BY 1, 2, 3").fetchall(),
+            "rls": conn.execute("SELECT oid::regclass::text FROM pg_class WHERE relrowsecurity ORDER BY 1").fetchall(),
+            "sequence": conn.execute("SELECT last_value FROM auth.refresh_tokens_id_seq").fetchone(),
+            "grants": conn.execute("SELECT grantee, table_schema, table_name, privilege_type FROM "
+                                   "information_schema.role_table_grants WHERE table_schema IN ('public', 'billing') "
+                                   "ORDER BY 1, 2, 3, 4").fetchall(),
+        }
+
+
+def roles(server: PgServer) -> dict[str, tuple[Any, ...]]:
+    """Attributes and memberships of every role (PostgreSQL 16+ makes a role's creator an ADMIN member of
+    it: memberships in the application's roles are left out)."""
+    with server.connect() as conn:
+        return {r[0]: (*r[1:-1], [g for g in r[-1] or [] if g not in CUSTOM_ROLES]) for r in conn.execute(
+            "SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, "
+            "rolinherit, (SELECT array_agg(m.roleid::regrole::text ORDER BY 1) FROM pg_auth_members m "
+            "WHERE m.member = r.oid) FROM pg_roles r").fetchall()}
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main.main(list(argv))
+    out = capsys.readouterr()
+    return code, " ".join((out.out + out.err).split())
+
+
+@pytest.fixture
+def cli(tmp_path: Path, env: dict[str, str], age_keys: tuple[str, str]) -> tuple[str, str]:
+    env_file = tmp_path / "drkit.env"
+    env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
+    identity = tmp_path / "id.txt"
+    identity.write_text(age_keys[0] + "\n")
+    return str(env_file), str(identity)
+
+
+def test_backup_as_postgres_records_what_a_faithful_restore_needs(env: dict[str, str], source: SupabaseServer) -> None:
+    with source.connect() as conn:  # the role the backup uses is not a superuser
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+    done = backup(env)
+    m = manifest_of(env, done["backup_id"])
+    objects = m["objects"]
+    assert objects["supabase"] is True
+    by_role = {r["name"]: r for r in objects["roles"]}
+    assert all(by_role[r]["platform"] for r in ("anon", "authenticated", "service_role", "authenticator",
+                                                "supabase_admin", "supabase_auth_admin", "postgres"))
+    assert [r for r in by_role if not by_role[r]["platform"]] == list(CUSTOM_ROLES)
+    assert by_role["app_reporting"]["login"] and by_role["app_worker"]["member_of"] == ["authenticated"]
+    ext = {e["name"]: e for e in objects["extensions"]}
+    assert ext["supabase_vault"]["config_tables"] == ["vault.secrets"]
+    assert ext["supabase_vault"]["dependents"] == ["public.secret_names"]
+    assert objects["counts"]["policies"] == 11 and "auth.users.on_auth_user_created" in objects["triggers"]
+    assert "supabase_realtime: public.todos" in objects["publication_members"]
+    assert any("Vault" in x for x in objects["not_in_dump"]) and any("Storage file" in x for x in objects["not_in_dump"])
+    counted = {f"{t['schema']}.{t['name']}": t["exact_rows"] for t in m["tables"]}
+    assert counted["auth.identities"] == 25 and counted["storage.objects"] == 25 and counted["public.todos"] == 100
+
+
+def test_restore_into_a_new_project_brings_every_user_row_policy_and_trigger(
+        env: dict[str, str], cli: tuple[str, str], source: SupabaseServer, project: SupabaseServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    env_file, identity = cli
+    backup(env)
+    platform_roles_before = roles(project)
+    code, out = run_cli(capsys, "--env-file", env_file, "restore", "--db", "sb", "--target", project.url(),
+                        "--identity", identity, "--dry-run")
+    assert code == 0, out
+    assert "a Supabase project, fresh" in out and "creates roles app_reporting, app_worker" in out
+    assert "cannot carry: Vault and pgsodium secrets" in out and "dry run: nothing was changed" in out
+    code, out = run_cli(capsys, "--env-file", env_file, "restore", "--db", "sb", "--target", project.url(),
+                        "--identity", identity)
+    assert code == 0, out
+    assert "FAIL" not in out and "PASS row counts" in out and "PASS policies: 11 identical" in out
+    for table in USER_TABLES:
+        assert rows(project, table) == rows(source, table), table
+    want, got = catalog(source), catalog(project)
+    for kind in want:
+        assert got[kind] == want[kind], kind
+    after = roles(project)
+    assert {r: after[r] for r in platform_roles_before} == platform_roles_before  # the platform's roles untouched
+    assert after["app_reporting"][1] is True and after["app_worker"][-1] == ["authenticated"]
+    with project.connect() as conn:  # the database was restored into, never replaced
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'postgres%'").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM vault.secrets").fetchone() == (0,)  # ciphertext of another key
+
+    # a second restore: the project is not fresh any more, and nothing is touched
+    code, out = run_cli(capsys, "--env-file", env_file, "restore", "--db", "sb", "--target", project.url(),
+                        "--identity", identity)
+    assert code == 2 and "not a new one" in out and "Nothing was changed" in out
+    code, out = run_cli(capsys, "--env-file", env_file, "restore", "--db", "sb", "--target", project.url(),
+                        "--identity", identity, "--force")
+    assert code != 0 and "restoring FUNCTION public.handle_new_user()" in out and "already exists" in out, out
+    for table in USER_TABLES:
+        assert rows(project, table) == rows(source, table), table
+
+
+def test_a_failing_statement_is_named_and_the_project_is_left_as_it_was(
+        env: dict[str, str], cli: tuple[str, str], project: SupabaseServer, capsys: pytest.CaptureFixture[str]) -> None:
+    env_file, identity = cli
+    backup(env)
+    project.admin("DROP EXTENSION pg_stat_statements")  # only a superuser may create it again
+    before = catalog(project), rows(project, "auth.users")
+    code, out = run_cli(capsys, "--env-file", env_file, "restore", "--db", "sb", "--target", project.url(),
+                        "--identity", identity)
+    assert code != 0
+    assert "restoring EXTENSION pg_stat_statements" in out and "permission denied to create extension" in out, out
+    assert "nothing was committed" in out
+    assert (catalog(project), rows(project, "auth.users")) == before
+    with project.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", (list(CUSTOM_ROLES),)).fetchone() == (0,)
+
+
+def test_weekly_proof_on_plain_staging_skips_by_name_and_fails_when_the_list_grows(
+        env: dict[str, str], source: SupabaseServer, staging: PgServer) -> None:
+    own_roles = roles(staging)
+    backup(env)
+    first = handle("restore-verify", restore_verify.run, {}, None, env)
+    db = first["databases"][0]
+    assert first["ok"] and db["status"] == "passed", db
+    assert set(db["skipped"]) == ON_PLAIN_POSTGRES
+    checks = {c["name"]: c for c in db["checks"]}
+    assert checks["policies"]["detail"] == "11 identical" and checks["triggers"]["detail"] == "3 identical"
+    assert checks["publication members"]["passed"] and checks["row counts"]["passed"]
+    assert "skipped by name: COMMENT EXTENSION pg_graphql" in db["decision"]
+    after = roles(staging)
+    assert {r: after[r] for r in own_roles} == own_roles  # staging's own roles untouched
+    created = set(after) - set(own_roles)
+    assert {"anon", "authenticated", "service_role", "supabase_admin", *CUSTOM_ROLES} <= created
+    assert not any(after[r][0] or after[r][1] for r in created)  # NOLOGIN, no superuser
+
+    source.admin("CREATE EXTENSION pg_hashids WITH SCHEMA extensions")  # a new extension staging lacks
+    try:
+        backup(env)
+        second = handle("restore-verify", restore_verify.run, {}, None, env)
+        db = second["databases"][0]
+        assert not second["ok"] and db["status"] == "failed"
+        failed = [c for c in db["checks"] if not c["passed"]]
+        assert [c["name"] for c in failed] == ["skipped objects"]
+        assert ("2 more skipped than at the last verification: COMMENT EXTENSION pg_hashids, EXTENSION pg_hashids"
+                in failed[0]["detail"])
+        accepted = handle("restore-verify", restore_verify.run, {"accept_skips": "true"}, None, env)
+        assert accepted["ok"], accepted
+        assert "accepted by the operator" in {c["name"]: c for c in accepted["databases"][0]["checks"]}[
+            "skipped objects"]["detail"]
+    finally:
+        source.admin("DROP EXTENSION pg_hashids")
