@@ -231,3 +231,45 @@ def test_weekly_proof_on_plain_staging_skips_by_name_and_fails_when_the_list_gro
             "skipped objects"]["detail"]
     finally:
         source.admin("DROP EXTENSION pg_hashids")
+
+
+def test_the_runbooks_supabase_scenario_runs_verbatim(tmp_path: Path, make_env: Any, source: SupabaseServer,
+                                                      project: SupabaseServer, staging: PgServer,
+                                                      age_keys: tuple[str, str]) -> None:
+    """docs/runbook.md §3, as written: `odoo` is the Supabase project's database, as in .env.example."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from conftest import PGBIN, ROOT
+    from drkit.platform import envvars
+    from drkit.platform.runtime import without_unset
+
+    text = (ROOT / "docs" / "runbook.md").read_text()
+    first = re.findall(r"^<!-- run -->\n```bash\n(.*?)^```", text, flags=re.M | re.S)[0]
+    (block,) = re.findall(r"^<!-- run supabase -->\n```bash\n(.*?)^```", text, flags=re.M | re.S)
+    assert "NEW_PROJECT=" in first and '--target "$NEW_PROJECT"' in block
+    dotenv = make_env({"odoo": source.url()}, DRKIT_DB_ODOO_COUNT_TABLES="*", DRKIT_STAGING_URL=staging.url())
+    deployed = without_unset(envvars.function_environment((ROOT / "project.yml").read_text(), "db-backup", dotenv))
+    assert handle("db-backup", db_backup.run, {}, None, deployed)["ok"]  # the hourly backup, as deployed
+    work = tmp_path / "ops"
+    work.mkdir()
+    (work / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
+    (work / "drkit-identity.txt").write_text(age_keys[0] + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "drkit").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m drkit.cli "$@"\n')
+    (bin_dir / "drkit").chmod(0o755)
+    script = (f"set -euo pipefail\nNEW_PROJECT='postgresql://postgres@127.0.0.1:{project.port}/postgres'\n" + block)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT / "lib"),
+           "DRKIT_PG_BIN": str(PGBIN), "PGPASSWORD": project.password, "LC_ALL": "C.UTF-8", "COLUMNS": "200"}
+    proc = subprocess.run(["bash", "-xc", script], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    out = " ".join(proc.stdout.split())
+    assert "cannot carry: Vault and pgsodium secrets" in out and "a Supabase project, fresh" in out
+    assert "PASS policies: 11 identical" in out and "FAIL" not in out
+    for table in USER_TABLES:
+        assert rows(project, table) == rows(source, table), table
+    assert catalog(project) == catalog(source)
+    assert project.password not in proc.stdout + proc.stderr

@@ -71,6 +71,16 @@ def cmd_backups_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     how = manifest["restore"].get("without_drkit") or manifest["restore"].get("pipeline")
     con.print("  signature: valid, by a trusted key (DRKIT_TRUSTED_KEYS)")
     con.print(f"  restore with standard tools: {how}")
+    objects = manifest.get("objects") or {}
+    if "counts" in objects:
+        c = objects["counts"]
+        custom = [r["name"] for r in objects.get("roles", []) if not r.get("platform") and not r.get("superuser")]
+        con.print(f"  objects: {c['policies']} policies on {c['rls_tables']} RLS tables, {c['triggers']} triggers, "
+                  f"{c['event_triggers']} event triggers, {c['publication_members']} publication members; extensions "
+                  f"{', '.join(e['name'] for e in objects.get('extensions', [])) or '-'}; roles "
+                  f"{', '.join(custom) or '-'}" + ("; a Supabase project's database" if objects.get("supabase") else ""))
+    for line in objects.get("not_in_dump") or []:
+        con.print(f"  cannot carry: {line}")
     table = Table("schema", "table", "kind", "estimated rows", "exact rows")
     for t in manifest.get("tables", [])[: args.tables]:
         table.add_row(t["schema"], t["name"], t["kind"], str(t["estimated_rows"] if t["estimated_rows"] is not None else "-"),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drkit.core.errors import ConfigError
+from drkit.postgres.inventory import platform_role
 
 # schemas a Supabase project's platform owns (the ones a target has are left to it)
 PLATFORM_SCHEMAS = frozenset({
@@ -203,7 +204,9 @@ class Placement:
         if e.kind == "DEFAULT ACL":
             m = _FOR_ROLE.search(e.statement)
             role = m.group(1).strip('"') if m else ""
-            if any(r["name"] == role and r.get("platform") for r in self._source_roles()) and role != self.target["user"]:
+            platform = platform_role(role, True) or any(r["name"] == role and r.get("platform")
+                                                        for r in self._source_roles())
+            if platform and role != self.target["user"]:
                 return "default privileges of a platform role: " + PROJECT_HAS_IT
         if e.schema is None:
             if e.kind == "SCHEMA" and e.name in self.target["schemas"]:
