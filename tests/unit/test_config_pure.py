@@ -189,6 +189,21 @@ def test_sources_are_parsed_with_defaults_and_every_problem_named() -> None:
             parse_sources(raw, env)
 
 
+def test_storage_sources_name_their_endpoint_buckets_and_keys() -> None:
+    env = {"DRKIT_STORAGE_S3_KEY": "k", "DRKIT_STORAGE_S3_SECRET": "s"}
+    (good,) = parse_sources(json.dumps([{"type": "storage", "name": "files", "region": "eu-central-1",
+                                         "endpoint": "https://abc.supabase.co/storage/v1/s3"}]), env)
+    assert good.opt("max_objects") == 200_000 and good.secrets["secret_env"].reveal() == "s"
+    assert good.describe() == "files (storage: https://abc.supabase.co/storage/v1/s3 (all buckets))"
+    with pytest.raises(ConfigError) as err:
+        parse_sources(json.dumps([{"type": "storage", "name": "files", "endpoint": "http://abc.supabase.co/s3",
+                                   "buckets": [], "region": "EU"}]), {})
+    text = " ".join(err.value.problems)
+    for expected in ("endpoint must be the https:// S3 endpoint", "buckets must be a non-empty list",
+                     "region must be a region name", "DRKIT_STORAGE_S3_KEY is not set", "DRKIT_STORAGE_S3_SECRET"):
+        assert expected in text, text
+
+
 # -- archives ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

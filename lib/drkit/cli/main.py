@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--notify", action="store_true", help="also send one test message to each notification URL")
     c.add_argument("--project", help="the project file (default: the checkout's project.yml)")
     c.set_defaults(fn=cmd_config_check)
-    from drkit.cli import config, failover, schedule, status
+    from drkit.cli import config, failover, files, schedule, status
 
     config.register(g, sub)
+    files.register(sub)
     failover.register(sub)
     schedule.register(sub)
     status.register(sub)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 import traceback
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drkit import __version__
-from drkit.configbackup import catalog, fetch, inventory
+from drkit.configbackup import catalog, fetch, files, inventory
 from drkit.configbackup.archive import ArchiveWriter, FileEntry
 from drkit.configbackup.sources import DO_KINDS, Source, parse_sources
 from drkit.core import log
@@ -117,8 +118,13 @@ class NothingCollected(DrkitError):
 
 
 def _collector(unit: Unit, spaces: SpacesConfig, settings: Settings, deadline: Deadline,
-               apis: dict[str, DoApi]) -> Callable[[UnitSink], dict[str, Any]]:
+               apis: dict[str, DoApi], files_ctx: tuple[Store, list[Any], dt.date, dt.date] | None = None
+               ) -> Callable[[UnitSink], dict[str, Any]]:
     source = unit.source
+    if source.type == "storage":
+        assert files_ctx is not None and settings.cfg.signing_key is not None
+        store, recipients, today, oldest = files_ctx
+        return files.make_collector(source, store, spaces, recipients, settings.cfg.signing_key, deadline, today, oldest)
     if source.type == "digitalocean":
         if source.name not in apis:
             apis[source.name] = DoApi.from_env(settings.environ, deadline, token=source.secrets["token_env"])
@@ -180,8 +186,12 @@ def backup(store: Store, settings: Settings, units: list[Unit], recipients: list
                            deadline=deadline) as upload:
         with ArchiveWriter(upload, recipients, zstd_level=ZSTD_LEVEL, deadline=deadline,
                            mtime=started_at.timestamp()) as writer:
+            files_ctx = None
+            if any(u.source.type == "storage" for u in units):
+                existing = [e.time.date() for e in catalog.list_entries(store)]
+                files_ctx = (store, recipients, started_at.date(), min([started_at.date(), *existing]))
             for unit in units:
-                collect = _collector(unit, cfg.spaces, settings, deadline, apis)
+                collect = _collector(unit, cfg.spaces, settings, deadline, apis, files_ctx)
                 results.append(_run_unit(unit, writer, collect, deadline))
             if not any(r["status"] == "ok" for r in results):
                 raise NothingCollected([{k: v for k, v in r.items() if k != "details"} for r in results])

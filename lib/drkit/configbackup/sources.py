@@ -9,7 +9,9 @@ must be set. See docs/config-backup.md for the full format.
      {"type": "github", "name": "infra", "repo": "acme/infra", "ref": "main"},
      {"type": "s3", "name": "tfstate", "bucket": "acme-terraform", "prefix": "prod/"},
      {"type": "grafana", "name": "grafana", "url": "https://grafana.example.net"},
-     {"type": "http", "name": "prometheus-rules", "url": "https://prom.example.net/rules.yml"}]
+     {"type": "http", "name": "prometheus-rules", "url": "https://prom.example.net/rules.yml"},
+     {"type": "storage", "name": "supabase-files", "endpoint": "https://REF.supabase.co/storage/v1/s3",
+      "region": "eu-central-1", "buckets": ["avatars"]}]
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "s3": {"key_env": "DRKIT_SPACES_KEY", "secret_env": "DRKIT_SPACES_SECRET", "max_objects": 1000,
            "max_bytes": 4 << 30},
     "http": {"max_bytes": 64 << 20},
+    "storage": {"key_env": "DRKIT_STORAGE_S3_KEY", "secret_env": "DRKIT_STORAGE_S3_SECRET", "max_objects": 200_000,
+                "max_bytes": 100 << 30},
 }
 FIELDS: dict[str, tuple[str, ...]] = {
     "digitalocean": ("include", "token_env"),
@@ -43,6 +47,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "s3": ("bucket", "prefix", "keys", "endpoint", "region", "key_env", "secret_env", "max_objects", "max_bytes"),
     "grafana": ("url", "token_env"),
     "http": ("url", "path", "token_env", "max_bytes"),
+    "storage": ("endpoint", "region", "buckets", "prefix", "key_env", "secret_env", "max_objects", "max_bytes"),
 }
 
 
@@ -62,7 +67,8 @@ class Source:
                   "github": lambda: f"{o['repo']}@{o.get('ref') or 'default branch'}",
                   "s3": lambda: f"s3://{o['bucket']}/{o.get('prefix', '')}",
                   "grafana": lambda: str(o["url"]),
-                  "http": lambda: str(o["url"])}[self.type]()
+                  "http": lambda: str(o["url"]),
+                  "storage": lambda: f"{o['endpoint']} {','.join(o.get('buckets') or ['(all buckets)'])}"}[self.type]()
         return f"{self.name} ({self.type}: {detail})"
 
 
@@ -164,6 +170,22 @@ def _check(kind: str, where: str, o: dict[str, Any], environ: Mapping[str, str],
         positive("max_bytes")
         env_secret("key_env", "the access key id for this bucket")
         env_secret("secret_env", "the secret key for this bucket")
+    elif kind == "storage":
+        if not _https(o.get("endpoint")):
+            problems.append(f"{where}: endpoint must be the https:// S3 endpoint (Supabase: "
+                            "https://<ref>.supabase.co/storage/v1/s3)")
+        buckets = o.get("buckets")
+        if buckets is not None and (not isinstance(buckets, list) or not buckets or not all(
+                isinstance(b, str) and re.match(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$", b) for b in buckets)):
+            problems.append(f"{where}: buckets must be a non-empty list of bucket names (omit it for every bucket)")
+        if not isinstance(o.get("prefix", ""), str):
+            problems.append(f"{where}: prefix must be a string")
+        if "region" in o and (not isinstance(o["region"], str) or not re.match(r"^[a-z0-9-]{2,32}$", o["region"])):
+            problems.append(f"{where}: region must be a region name like eu-central-1")
+        positive("max_objects")
+        positive("max_bytes")
+        env_secret("key_env", "the S3 access key id of the storage (Supabase: Storage > S3 access keys)")
+        env_secret("secret_env", "the S3 secret key of the storage")
     elif kind == "grafana":
         if not _https(o.get("url")):
             problems.append(f"{where}: url must be the https:// base URL of Grafana")

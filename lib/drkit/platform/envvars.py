@@ -146,6 +146,9 @@ VARIABLES: tuple[Var, ...] = (
     _v("DRKIT_GITHUB_TOKEN", (CONFIG,), "GitHub token for repository sources (token_env default)",
        default="(public repositories only)"),
     _v("DRKIT_GRAFANA_TOKEN", (CONFIG,), "Grafana service-account token (token_env default)", default="(none)"),
+    _v("DRKIT_STORAGE_S3_KEY", (CONFIG,), "S3 access key id of a storage source, e.g. Supabase Storage's "
+       "(key_env default)", default="(none)"),
+    _v("DRKIT_STORAGE_S3_SECRET", (CONFIG,), "its S3 secret key (secret_env default)", default="(none)"),
 )
 
 

@@ -24,7 +24,8 @@ SUPABASE_SCHEMAS = ("auth", "storage")
 # what a dump of a Supabase database cannot carry (said in the manifest and the restore plan)
 SUPABASE_NOT_IN_DUMP = (
     "Vault and pgsodium secrets: only their ciphertext is in the database; the root key is not",
-    "Storage file bytes: storage.objects holds their metadata, the files live in Supabase Storage",
+    "Storage file bytes: storage.objects holds their metadata, the files live in Supabase Storage "
+    "(a storage source of config-backup copies them daily; drkit files restore)",
     "role passwords: pg_dump and pg_roles never carry them",
     "Auth and project settings outside the database (JWT secret, providers, SMTP, API keys)",
 )
