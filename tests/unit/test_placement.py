@@ -169,6 +169,6 @@ def test_the_gate_drops_whole_entries_and_names_the_one_a_line_is_in() -> None:
                              "not have"), ("EXTENSION pg_graphql", "needs extension pg_graphql, which this server "
                                            "does not have")]
     line_of = {ln: i + 1 for i, ln in enumerate(out)}
-    assert gate.entry_at(line_of[b"    id bigint\n"]) == "TABLE public.todos"
-    assert gate.entry_at(line_of[b"1\n"]) == "TABLE DATA public.todos"
+    assert gate.entry_at(line_of[b"    id bigint\n"]) == "TABLE public.todos (`CREATE TABLE public.todos (`)"
+    assert gate.entry_at(line_of[b"1\n"]) == "TABLE DATA public.todos (`COPY public.todos (id) FROM stdin;`)"
     assert gate.entry_at(1) is None

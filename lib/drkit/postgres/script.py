@@ -81,7 +81,7 @@ class Gate:
             self.skipped.append((entry.label, why))
             return True, []
         self._starts.append(self.lines_out + 1)
-        self._labels.append(entry.label)
+        self._labels.append(entry.label + (f" (`{entry.statement[:120]}`)" if entry.statement else ""))
         return False, pending
 
     def run(self, lines: Any) -> Any:

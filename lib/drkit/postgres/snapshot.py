@@ -104,7 +104,7 @@ class SnapshotSession:
                 kind = "partitioned" if relkind == "p" else ("partition" if is_part else "table")
                 est = int(reltuples) if reltuples is not None and reltuples >= 0 and kind != "partitioned" else None
                 tables.append(TableInfo(schema, name, kind, est))
-            wanted, missing = _select_tables(tables, count_tables)
+            wanted, missing = _select_tables(tables, [*count_tables, *_platform_user_tables(tables)])
             for t in wanted:
                 cur.execute(sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(t.schema), sql.Identifier(t.name)))
                 t.exact_rows = int(cur.fetchone()[0])
@@ -126,6 +126,15 @@ class SnapshotSession:
         except psycopg.Error as exc:
             log.warning("catalog inventory not taken", database=self.db.name, error=describe_pg_error(exc))
             return {"error": describe_pg_error(exc)}
+
+
+def _platform_user_tables(tables: list[TableInfo]) -> list[str]:
+    """A Supabase project's auth and storage tables: the users' rows live there, so they are always counted
+    exactly (a restore into a new project is proven against them)."""
+    names = {(t.schema, t.name) for t in tables}
+    if not {("auth", "users"), ("storage", "objects")} <= names:
+        return []
+    return [f"{t.schema}.{t.name}" for t in tables if t.schema in ("auth", "storage") and t.kind != "partitioned"]
 
 
 def _select_tables(tables: list[TableInfo], wanted: Sequence[str]) -> tuple[list[TableInfo], list[str]]:
