@@ -75,7 +75,7 @@ def test_happy_path_proves_and_times_the_restore(verify_env: Any, pg: PgServer, 
     # the objects a faithful restore must bring back are compared too (tests below give them something to compare)
     assert [by[k]["detail"] for k in ("policies", "row-level security", "triggers", "publication members")] == \
         ["0 identical", "0 identical", "1 identical", "0 identical"]  # fill_rich's audit trigger
-    assert result["decision"].startswith(f"verified app {b['backup_id']}: 12 checks passed (11003 rows, ")
+    assert result["decision"].startswith(f"verified app {b['backup_id']}: 12 checks passed (6 tables, 11003 rows, ")
     stored = keys(s3_client, bucket, "db/app/")
     base = layout.backup_base("app", b["backup_id"])
     assert base + layout.VERIFIED_SUFFIX in stored and base + layout.REPORT_SUFFIX in stored

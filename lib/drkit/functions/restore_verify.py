@@ -282,7 +282,8 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
         if result["status"] == "passed":
             r = result["restore"]
             by = {c["name"]: c for c in result["checks"]}
-            proved = [f"{by['row counts']['value']} rows" if "row counts" in by else "",
+            proved = [f"{by['table count']['value']} tables" if "table count" in by else "",
+                      f"{by['row counts']['value']} rows" if "row counts" in by else "",
                       *(f"{by[k]['value']} {k}" for k in ("policies", "triggers") if k in by)]
             skipped = result.get("skipped") or []
             result["decision"] = (f"verified {result['database']} {result['backup_id']}: {len(result['checks'])} checks "
@@ -341,7 +342,7 @@ def _restore_and_check(name: str, settings: Settings, store: Store, entry: catal
         result["restore"] = {"duration_s": done.duration_s, "throughput_mb_s": done.throughput_mb_s,
                              "bytes_restored": done.bytes_restored, "target_version": done.target_version_num // 10000,
                              "target_version_num": done.target_version_num, "strategy": done.strategy}
-        skipped = sorted({label for label, _ in done.skipped})
+        skipped = sorted({label for label, _ in done.skipped}, key=lambda x: (x.startswith("COMMENT "), x))
         result["skipped"] = skipped
         if placement.roles_created:
             result["roles_created"] = placement.roles_created
