@@ -172,3 +172,15 @@ def test_the_gate_drops_whole_entries_and_names_the_one_a_line_is_in() -> None:
     assert gate.entry_at(line_of[b"    id bigint\n"]) == "TABLE public.todos (`CREATE TABLE public.todos (`)"
     assert gate.entry_at(line_of[b"1\n"]) == "TABLE DATA public.todos (`COPY public.todos (id) FROM stdin;`)"
     assert gate.entry_at(1) is None
+
+
+def test_an_entry_after_a_procedure_that_ends_in_commit_is_still_decided() -> None:
+    p = Placement("plain", SOURCE, facts(), TABLES)
+    # a body whose last line is a top-level-looking COMMIT; (the gate cannot tell it from the script's own)
+    procedure = entry("PROCEDURE", "public", "batch()", b"CREATE PROCEDURE public.batch() LANGUAGE plpgsql AS '\n",
+                      b"BEGIN PERFORM 1; END;\n", b"';\n", b"COMMIT;\n")
+    skipped = entry("EXTENSION", "-", "pg_graphql", b"CREATE EXTENSION IF NOT EXISTS pg_graphql;\n")
+    gate = script.Gate(decide=p.decide)
+    text = b"".join(gate.run(iter(HEAD + procedure + skipped + TAIL))).decode()
+    assert "BEGIN PERFORM 1; END;\n';\nCOMMIT;\n" in text and "pg_graphql" not in text
+    assert gate.skipped == [("EXTENSION pg_graphql", "needs extension pg_graphql, which this server does not have")]

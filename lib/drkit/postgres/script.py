@@ -107,18 +107,18 @@ class Gate:
                     pending.append(line)
                     continue
                 else:
-                    skipping, out = self._heading(pending, line)
-                    pending = []
-                    if held:  # the COMMIT before an entry was not the last statement
+                    if held:  # the COMMIT before an entry was not the last statement: the previous entry's
                         if not skipping:
                             for x in held:
                                 self.lines_out += 1
                                 yield x
                         held = []
+                    skipping, out = self._heading(pending, line)
+                    pending = []
                     for x in out:
                         self.lines_out += 1
                         yield x
-            if line == b"--\n" and began and not held:
+            if line == b"--\n" and began:
                 pending = [line]
                 continue
             quiet = _quiet(line)
