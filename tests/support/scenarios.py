@@ -28,7 +28,7 @@ EVENTS: dict[str, dict[str, Any]] = {
     "restore-verify": {"database": "odoo", "backup": "latest"},
     "health-probe": {"format": "json"},
     "snapshot-rotate": {"dry_run": "false"},
-    "config-backup": {"source": "digitalocean"},
+    "config-backup": {"source": "digitalocean,files"},
     # a web call, as DO delivers it to a `web: raw` function: an authenticated Alertmanager alert
     "dns-failover": {"__ow_method": "post", "__ow_path": "",
                      "__ow_headers": {"authorization": f"Bearer {WEBHOOK_TOKEN}", "content-type": "application/json"},
@@ -71,6 +71,19 @@ def base_env(s3_endpoint: str, bucket: str, secret: str, db_url: str, staging_ur
     }
 
 
+def _storage_bucket(env: dict[str, str]) -> str:
+    import uuid
+
+    import boto3
+
+    name = f"storage-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3", endpoint_url=env["DRKIT_SPACES_ENDPOINT"], region_name="us-east-1",
+                          aws_access_key_id=env["DRKIT_SPACES_KEY"], aws_secret_access_key=env["DRKIT_SPACES_SECRET"])
+    client.create_bucket(Bucket=name)
+    client.put_object(Bucket=name, Key="user-1/avatar.png", Body=b"\x89PNG a picture")
+    return name
+
+
 @contextmanager
 def scenario(function: str, env: dict[str, str]) -> Iterator[Scenario]:
     """The stand-ins one function needs (a fake DO API where it calls DigitalOcean)."""
@@ -87,7 +100,11 @@ def scenario(function: str, env: dict[str, str]) -> Iterator[Scenario]:
         assert fake is not None
         fake.add_domain("example.net")
         fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
-        env["DRKIT_CONFIG_SOURCES"] = json.dumps([{"type": "digitalocean", "include": ["domains", "firewalls"]}])
+        files_bucket = _storage_bucket(env)  # the "Supabase Storage" whose file bytes the storage source copies
+        env.update({"DRKIT_STORAGE_S3_KEY": env["DRKIT_SPACES_KEY"], "DRKIT_STORAGE_S3_SECRET": env["DRKIT_SPACES_SECRET"]})
+        env["DRKIT_CONFIG_SOURCES"] = json.dumps([
+            {"type": "digitalocean", "include": ["domains", "firewalls"]},
+            {"type": "storage", "name": "files", "endpoint": env["DRKIT_SPACES_ENDPOINT"], "buckets": [files_bucket]}])
     if function == "dns-failover":
         assert fake is not None
         fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
@@ -137,7 +154,8 @@ def check_effects(function: str, result: dict[str, Any], s3_client: Any, bucket:
         assert len([k for k in stored if k.endswith(".manifest.json")]) >= 1, stored
     elif function == "config-backup":
         assert [k for k in keys(s3_client, bucket, "config/") if k.endswith(".tar.zst.age")]
-        assert result["files"] == 3  # example.net records + zone, the domain index
+        assert result["files"] == 4  # example.net records + zone, the domain index; the storage source's index
+        assert [k for k in keys(s3_client, bucket, "files/files/blobs/")]  # the file bytes, encrypted
     elif function == "snapshot-rotate":
         assert result["created"] and result["created"][0].startswith("droplet erp: drkit-erp-"), result
     elif function == "scheduler":  # a first tick: each job's latest slot, one activation per database
