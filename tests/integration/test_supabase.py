@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from conftest import keys
 from drkit.cli import main
 from drkit.functions import db_backup, restore_verify
 from drkit.platform.runtime import handle
@@ -279,3 +280,30 @@ def test_the_runbooks_supabase_scenario_runs_verbatim(tmp_path: Path, make_env: 
         assert rows(project, table) == rows(source, table), table
     assert catalog(project) == catalog(source)
     assert project.password not in proc.stdout + proc.stderr
+
+
+def test_a_committed_restore_that_fails_its_checks_says_so(env: dict[str, str], cli: tuple[str, str],
+                                                           project: SupabaseServer, s3_client: Any, bucket: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A new project is restored into in place: when the comparison after the COMMIT fails, the error and the
+    audit say the target was written (never "unchanged")."""
+    from drkit.platform.config import Config
+    from drkit.policy import layout
+    from drkit.storage import signed
+    from drkit_dev.keys import signing_pair
+
+    env_file, identity = cli
+    done = backup(env)
+    m = manifest_of(env, done["backup_id"])
+    todos = next(t for t in m["tables"] if (t["schema"], t["name"]) == ("public", "todos"))
+    todos["exact_rows"] += 1  # the manifest, re-signed, says one row more than any restore brings
+    signed.put_json(Store(Config.from_env(env).spaces), layout.manifest_key("sb", done["backup_id"]), m,
+                    signing_pair()[0])
+    code, out = run_cli(capsys, "--env-file", env_file, "restore", "--db", "sb", "--target", project.url(),
+                        "--identity", identity)
+    assert code != 0
+    assert "the restore was committed into postgres, but it does not match the manifest" in out, out
+    assert "public.todos 100 != 101" in out
+    failed = [json.loads(s3_client.get_object(Bucket=bucket, Key=k)["Body"].read())
+              for k in keys(s3_client, bucket, "audit/") if "restore.failed" in k]
+    assert len(failed) == 1 and failed[0]["details"]["target_unchanged"] is False, failed

@@ -13,7 +13,7 @@ TAIL = [b"COMMIT;\n", b"\n", b"--\n", b"-- PostgreSQL database dump complete\n",
 
 
 def gate(lines: list[bytes], drop: frozenset[bytes] = DROP) -> list[bytes]:
-    return list(script.gate_script(iter(lines), drop))
+    return list(script.Gate(drop).run(iter(lines)))
 
 
 def test_strategy_by_target_version() -> None:
@@ -54,7 +54,7 @@ def test_a_script_cut_anywhere_before_its_commit_is_refused(cut: int) -> None:
     lines = (HEAD + body + TAIL)[:cut]
     sent: list[bytes] = []
     with pytest.raises(PgError, match="without its COMMIT"):
-        for line in script.gate_script(iter(lines), DROP):
+        for line in script.Gate(DROP).run(iter(lines)):
             sent.append(line)
     assert script.COMMIT not in sent
 

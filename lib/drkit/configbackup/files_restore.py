@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,9 +67,16 @@ class DirTarget:
         return bool(p.stat().st_size == obj["size"] and _sha256(p) == obj["sha256"])
 
     def put(self, obj: dict[str, Any], path: Path) -> None:
+        """Into place by a rename within the destination's folder (the checked file is in the system temp
+        folder, which may be another file system): a file at its name is always whole."""
         dest = self.path(obj)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, dest)
+        partial = dest.with_name(f".{dest.name}.drkit-partial")
+        try:
+            shutil.move(path, partial)
+            os.replace(partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 @dataclass

@@ -240,7 +240,8 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
         if staging_error is not None:
             result["infrastructure"] = True
             raise staging_error
-        estimate = _estimate_s(store, name, manifest)
+        prior = store.get_json_or_none(layout.verify_state_key(name)) or {}  # the last pass: throughput, skip list
+        estimate = _estimate_s(prior, manifest)
         result["estimate_s"] = round(estimate, 1)
         if request.dry_run:
             result["status"] = "dry_run"
@@ -253,7 +254,7 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
                                    "left; raise the function timeout or verify from a machine: "
                                    f"scripts/drkit restore --db {name} --backup {entry.id} --target URL")
         _restore_and_check(name, settings, store, entry, manifest, deadline, clock, result, outcomes,
-                           request.accept_skips)
+                           request.accept_skips, (prior.get("last_success") or {}).get("skipped"))
     except DrkitError as exc:
         if result["status"] != "skipped":
             result["status"] = "timed_out" if isinstance(exc, DeadlineExceeded) else "failed"
@@ -299,15 +300,14 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _estimate_s(store: Store, name: str, manifest: dict[str, Any]) -> float:
-    prior = store.get_json_or_none(layout.verify_state_key(name)) or {}
+def _estimate_s(prior: dict[str, Any], manifest: dict[str, Any]) -> float:
     rate = float((prior.get("last_success") or {}).get("throughput_mb_s") or DEFAULT_MB_S)
     return float(manifest["bytes_in"]) / 1e6 / max(rate, 1.0) * 1.25 + 5.0
 
 
 def _restore_and_check(name: str, settings: Settings, store: Store, entry: catalog.Entry,
                        manifest: dict[str, Any], deadline: Deadline, clock: Clock, result: dict[str, Any],
-                       outcomes: list[checks.Outcome], accept_skips: bool = False) -> None:
+                       outcomes: list[checks.Outcome], accept_skips: bool = False, previous: Any = None) -> None:
     scratch = scratch_name(name, clock())
     result["scratch_database"] = scratch
     try:
@@ -346,7 +346,6 @@ def _restore_and_check(name: str, settings: Settings, store: Store, entry: catal
         result["skipped"] = skipped
         if placement.roles_created:
             result["roles_created"] = placement.roles_created
-        previous = ((store.get_json_or_none(layout.verify_state_key(name)) or {}).get("last_success") or {}).get("skipped")
         outcomes.extend(content_checks(settings.staging, scratch, manifest, settings.checks.get(name, []),
                                        entry.time, not_restored=placement.not_restored()))
         outcomes.append(skip_check(skipped, previous if isinstance(previous, list) else None, accept_skips))

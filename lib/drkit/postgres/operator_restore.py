@@ -169,15 +169,7 @@ def make_plan(store: Store, database: str, backup: str, before: str | None, targ
             f"point the application at it; or grant CREATEDB and ownership of {dbname!r} to this role "
             f"(docs/runbook.md). Nothing was changed.")
     parallel = bool(download_to) and route == "swap" and version >= 170000 and jobs > 1
-    prior = store.get_json_or_none(layout.verify_state_key(database)) or {}
-    measured = (prior.get("last_success") or {}).get("throughput_mb_s")
-    if measured:
-        rate, source = float(measured), (f"restore-verify measured {float(measured):.0f} MB/s at "
-                                         f"{(prior.get('last_success') or {}).get('at', '?')}")
-    else:
-        rate, source = DEFAULT_RATE_MB_S, (f"assumed {DEFAULT_RATE_MB_S:.0f} MB/s: no restore-verify run has "
-                                           f"measured {database} yet")
-    estimate = manifest["bytes_in"] / 1e6 / rate + 5
+    estimate, source = _estimate(store, database, manifest)
     stamp = _free_stamp(server, dbname, now or dt.datetime.now(dt.UTC))
     return Plan(entry, manifest, server, dbname, exists, tables, version, download_to,
                 jobs if parallel else 1, tuple(options), estimate, source, route, stamp)
@@ -229,14 +221,21 @@ def _supabase_plan(store: Store, entry: catalog.Entry, manifest: dict[str, Any],
     placement = Placement("supabase", objects, facts, tables)
     options = ["--no-owner"] + (["--no-privileges"] if no_privileges else [])
     server_db = DatabaseConfig(server.name, server.url, dict(server.params, dbname=dbname), server.password)
-    prior = store.get_json_or_none(layout.verify_state_key(entry.database)) or {}
-    measured = (prior.get("last_success") or {}).get("throughput_mb_s")
-    rate = float(measured) if measured else DEFAULT_RATE_MB_S
-    source = (f"restore-verify measured {rate:.0f} MB/s" if measured else
-              f"assumed {DEFAULT_RATE_MB_S:.0f} MB/s: no restore-verify run has measured {entry.database} yet")
-    return Plan(entry, manifest, server_db, dbname, True, 0, version, None, 1, tuple(options),
-                manifest["bytes_in"] / 1e6 / rate + 5, source, "supabase", now.strftime("%Y%m%d%H%M%S"),
-                placement, str(facts.get("fresh") or ""))
+    estimate, source = _estimate(store, entry.database, manifest)
+    return Plan(entry, manifest, server_db, dbname, True, 0, version, None, 1, tuple(options), estimate, source,
+                "supabase", now.strftime("%Y%m%d%H%M%S"), placement, str(facts.get("fresh") or ""))
+
+
+def _estimate(store: Store, database: str, manifest: dict[str, Any]) -> tuple[float, str]:
+    """Seconds the restore should take, and where the throughput comes from (restore-verify's last pass)."""
+    last = (store.get_json_or_none(layout.verify_state_key(database)) or {}).get("last_success") or {}
+    measured = last.get("throughput_mb_s")
+    if measured:
+        rate, source = float(measured), f"restore-verify measured {float(measured):.0f} MB/s at {last.get('at', '?')}"
+    else:
+        rate, source = DEFAULT_RATE_MB_S, (f"assumed {DEFAULT_RATE_MB_S:.0f} MB/s: no restore-verify run has "
+                                           f"measured {database} yet")
+    return manifest["bytes_in"] / 1e6 / rate + 5, source
 
 
 def scratch_name(dbname: str, stamp: str) -> str:
@@ -286,7 +285,7 @@ def execute(store: Store, plan: Plan, identities: list[Any], progress: Callable[
     into = plan.dbname if plan.route in ("direct", "supabase") else plan.scratch
     detail: dict[str, Any] = {"database": plan.entry.database, "backup_id": plan.entry.id, "route": plan.route,
                               "target": f"{plan.server.display.rsplit('/', 1)[0]}/{plan.dbname}"}
-    created = False
+    created = committed = False  # committed: an in-place restore (direct, supabase) has written the target
     try:
         if plan.route == "swap":
             dbadmin.create_database(plan.server, into)
@@ -306,11 +305,13 @@ def execute(store: Store, plan: Plan, identities: list[Any], progress: Callable[
             if plan.placement is not None:
                 detail["roles_created"] = plan.placement.roles_created
                 detail["skipped"] = skipped_summary(done.skipped)
+        committed = plan.route != "swap"
         outcomes = content_checks(plan.server, into, plan.manifest, [], plan.entry.time,
                                   not_restored=plan.placement.not_restored() if plan.placement else None)
         detail["checks"] = [o.to_dict() for o in outcomes]
         if not all(o.passed for o in outcomes):
-            raise PgError("the restored copy does not match the manifest: "
+            raise PgError((f"the restore was committed into {plan.dbname}, but it " if committed else
+                           "the restored copy ") + "does not match the manifest: "
                           + "; ".join(o.detail for o in outcomes if not o.passed))
         if plan.route == "swap":
             dbadmin.swap_databases(plan.server, plan.dbname, into, plan.keep_as)
@@ -322,7 +323,7 @@ def execute(store: Store, plan: Plan, identities: list[Any], progress: Callable[
         if created:
             _drop_scratch(plan.server, into)
         audit.record(store, "cli", "restore.failed", detail | {"error": str(exc) or type(exc).__name__,
-                                                               "target_unchanged": True})
+                                                               "target_unchanged": not committed})
         raise
     detail["ok"] = True
     audit.record(store, "cli", "restore.completed", detail)

@@ -103,7 +103,7 @@ class Placement:
                               "that this backup uses: enable them in the project (Database > Extensions) or restore "
                               "into a project that has them. Nothing was changed.")
         if self.mode == "supabase":
-            for schema, name in ((t.split(".", 1)) for t in self._source_tables()):
+            for schema, name in ((t.split(".", 1)) for t in self.source_tables):
                 if schema in self.platform_schemas and not self._platform_user_data(schema, name):
                     self.skip_relations.setdefault(f"{schema}.{name}", "platform data: " + PROJECT_HAS_IT)
         missing = self._roles_to_create()
@@ -117,9 +117,6 @@ class Placement:
     @property
     def platform_schemas(self) -> set[str]:
         return set(PLATFORM_SCHEMAS & set(self.target["schemas"])) if self.mode == "supabase" else set()
-
-    def _source_tables(self) -> list[str]:
-        return list(self.source_tables)
 
     def _platform_user_data(self, schema: str, name: str) -> bool:
         return schema in USER_DATA and name not in USER_DATA[schema] and f"{schema}|{name}" in self.target["tables"]

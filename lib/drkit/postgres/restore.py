@@ -5,7 +5,7 @@ zstd decompress -> the restore tool. No temporary files.
 
 One commit point, decided by drkit, on every route (`_Script`): pg_restore
 writes the archive as one transaction (`--single-transaction --file=-`: a
-BEGIN, everything, large objects included, and a COMMIT), `script.gate_script`
+BEGIN, everything, large objects included, and a COMMIT), `script.Gate`
 passes it to `psql -v ON_ERROR_STOP=1` but withholds the final COMMIT, and drkit
 sends that COMMIT only when the whole object arrived, its size and SHA-256
 matched the manifest, age authenticated every chunk, zstd ended its frame
@@ -346,7 +346,7 @@ def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *
 
 
 def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 4,
-                 options: Sequence[str] = ("--no-owner",), placement: Placement | None = None) -> tuple[float, str, int]:
+                 options: Sequence[str] = ("--no-owner",)) -> tuple[float, str, int]:
     """pg_restore a verified local archive into the new, empty database `dbname`: (seconds, strategy, jobs used).
 
     PostgreSQL 17+ with jobs > 1: `pg_restore --jobs` straight into it (parallel, so not one transaction:
@@ -356,14 +356,14 @@ def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 
     target_num = connection.server_version_num(target, dbname)
     strategy, drop = script.restore_strategy(target_num)
     t0 = time.monotonic()
-    if strategy == "direct" and jobs > 1 and placement is None:
+    if strategy == "direct" and jobs > 1:
         tool = binaries.tool_version("pg_restore")
         proc = dump.Process([tool.path, "--no-password", "--exit-on-error", f"--jobs={jobs}", *options, "--dbname",
                            connection.conninfo(target, dbname), path], connection.child_env(target), stdout=subprocess.DEVNULL,
                           tool="pg_restore")
         proc.check(proc.wait())
         return round(time.monotonic() - t0, 3), "parallel", jobs
-    run = _Script(target, dbname, drop, options, path, placement)
+    run = _Script(target, dbname, drop, options, path)
     try:
         run.commit()
     except BaseException as exc:  # noqa: BLE001 - always re-raised, in the failing tool's words

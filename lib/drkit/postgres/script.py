@@ -167,8 +167,3 @@ class Gate:
             elif not skipping:
                 self.lines_out += 1
                 yield x
-
-
-def gate_script(lines: Any, drop: frozenset[bytes]) -> Any:
-    """`Gate(drop).run(lines)`: the whole script, its final COMMIT withheld."""
-    return Gate(drop).run(lines)
