@@ -119,6 +119,12 @@ def sign(data: bytes, secret: str, trusted_comment: str) -> str:
 
 def verify(data: bytes, minisig: str | bytes | None, trusted: Sequence[PublicKey], what: str) -> str:
     """The trusted comment of a valid signature by one of `trusted`; else SignatureError naming `what`."""
+    return verify_signer(data, minisig, trusted, what)[0]
+
+
+def verify_signer(data: bytes, minisig: str | bytes | None, trusted: Sequence[PublicKey],
+                  what: str) -> tuple[str, PublicKey]:
+    """verify(), and which of `trusted` made the signature (its role decides what it may sign)."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -151,7 +157,7 @@ def verify(data: bytes, minisig: str | bytes | None, trusted: Sequence[PublicKey
         public.verify(global_sig, signature + comment.encode())
     except InvalidSignature:
         raise SignatureError(f"{what} is {NOT_TRUSTED}: the signature does not match its content") from None
-    return comment
+    return comment, key
 
 
 def keys_in(lines: Iterable[str]) -> list[str]:

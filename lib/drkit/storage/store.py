@@ -35,6 +35,7 @@ import botocore.exceptions
 
 from drkit.core import log
 from drkit.core.errors import StoreError
+from drkit.crypto.trust import Identity
 from drkit.platform.config import SpacesConfig
 
 
@@ -120,14 +121,24 @@ _CONDITIONAL_LOCK = threading.Lock()
 
 
 class Store:
-    """Keys given to and returned by Store are relative to DRKIT_PREFIX."""
+    """Keys given to and returned by Store are relative to DRKIT_PREFIX.
 
-    def __init__(self, spaces: SpacesConfig, client: Any | None = None):
+    `identity`: the signing key this process writes records with and the keys it believes
+    (storage/records.py); a Store without one reads no record and writes none."""
+
+    def __init__(self, spaces: SpacesConfig, client: Any | None = None, identity: Identity | None = None):
         self.spaces = spaces
+        self.identity = identity or Identity()
         self.bucket = spaces.bucket
         self.prefix = (spaces.prefix + "/") if spaces.prefix else ""
         self.client = client or make_client(spaces)
         self._conditional: bool | None = None
+
+    def with_identity(self, identity: Identity) -> Store:
+        """The same bucket and client, signing and believing as `identity` (a function given a test's store)."""
+        other = Store(self.spaces, self.client, identity)
+        other._conditional = self._conditional
+        return other
 
     # -- key helpers -------------------------------------------------------
     def _full(self, key: str) -> str:
@@ -251,11 +262,14 @@ class Store:
 
     def put_if_absent(self, key: str, obj: Any) -> bool:
         """Create key with obj as JSON unless it exists. True if this call created it."""
-        body = json.dumps(obj, sort_keys=True, default=str).encode()
+        return self.put_bytes_if_absent(key, json.dumps(obj, sort_keys=True, default=str).encode())
+
+    def put_bytes_if_absent(self, key: str, body: bytes, content_type: str = "application/json") -> bool:
+        """Create key with these bytes unless it exists (If-None-Match: *). True if this call created it."""
         if self.conditional_writes():
             try:
                 self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=body,
-                                       ContentType="application/json", IfNoneMatch="*")
+                                       ContentType=content_type, IfNoneMatch="*")
                 return True
             except botocore.exceptions.ClientError as exc:
                 if _precondition_failed(exc):
@@ -263,7 +277,7 @@ class Store:
                 raise self._fail(exc, f"creating {key}") from None
         if self.head(key) is not None:
             return False
-        self.put_bytes(key, body, "application/json")
+        self.put_bytes(key, body, content_type)
         return True
 
     def head(self, key: str) -> ObjectInfo | None:
