@@ -7,7 +7,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from drkit import __version__
@@ -16,13 +16,16 @@ from drkit.configbackup.archive import ArchiveWriter, FileEntry
 from drkit.configbackup.sources import DO_KINDS, Source, parse_sources
 from drkit.core import log
 from drkit.core.deadline import Clock, Deadline
-from drkit.core.errors import ConfigError, DrkitError, StoreError
+from drkit.core.errors import ConfigError, DrkitError
+from drkit.crypto.trust import Identity
 from drkit.digitalocean.api import DoApi
+from drkit.platform import identity
 from drkit.platform.config import Config, SpacesConfig
 from drkit.platform.notify import Notifier
 from drkit.policy import drift, layout
 from drkit.policy.retention import Policy, Verdict, parse_policy, plan
-from drkit.storage import audit, signed, state
+from drkit.storage import audit, chain, markers, records, signed, state
+from drkit.storage.state import ConfigState, RunInfo
 from drkit.storage.store import Store
 from drkit.storage.transfer import open_upload
 
@@ -42,6 +45,7 @@ class Settings:
     notify_on: frozenset[str]
     notifier: Notifier
     environ: Mapping[str, str]  # for DoApi.from_env (endpoint, CA file)
+    identity: Identity = Identity()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -71,9 +75,10 @@ class Settings:
             problems.append(f"DRKIT_CONFIG_NOTIFY_ON: {', '.join(bad)} unknown; use none or a list of "
                             f"{', '.join(NOTIFY_TOKENS)}")
         notifier = Notifier.collect(environ, problems)
+        me = identity.collect(environ, FUNCTION, problems)
         if problems or cfg is None:
             raise ConfigError(problems)
-        return cls(cfg, tuple(sources), policy, frozenset(tokens), notifier, environ)
+        return cls(cfg, tuple(sources), policy, frozenset(tokens), notifier, environ, me)
 
 
 @dataclass(frozen=True)
@@ -122,9 +127,9 @@ def _collector(unit: Unit, spaces: SpacesConfig, settings: Settings, deadline: D
                ) -> Callable[[UnitSink], dict[str, Any]]:
     source = unit.source
     if source.type == "storage":
-        assert files_ctx is not None and settings.cfg.signing_key is not None
+        assert files_ctx is not None
         store, recipients, today, oldest = files_ctx
-        return files.make_collector(source, store, spaces, recipients, settings.cfg.signing_key, deadline, today, oldest)
+        return files.make_collector(source, store, spaces, recipients, deadline, today, oldest)
     if source.type == "digitalocean":
         if source.name not in apis:
             apis[source.name] = DoApi.from_env(settings.environ, deadline, token=source.secrets["token_env"])
@@ -171,9 +176,14 @@ def _run_unit(unit: Unit, writer: ArchiveWriter, collect: Callable[[UnitSink], d
 
 
 def backup(store: Store, settings: Settings, units: list[Unit], recipients: list[Any], deadline: Deadline,
-           clock: Clock) -> dict[str, Any]:
-    """Collect every unit into one archive; return the stored manifest. Raises if nothing was stored."""
+           clock: Clock) -> tuple[dict[str, Any], list[str]]:
+    """Collect every unit into one archive; return the stored manifest and what of its bookkeeping (catalog,
+    state) failed. Raises if nothing was stored."""
     started_at = clock()
+    v = catalog.trusted_view(store, started_at)
+    if v.head_error:
+        log.error("config catalog head not believed; rebuilt from the signed manifests", error=v.head_error)
+    head = chain.reconciled(v.head, "config", chain.ConfigHead, v)
     t0 = time.monotonic()
     backup_id = layout.new_id(started_at)
     base = layout.config_base(backup_id)
@@ -188,7 +198,7 @@ def backup(store: Store, settings: Settings, units: list[Unit], recipients: list
                            mtime=started_at.timestamp()) as writer:
             files_ctx = None
             if any(u.source.type == "storage" for u in units):
-                existing = [e.time.date() for e in catalog.list_entries(store)]
+                existing = [e.time.date() for e in v.trusted]
                 files_ctx = (store, recipients, started_at.date(), min([started_at.date(), *existing]))
             for unit in units:
                 collect = _collector(unit, cfg.spaces, settings, deadline, apis, files_ctx)
@@ -216,51 +226,66 @@ def backup(store: Store, settings: Settings, units: list[Unit], recipients: list
         "files": [f.to_dict() for f in writer.files],
         "restore": {"pipeline": f"age -d -i key.txt < {backup_id}{layout.CONFIG_DATA_SUFFIX} | zstd -d | tar -x",
                     "cli": f"drkit config extract --backup {backup_id} --to DIR"},
+        "chain": chain.chain_fields(head),
         "drkit_version": __version__,
         "activation_id": os.environ.get("__OW_ACTIVATION_ID"),
     }
-    manifest["drift"] = drift.compare(manifest, baselines(store, manifest))
+    manifest["drift"] = drift.compare(manifest, baselines(store, manifest, v.trusted))
+    manifest_key = base + layout.MANIFEST_SUFFIX
     try:
-        assert cfg.signing_key is not None  # Config.from_env requires it of writers
-        signed.put_json(store, base + layout.MANIFEST_SUFFIX, manifest, cfg.signing_key.reveal())
-    except StoreError:
-        try:
-            store.delete(data_key)  # without its manifest the archive is not a backup
-        except StoreError as exc:
-            log.error("could not delete archive without manifest; the next run removes it", error=str(exc))
+        manifest_bytes = signed.put_json(store, manifest_key, manifest)
+    except DrkitError:
+        for key in (manifest_key + signed.SIG, data_key):  # without its manifest the archive is not a backup
+            try:
+                store.delete(key)
+            except DrkitError as exc:
+                log.error("could not delete a leftover of an unfinished backup; the next run removes it", key=key,
+                          error=str(exc))
         raise
-    run_info = {"id": backup_id, "status": status, "at": finished_at.isoformat(), "bytes_out": stored.size,
-                "failed_units": [r["name"] for r in results if r["status"] != "ok"],
-                "drift_changes": sum(manifest["drift"]["counts"].values())}
-    state.record_run(store, layout.CONFIG_STATE_KEY, "config", run_info, success=True)
+    problems = []
+    seq = manifest["chain"]["seq"]
+    try:
+        records.write(store, layout.CONFIG_CATALOG_KEY, head.add(chain.link_of(backup_id, manifest_bytes, seq)),
+                      finished_at)
+    except DrkitError as exc:
+        problems.append(f"catalog head not written: {exc}")
+    run_info = RunInfo(status, finished_at, id=backup_id, bytes_out=stored.size, seq=seq,
+                       failed_units=tuple(r["name"] for r in results if r["status"] != "ok"),
+                       drift_changes=sum(manifest["drift"]["counts"].values()))
+    try:
+        state.record_run(store, layout.CONFIG_STATE_KEY, ConfigState, "config", run_info, success=True, now=finished_at)
+    except DrkitError as exc:
+        problems.append(f"state not written: {exc}")
     audit.record(store, FUNCTION, "config.backup.created", {
         "backup_id": backup_id, "key": data_key, "status": status, "files": len(writer.files),
         "bytes_out": stored.size, "sha256": manifest["sha256"], "drift": manifest["drift"]["summary"]})
     log.info("config backup stored", backup_id=backup_id, status=status, files=len(writer.files), bytes_out=stored.size)
-    return manifest
+    return manifest, problems
 
 
-def baselines(store: Store, manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """unit -> the newest earlier manifest in which that unit succeeded (for units that succeeded now)."""
+def baselines(store: Store, manifest: Mapping[str, Any], trusted: list[catalog.ConfigEntry]
+              ) -> dict[str, dict[str, Any]]:
+    """unit -> the newest earlier manifest in which that unit succeeded (for units that succeeded now): only
+    manifests config-backup signed, so a planted one can never be the baseline that hides a change."""
     wanted = {s["name"] for s in manifest["sources"] if s["status"] == "ok"}
-    return _newest_ok(store, wanted, before=str(manifest["id"]))[1]
+    return _newest_ok(store, trusted, wanted, before=str(manifest["id"]))[1]
 
 
-def _newest_ok(store: Store, units: set[str], before: str | None, known: Mapping[str, dict[str, Any]] | None = None
-               ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """Walk complete backups newest first until every unit has one where it succeeded.
+def _newest_ok(store: Store, trusted: list[catalog.ConfigEntry], units: set[str], before: str | None,
+               known: Mapping[str, dict[str, Any]] | None = None) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Walk the trusted backups newest first until every unit has one where it succeeded.
 
     `known`: manifests already in hand by id (the run's own), not read back from the bucket.
     """
     found: dict[str, str] = {}
     manifests: dict[str, dict[str, Any]] = {}
-    for entry in catalog.list_entries(store):
+    for entry in trusted:
         if not units - set(found):
             break
-        if not entry.complete or (before is not None and entry.id >= before):
+        if before is not None and entry.id >= before:
             continue
         try:
-            m = (known or {}).get(entry.id) or catalog.peek_manifest(store, entry)  # bookkeeping
+            m = (known or {}).get(entry.id) or catalog.read_manifest(store, entry)
         except DrkitError as exc:
             log.warning("config manifest unreadable; skipped", backup_id=entry.id, error=str(exc))
             continue
@@ -273,34 +298,54 @@ def _newest_ok(store: Store, units: set[str], before: str | None, known: Mapping
 
 def prune(store: Store, settings: Settings, units: list[Unit], new_id: str | None, now: Any, *,
           dry_run: bool, known: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Retention on the archives config-backup's signed catalog trusts (planted entries are reported, never
+    counted or deleted); the catalog head is rewritten before any archive is deleted."""
     entries = catalog.list_entries(store)
-    if new_id is not None and not any(e.id == new_id and e.complete for e in entries):
+    v = chain.view(store, entries, layout.CONFIG_CATALOG_KEY, chain.ConfigHead, now)
+    if new_id is not None and new_id not in v.trusted_ids():
         log.warning("new config backup not visible in listing yet; retention skipped", backup_id=new_id)
         return {"summary": "retention skipped (new backup not yet listed)", "deleted": []}
-    last_ok, _ = _newest_ok(store, {u.name for u in units}, before=None, known=known)
+    head = chain.reconciled(v.head, "config", chain.ConfigHead, v)
+    marks = markers.read_markers(store, v.trusted, now)
+    last_ok, _ = _newest_ok(store, v.trusted, {u.name for u in units}, before=None, known=known)
     reasons: dict[str, list[str]] = {}
     for unit, backup_id in last_ok.items():
         reasons.setdefault(backup_id, []).append(unit)
-    items = [e.item("the backup just taken" if e.id == new_id and e.id not in reasons else
-                    f"newest archive where {', '.join(reasons[e.id][:3])}"
-                    f"{' …' if len(reasons[e.id]) > 3 else ''} succeeded" if e.id in reasons else "")
-             for e in entries]
+    trusted = v.trusted_ids()
+    untrusted = {e.id for e, _ in v.untrusted}
+    items = []
+    for e in entries:
+        if e.id not in trusted:
+            item = e.item(trusted=False)
+            items.append(replace(item, ignore_reason="not signed by config-backup: never counted, never deleted by "
+                                                     "retention") if e.id in untrusted else item)
+            continue
+        keep = ("the backup just taken" if e.id == new_id and e.id not in reasons else
+                f"newest archive where {', '.join(reasons[e.id][:3])}"
+                f"{' …' if len(reasons[e.id]) > 3 else ''} succeeded" if e.id in reasons else "")
+        items.append(e.item(keep, pinned=e.id in marks.pinned))
     decisions = plan(items, settings.retention, now)
     by_id = {e.id: e for e in entries}
     doomed = sorted((d for d in decisions if d.deletes), key=lambda d: d.time)
     deleted: list[str] = []
     if not dry_run:
-        for d in doomed:
-            entry = by_id[d.id]
+        if doomed:  # the catalog first: a crash after this leaves archives the next run finishes deleting
+            records.write(store, layout.CONFIG_CATALOG_KEY,
+                          head.remove([d.id for d in doomed], f"retention {settings.retention}", now), now)
+        for entry in [*v.deleting, *(by_id[d.id] for d in doomed)]:
             store.delete(entry.manifest_key)  # manifest first: a listed backup always has its archive
             store.delete(entry.data_key)
             store.delete(entry.manifest_key + signed.SIG)
-            deleted.append(d.id)
+            if entry.pinned:
+                store.delete(layout.config_base(entry.id) + layout.PINNED_SUFFIX)
+            deleted.append(entry.id)
+        for d in doomed:
             audit.record(store, FUNCTION, "config.backup.deleted", {
                 "backup_id": d.id, "policy": str(settings.retention), "reasons": list(d.reasons)})
-        leftovers = [e.data_key for e in catalog.orphans(entries, now)]
+        leftovers = [e.data_key for e in catalog.orphans(entries, now, keep=head.ids())]
         for key in leftovers:
             store.delete(key)
+            store.delete(key.removesuffix(layout.CONFIG_DATA_SUFFIX) + layout.SIGNATURE_SUFFIX)
         for u in catalog.stale_uploads(store, now):
             store.abort_upload(u.key, u.upload_id)
             leftovers.append(f"upload:{u.key}")
@@ -308,8 +353,16 @@ def prune(store: Store, settings: Settings, units: list[Unit], new_id: str | Non
             audit.record(store, FUNCTION, "garbage.removed", {"removed": leftovers})
     kept = [d for d in decisions if d.verdict in (Verdict.KEEP, Verdict.PROTECTED, Verdict.PINNED)]
     verb = "would delete" if dry_run else "deleted"
-    return {"summary": f"retention ({settings.retention}): kept {len(kept)}, {verb} {len(doomed)}",
+    summary = f"retention ({settings.retention}): kept {len(kept)}, {verb} {len(doomed)}"
+    if v.untrusted:
+        summary += (f", {len(v.untrusted)} UNTRUSTED entries ignored (not signed by config-backup: "
+                    f"{', '.join(e.id for e, _ in v.untrusted[:5])})")
+    if v.missing:
+        summary += f", {len(v.missing)} MISSING from the bucket though the catalog names them: " \
+                   f"{', '.join(x.id for x in v.missing[:5])}"
+    return {"summary": summary,
             "policy": str(settings.retention),
             "plan": [{"id": d.id, "time": d.time.isoformat(), "verdict": d.verdict.value, "reasons": list(d.reasons)}
                      for d in decisions],
-            "deleted": deleted if not dry_run else [d.id for d in doomed], "kept": len(kept)}
+            "deleted": deleted if not dry_run else [d.id for d in doomed], "kept": len(kept),
+            "untrusted": [{"id": e.id, "reason": why} for e, why in v.untrusted], "missing": [x.id for x in v.missing]}

@@ -83,10 +83,10 @@ def read_member(store: Store, entry: catalog.ConfigEntry, manifest: dict[str, An
     return data
 
 
-def backed_up_records(store: Store, ref: str, domain: str, identities: Sequence[Any],
-                      trusted: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+def backed_up_records(store: Store, ref: str, domain: str, identities: Sequence[Any]
+                      ) -> tuple[str, list[dict[str, Any]]]:
     entry = catalog.find(store, ref)
-    manifest = catalog.read_manifest(store, entry, trusted)
+    manifest = catalog.read_manifest(store, entry)
     candidates = [f["path"] for f in manifest["files"] if f["path"].endswith(f"/domains/{domain}.records.json")]
     if not candidates:
         have = sorted({f["path"].rsplit("/", 1)[-1].removesuffix(".records.json") for f in manifest["files"]

@@ -28,14 +28,15 @@ from drkit.configbackup.archive import SourceError
 from drkit.configbackup.sources import Source
 from drkit.core import log
 from drkit.core.deadline import Deadline
-from drkit.core.errors import StoreError
-from drkit.core.secret import Secret
-from drkit.crypto import encryption, signing
+from drkit.core.errors import DrkitError, StoreError
+from drkit.crypto import encryption
 from drkit.crypto.signing import SignatureError
 from drkit.platform.config import SpacesConfig
 from drkit.storage import signed
 from drkit.storage.store import Store, explain, make_client
 from drkit.storage.transfer import open_upload
+
+WRITERS = ("config-backup",)  # whose key signs a files catalog
 
 INDEX = "index.json"
 SMALL = 8 << 20  # objects up to this size are encrypted in memory and stored in one PUT
@@ -136,12 +137,11 @@ def _check_size(reader: _Hashing, item: Listed) -> None:
                           f"{item.size} listed); the next run copies it")
 
 
-def load_catalog(store: Store, source_name: str, secret: str) -> dict[str, Any]:
-    """This writer's catalog (its own signature), or an empty one: an unreadable or untrusted catalog costs
-    a full copy, never a wrong checksum."""
-    own = [signing.parse_public(signing.public_of(secret), "the signing key")]
+def load_catalog(store: Store, source_name: str) -> dict[str, Any]:
+    """This writer's catalog (config-backup's signature), or an empty one: an unreadable or untrusted catalog
+    costs a full copy, never a wrong checksum."""
     try:
-        data = signed.get_json(store, catalog_key(source_name), own, f"files catalog of {source_name}")
+        data = signed.get_json(store, catalog_key(source_name), WRITERS, f"files catalog of {source_name}")
     except StoreError:
         return {"format": CATALOG_FORMAT, "blobs": {}}
     except SignatureError as exc:
@@ -157,13 +157,17 @@ def expired(blobs: dict[str, Any], oldest_backup: dt.date) -> list[str]:
     return sorted(b for b, info in blobs.items() if str(info.get("seen", "")) < oldest_backup.isoformat())
 
 
-def collect(source: Source, sink: Any, store: Store, spaces: SpacesConfig, recipients: Sequence[Any], secret: Secret,
+def collect(source: Source, sink: Any, store: Store, spaces: SpacesConfig, recipients: Sequence[Any],
             deadline: Deadline, today: dt.date, oldest_backup: dt.date) -> dict[str, Any]:
-    """Back up one storage source incrementally; write its index into the archive. Raises SourceError."""
+    """Back up one storage source incrementally; write its index into the archive. Raises SourceError.
+    Blob names are an HMAC keyed with config-backup's signing key (the store's signer)."""
     o = source.options
     limit_objects, limit_bytes = int(source.opt("max_objects")), int(source.opt("max_bytes"))
-    key = secret.reveal()
-    catalog = load_catalog(store, source.name, key)
+    signer = store.identity.signer
+    if signer is None:
+        raise SourceError("config-backup has no signing key (DRKIT_SIGNING_KEY): file copies are named with it")
+    key = signer.secret.reveal()
+    catalog = load_catalog(store, source.name)
     blobs: dict[str, Any] = catalog["blobs"]
     stored = {info.key.rsplit("/", 1)[-1] for info in store.list_objects(prefix(source.name) + "blobs/")}
     client = client_for(source, spaces)
@@ -197,8 +201,8 @@ def collect(source: Source, sink: Any, store: Store, spaces: SpacesConfig, recip
     finally:
         # what was copied is remembered even when the run stops half-way: the next one does not copy it again
         try:
-            signed.put_json(store, catalog_key(source.name), catalog, key)
-        except StoreError as exc:
+            signed.put_json(store, catalog_key(source.name), catalog)
+        except DrkitError as exc:
             log.warning("files catalog not written; the next run copies again", source=source.name, error=str(exc))
     sink.add_bytes(INDEX, (json.dumps({"format": "drkit.files.index/1", "source": source.name,
                                        "endpoint": o["endpoint"], "objects": index}, indent=0) + "\n").encode())
@@ -210,13 +214,13 @@ def collect(source: Source, sink: Any, store: Store, spaces: SpacesConfig, recip
         except StoreError as exc:
             log.warning("old file copy not deleted; the next run retries", blob=blob, error=str(exc))
     if gone:
-        signed.put_json(store, catalog_key(source.name), catalog, key)
+        signed.put_json(store, catalog_key(source.name), catalog)
     log.info("storage files backed up", source=source.name, objects=len(index), copied=copied)
     return {"endpoint": o["endpoint"], "objects": len(index), "bytes": total, "copied": copied,
             "copied_bytes": copied_bytes, "reused": len(index) - copied, "buckets": len({i["bucket"] for i in index}),
             "expired_copies_deleted": len(gone)}
 
 
-def make_collector(source: Source, store: Store, spaces: SpacesConfig, recipients: Sequence[Any], secret: Secret,
+def make_collector(source: Source, store: Store, spaces: SpacesConfig, recipients: Sequence[Any],
                    deadline: Deadline, today: dt.date, oldest_backup: dt.date) -> Callable[[Any], dict[str, Any]]:
-    return lambda sink: collect(source, sink, store, spaces, recipients, secret, deadline, today, oldest_backup)
+    return lambda sink: collect(source, sink, store, spaces, recipients, deadline, today, oldest_backup)

@@ -112,12 +112,14 @@ class Outcome:
     bytes: int = 0
 
 
-def find_index(store: Store, ref: str, source: str, identities: Sequence[Any], trusted: Sequence[Any]
+def find_index(store: Store, ref: str, source: str, identities: Sequence[Any]
                ) -> tuple[catalog.ConfigEntry, dict[str, Any]]:
     """The index of `source` in config backup `ref` (`latest`: the newest in which that source succeeded)."""
-    entries = [catalog.find(store, ref)] if ref != "latest" else [e for e in catalog.list_entries(store) if e.complete]
+    import datetime as dt
+
+    entries = [catalog.find(store, ref)] if ref != "latest" else catalog.trusted_view(store, dt.datetime.now(dt.UTC)).trusted
     for entry in entries:
-        manifest = catalog.read_manifest(store, entry, trusted)
+        manifest = catalog.read_manifest(store, entry)
         unit = next((s for s in manifest.get("sources", []) if s["name"] == source), None)
         if unit is None or unit.get("status") != "ok" or unit.get("type") != "storage":
             if ref != "latest":

@@ -6,10 +6,12 @@
     db/<name>/<YYYY>/<MM>/<DD>/<id>.verified       marker: the latest verification passed
     db/<name>/<YYYY>/<MM>/<DD>/<id>.pinned         marker: never delete (operator)
     state/db/<name>.json                           last run / last success of db-backup
+    state/catalog/db/<name>.json                   db-backup's signed catalog head: every backup, its manifest's SHA-256
     config/<YYYY>/<MM>/<DD>/<id>.tar.zst.age       config-backup archive (written first)
     config/<YYYY>/<MM>/<DD>/<id>.manifest.json     its manifest (files, SHA-256, sources, drift; written last)
     config/<YYYY>/<MM>/<DD>/<id>.pinned            marker: never delete (operator)
     state/config.json                              last run / last success of config-backup
+    state/catalog/config.json                      config-backup's signed catalog head
     state/verify/<name>.json                       last run / last pass of restore-verify (RTO figures)
     audit/<YYYY>/<MM>/<DD>/<stamp>-<function>-<action>-<rand>.json   one event per state change
 
@@ -74,6 +76,13 @@ def state_key(name: str) -> str:
 
 def verify_state_key(name: str) -> str:
     return f"state/verify/{name}.json"
+
+
+def catalog_key(name: str) -> str:
+    return f"state/catalog/db/{name}.json"
+
+
+CONFIG_CATALOG_KEY = "state/catalog/config.json"
 
 
 def audit_key(now: dt.datetime, function: str, action: str) -> str:

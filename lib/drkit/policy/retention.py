@@ -156,6 +156,7 @@ class Item:
     pinned: bool = False
     verified: bool = False
     keep_reason: str = ""  # a caller's safety rule that keeps this item whatever the policy says
+    ignore_reason: str = ""  # why a not-`done` item is not a backup (e.g. nobody trusted signed it)
 
 
 class Verdict(enum.StrEnum):
@@ -261,7 +262,7 @@ def plan(items: Sequence[Item], policy: Policy, now: dt.datetime) -> list[Decisi
     out: list[Decision] = []
     for item in ordered:
         if not item.done:
-            out.append(Decision(item.id, item.time, Verdict.IGNORED, ("not a completed backup",)))
+            out.append(Decision(item.id, item.time, Verdict.IGNORED, (item.ignore_reason or "not a completed backup",)))
             continue
         reasons = list(kept.get(item.id, []))
         safety = []
