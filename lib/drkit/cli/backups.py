@@ -9,15 +9,15 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from drkit.cli.common import age, console, load_identities, open_store, print_result, size, trusted_keys_of
+from drkit.backup import retention
+from drkit.cli.common import age, console, load_identities, open_store, print_result, size
 from drkit.core import suggest
 from drkit.core.errors import ConfigError
 from drkit.functions import db_backup
-from drkit.platform import runtime
+from drkit.platform import envvars, runtime
 from drkit.platform.config import Config
 from drkit.policy import layout
-from drkit.storage import audit, catalog
-from drkit.storage.store import Store
+from drkit.storage import audit, catalog, markers, records
 
 
 def cmd_backup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -25,37 +25,58 @@ def cmd_backup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.db:
         params["database"] = ",".join(args.db)
     with console().status("backing up ..."):
-        result = runtime.handle("db-backup", db_backup.run, params, None, env, default_deadline_s=None)
+        result = runtime.handle("db-backup", db_backup.run, params, None, envvars.as_deployed("db-backup", env),
+                                default_deadline_s=None)
     return print_result(result, args.json)
 
 
 def cmd_backups_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
-    _, store = open_store(env)
+    _, store = open_store(env, args)
     names = args.db or catalog.list_databases(store)
     now = dt.datetime.now(dt.UTC)
-    rows = [e for name in names for e in catalog.list_backups(store, name)[:args.limit]]
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        entries = catalog.list_backups(store, name)
+        v = catalog.trusted_view(store, name, now)
+        marks = markers.read_markers(store, v.trusted, now)
+        untrusted = dict((e.id, why) for e, why in v.untrusted)
+        trusted = v.trusted_ids()
+        for e in entries[:args.limit]:
+            state = ("ok" if e.id in trusted else f"UNTRUSTED ({untrusted[e.id][:60]})" if e.id in untrusted
+                     else "deleting (retention finishes it)" if e.complete
+                     else "ORPHAN (no manifest)" if e.orphan else "BROKEN (no data)")
+            rows.append(e.summary() | {"state": state, "verified": e.id in marks.verified, "pinned": e.id in marks.pinned})
+        rows += [{"database": name, "id": x.id, "time": layout.id_time(x.id).isoformat(), "size": 0, "complete": False,
+                  "state": f"MISSING (seq {x.seq}: in db-backup's catalog, not in the bucket)", "verified": False,
+                  "pinned": False} for x in v.missing]
+    rows.sort(key=lambda r: (r["database"], r["id"]), reverse=True)
     if args.json:
-        print(json.dumps([e.summary() for e in rows], indent=2))
+        print(json.dumps(rows, indent=2))
         return 0
     table = Table("database", "backup id", "taken (UTC)", "age", "size", "state", "verified", "pinned")
-    for e in rows:
-        state = "ok" if e.complete else ("ORPHAN (no manifest)" if e.orphan else "BROKEN (no data)")
-        table.add_row(e.database, e.id, e.time.strftime("%Y-%m-%d %H:%M"), age(e.time, now), size(e.size),
-                      state, "yes" if e.verified else "", "pinned" if e.pinned else "")
+    for r in rows:
+        t = dt.datetime.fromisoformat(r["time"])
+        table.add_row(r["database"], r["id"], t.strftime("%Y-%m-%d %H:%M"), age(t, now), size(r["size"]), r["state"],
+                      "yes" if r["verified"] else "", "pinned" if r["pinned"] else "")
     con = console()
     con.print(table)
     con.print(f"{len(rows)} backups of {len(names)} database(s); `drkit backups show ID --db NAME` for details")
+    if any(r["state"].startswith(("UNTRUSTED", "MISSING")) for r in rows):
+        con.print("[red]UNTRUSTED entries were not written by db-backup (drkit never restores or counts them; "
+                  "`drkit backups untrusted --db NAME --delete` removes them); MISSING ones were deleted behind "
+                  "drkit's back: restore from the off-site copy, and find out who holds the bucket key[/red]")
     return 0
 
 
 def cmd_backups_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
-    _, store = open_store(env)
-    entry = catalog.find(store, args.backup, args.db)
-    manifest = catalog.read_manifest(store, entry, trusted_keys_of(args, env))
+    _, store = open_store(env, args)
+    entry = catalog.find(store, args.backup, args.db, accept_rollback=True)
+    manifest = catalog.read_manifest(store, entry)
+    marks = markers.read_markers(store, [entry], dt.datetime.now(dt.UTC))
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0
@@ -66,10 +87,11 @@ def cmd_backups_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
               f"({src.get('display')}); pg_dump {manifest['dump']['tool_version']}, snapshot {manifest['dump']['snapshot']}")
     con.print(f"  dump {size(manifest['bytes_in'])} -> stored {size(manifest['bytes_out'])} "
               f"(zstd {manifest['compression']['level']}, age to {len(manifest['encryption']['recipients'])} recipient(s))")
-    con.print(f"  sha256 {manifest['sha256']}; verified: {'yes' if entry.verified else 'no'}; "
-              f"pinned: {'yes' if entry.pinned else 'no'}")
+    con.print(f"  sha256 {manifest['sha256']}; verified: {'yes' if entry.id in marks.verified else 'no'}; "
+              f"pinned: {'yes' if entry.id in marks.pinned else 'no'}"
+              + (f"; catalog seq {manifest['chain']['seq']}" if isinstance(manifest.get("chain"), dict) else ""))
     how = manifest["restore"].get("without_drkit") or manifest["restore"].get("pipeline")
-    con.print("  signature: valid, by a trusted key (DRKIT_TRUSTED_KEYS)")
+    con.print("  signature: valid, by db-backup's key (DRKIT_TRUSTED_KEYS)")
     con.print(f"  restore with standard tools: {how}")
     objects = manifest.get("objects") or {}
     if "counts" in objects:
@@ -93,11 +115,15 @@ def cmd_backups_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_backups_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    _, store = open_store(env)
-    entry = catalog.find(store, args.backup, args.db)
+    _, store = open_store(env, args)
+    if store.identity.signer is None:
+        raise ConfigError("pinning is signed by the operator: set DRKIT_SIGNING_KEY_OPERATOR in the .env "
+                          "(drkit keygen --signing --for operator), and its public key as operator=RW… in "
+                          "DRKIT_TRUSTED_KEYS")
+    entry = catalog.find(store, args.backup, args.db, accept_rollback=True)
     key = layout.marker_key(entry.database, entry.id, layout.PINNED_SUFFIX)
     if args.command == "pin":
-        store.put_bytes(key, json.dumps({"reason": args.reason, "by": audit.actor()}).encode(), "application/json")
+        records.write(store, key, markers.PinMarker(entry.id, args.reason, audit.actor()), dt.datetime.now(dt.UTC))
     else:
         store.delete(key)
     audit.record(store, "cli", f"backup.{args.command}ned", {"database": entry.database, "backup_id": entry.id,
@@ -111,11 +137,11 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     from drkit.postgres import operator_restore
 
-    _, store = open_store(env)
+    _, store = open_store(env, args)
     identities = load_identities(args, env)
     plan = operator_restore.make_plan(store, args.db, args.backup, args.before, args.target,
                                       download_to=args.download_to, jobs=args.jobs, force=args.force,
-                                      no_privileges=args.no_privileges, trusted=trusted_keys_of(args, env))
+                                      no_privileges=args.no_privileges, accept_rollback=args.accept_rollback)
     con = console()
     con.print("[bold]restore plan[/bold]")
     for line in plan.lines():
@@ -158,14 +184,14 @@ def cmd_retention_plan(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
     cfg = Config.from_env(env)
-    store = Store(cfg.spaces)
+    _, store = open_store(env, args)
     names = args.db or list(cfg.databases)
     now = dt.datetime.now(dt.UTC)
     con = console()
     for name in names:
         if name not in cfg.databases:
             raise ConfigError(suggest.unknown("database", [name], list(cfg.databases)))
-        result = db_backup.prune(cfg.databases[name], store, None, now, dry_run=True)
+        result = retention.prune(cfg.databases[name], store, None, now, dry_run=True)
         table = Table("backup id", "age", "verdict", "why", title=f"{name}: {result['policy']}")
         for d in result["plan"]:
             t = dt.datetime.fromisoformat(d["time"])
@@ -173,4 +199,29 @@ def cmd_retention_plan(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             table.add_row(d["id"], age(t, now), f"[{color}]{d['verdict']}[/{color}]", ", ".join(d["reasons"]))
         con.print(table)
         con.print(result["summary"])
+    return 0
+
+
+def cmd_backups_untrusted(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Entries in `db/` that db-backup never signed: shown, and with --delete removed (nothing else does)."""
+    _, store = open_store(env, args)
+    now = dt.datetime.now(dt.UTC)
+    names = args.db or catalog.list_databases(store)
+    found = [(name, e, why) for name in names for e, why in catalog.trusted_view(store, name, now).untrusted]
+    con = console()
+    for name, e, why in found:
+        con.print(f"{name} {e.id}: {why}")
+    if not found:
+        con.print(f"no untrusted entries in {', '.join(names) or 'the bucket'}")
+        return 0
+    if not args.delete:
+        con.print(f"{len(found)} untrusted entr{'y' if len(found) == 1 else 'ies'}; --delete removes "
+                  f"{'it' if len(found) == 1 else 'them'} (an audit event keeps what was removed)")
+        return 3
+    for name, e, why in found:
+        for suffix in e.objects:
+            store.delete(layout.marker_key(name, e.id, suffix))
+        audit.record(store, "cli", "backup.untrusted.deleted", {"database": name, "backup_id": e.id, "reason": why,
+                                                                "objects": sorted(e.objects)})
+    con.print(f"deleted {len(found)} untrusted entr{'y' if len(found) == 1 else 'ies'}")
     return 0

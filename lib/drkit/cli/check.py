@@ -190,9 +190,45 @@ def _notify_test(con: Any, env: Mapping[str, str]) -> int:
     return len(failed)
 
 
+def signing_warnings(env: Mapping[str, str]) -> list[str]:
+    """Each writer's own key, trusted for its role only: what `drkit config check` says when it is not so."""
+    from drkit.crypto import signing
+    from drkit.platform import identity
+
+    problems: list[str] = []
+    trust = identity.trust_from_env(env, problems)
+    out = list(problems)
+    holders: dict[str, list[str]] = {}
+    for role in identity.ROLES:
+        key = envvars.as_deployed(role, env).get("DRKIT_SIGNING_KEY", "").strip()
+        if not key:
+            if role == identity.OPERATOR:
+                out.append("no operator signing key (DRKIT_SIGNING_KEY_OPERATOR): pins, failover plans and notices "
+                           "cannot be signed from this machine (drkit keygen --signing --for operator)")
+            continue
+        try:
+            public = signing.parse_public(signing.public_of(key))
+        except ConfigError as exc:
+            out += [f"{role}: {p}" for p in exc.problems]
+            continue
+        holders.setdefault(public.text, []).append(role)
+        if role not in trust.roles_of(public):
+            out.append(f"{role}'s signing key {public.id_hex} is not trusted for {role} in DRKIT_TRUSTED_KEYS: what "
+                       f"it writes would be refused (add {role}={public.text})")
+    for text, roles in holders.items():
+        if len(roles) > 1:
+            out.append(f"one signing key ({signing.parse_public(text).id_hex}) is shared by {', '.join(roles)}: whoever "
+                       "steals one of them forges the records of all; give each its own "
+                       "(drkit keygen --signing --for all)")
+    if trust.legacy():
+        out.append("DRKIT_TRUSTED_KEYS has a key without a role (an older shared key): it is believed for db-backup, "
+                   "config-backup and operator; name each key's role (role=RW…)")
+    return out
+
+
 def _warnings(con: Any, env: Mapping[str, str]) -> None:
     """What is allowed but weakens the deployment: TLS not verified, shared keys, a signing key not trusted."""
-    from drkit.platform.config import Config, trusted_keys
+    from drkit.platform.config import Config
     from drkit.postgres import connection
 
     try:
@@ -203,17 +239,8 @@ def _warnings(con: Any, env: Mapping[str, str]) -> None:
         warning = connection.tls_warning(db)
         if warning:
             con.print(f"[yellow]warning[/yellow]: {warning}")
-    key = env.get("DRKIT_SIGNING_KEY", "").strip()
-    if key:
-        from drkit.crypto import signing
-
-        try:
-            mine = signing.public_of(key)
-            trusted = trusted_keys(env, required=False)
-        except ConfigError:
-            return
-        said = "is" if any(k.text == mine for k in trusted) else "is NOT (restores will refuse these backups)"
-        con.print(f"signing key {signing.parse_public(mine).id_hex}: its public key {said} in DRKIT_TRUSTED_KEYS")
+    for line in signing_warnings(env):
+        con.print(f"[yellow]warning[/yellow]: {line}")
     writers = {envvars.spaces_key_of(fn, env) for fn in (envvars.DB_BACKUP, envvars.CONFIG)}
     for exposed in (envvars.FAILOVER, envvars.HEALTH):
         if envvars.spaces_key_of(exposed, env) in writers:

@@ -85,22 +85,32 @@ def print_result(result: dict[str, Any], as_json: bool) -> int:
     return EXIT.get(str(result.get("status")), 1)
 
 
-def open_store(env: Mapping[str, str]) -> tuple[Config, Store]:
-    cfg = Config.from_env(env, need_databases=False, need_recipients=False)
-    return cfg, Store(cfg.spaces)
-
-
-def trusted_keys_of(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:
-    """The public keys whose signatures this command believes: DRKIT_TRUSTED_KEYS, and keys pinned in the
+def open_store(env: Mapping[str, str], args: argparse.Namespace | None = None,
+               role: str = "operator") -> tuple[Config, Store]:
+    """The bucket as the operator (or `role`) sees it: signing with the operator's key when the .env has one
+    (DRKIT_SIGNING_KEY_OPERATOR, else DRKIT_SIGNING_KEY), believing DRKIT_TRUSTED_KEYS and keys pinned in the
     identity file (`# drkit trusted key: RW…` lines, which `drkit keygen --signing` shows)."""
     from drkit.crypto import signing
-    from drkit.platform.config import trusted_keys
+    from drkit.platform import envvars, identity
 
+    cfg = Config.from_env(env, need_databases=False, need_recipients=False)
     pinned: list[str] = []
-    identity = getattr(args, "identity", None)
-    if identity and Path(identity).exists():
-        pinned = signing.keys_in(Path(identity).read_text().splitlines())
-    return trusted_keys(env, required=True, extra=pinned)
+    path = getattr(args, "identity", None) if args is not None else None
+    if path and Path(path).exists():
+        pinned = signing.keys_in(Path(path).read_text().splitlines())
+    mine = envvars.as_deployed(role, env)
+    problems: list[str] = []
+    trust = identity.trust_from_env(mine, problems, pinned)
+    if problems:
+        raise ConfigError(problems)
+    me = identity.collect(mine, role, problems, signs=bool(mine.get("DRKIT_SIGNING_KEY", "").strip()),
+                          extra_trusted=pinned)
+    if problems:  # a key nobody would believe as this role: read, but sign nothing (what needs it says so)
+        import sys
+
+        print("warning: " + "; ".join(problems) + "; nothing this command writes is signed", file=sys.stderr)
+        me = identity.Identity.of(None, trust) if trust else me
+    return cfg, Store(cfg.spaces, identity=me)
 
 
 def load_identities(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:

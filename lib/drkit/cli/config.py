@@ -20,7 +20,7 @@ from drkit.cli import common
 from drkit.configbackup import catalog, dns_restore, extract
 from drkit.core.errors import ConfigError, DrkitError
 from drkit.functions import config_backup
-from drkit.platform import runtime
+from drkit.platform import envvars, runtime
 from drkit.storage.transfer import VerifyingReader, explain_crypto_failure
 
 
@@ -43,7 +43,7 @@ def cmd_config_backup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.source:
         params["source"] = ",".join(args.source)
     with common.console().status("collecting configuration ..."):
-        result = runtime.handle("config-backup", config_backup.run, params, None, env, default_deadline_s=None)
+        result = runtime.handle("config-backup", config_backup.run, params, None, envvars.as_deployed("config-backup", env), default_deadline_s=None)
     code = int(common.print_result(result, args.json))
     if not args.json:
         con = common.console()
@@ -58,16 +58,20 @@ def cmd_config_backup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_config_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
-    _, store = common.open_store(env)
+    _, store = common.open_store(env, args)
     now = dt.datetime.now(dt.UTC)
     entries = catalog.list_entries(store)[:args.limit]  # newest first
+    v = catalog.trusted_view(store, now)
+    trusted, untrusted = v.trusted_ids(), {e.id for e, _ in v.untrusted}
     rows = []
     for n, e in enumerate(entries):
         row: dict[str, Any] = {"id": e.id, "time": e.time.isoformat(), "size": e.size, "complete": e.complete,
                                "pinned": e.pinned, "key": e.data_key}
-        if e.complete and n < args.limit:
+        if e.id in untrusted:
+            row |= {"status": "UNTRUSTED", "drift": "not signed by config-backup: never used"}
+        elif e.id in trusted and n < args.limit:
             try:
-                m = catalog.peek_manifest(store, e)  # a listing; show and extract verify
+                m = catalog.read_manifest(store, e)
                 row |= {"status": m["status"], "files": len(m["files"]), "drift": m.get("drift", {}).get("summary", "")}
             except DrkitError as exc:
                 row |= {"status": "UNREADABLE", "drift": str(exc)}
@@ -91,9 +95,9 @@ def cmd_config_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_config_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
-    _, store = common.open_store(env)
+    _, store = common.open_store(env, args)
     entry = catalog.find(store, args.backup_opt or args.backup or "latest")
-    m = catalog.read_manifest(store, entry, common.trusted_keys_of(args, env))
+    m = catalog.read_manifest(store, entry)
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
@@ -133,10 +137,10 @@ def cmd_config_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_config_extract(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    _, store = common.open_store(env)
+    _, store = common.open_store(env, args)
     identities = common.load_identities(args, env)
     entry = catalog.find(store, args.backup)
-    m = catalog.read_manifest(store, entry, common.trusted_keys_of(args, env))
+    m = catalog.read_manifest(store, entry)
     dest = Path(args.to)
     con = common.console()
     raw = store.open_read(entry.data_key)
@@ -173,11 +177,11 @@ def cmd_dns_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from drkit.core.deadline import Deadline
     from drkit.digitalocean.api import DoApi
 
-    _, store = common.open_store(env)
+    _, store = common.open_store(env, args)
     identities = common.load_identities(args, env)
     api = DoApi.from_env(env, Deadline(None))
     domain = args.domain.strip().lower().rstrip(".")
-    backup_id, records = dns_restore.backed_up_records(store, args.from_, domain, identities, common.trusted_keys_of(args, env))
+    backup_id, records = dns_restore.backed_up_records(store, args.from_, domain, identities)
     plan = dns_restore.make_plan(api, backup_id, domain, records, delete_extra=args.delete_extra)
     con = common.console()
     con.print(f"[bold]DNS restore plan[/bold]: {plan.summary()}")

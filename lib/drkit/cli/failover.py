@@ -15,7 +15,6 @@ from typing import Any
 from drkit.cli import common
 from drkit.core.errors import ConfigError
 from drkit.failover import plans
-from drkit.platform.config import signing_key_from_env
 from drkit.storage import audit, signed
 
 
@@ -24,29 +23,50 @@ def cmd_plan_push(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     plan = plans.parse_plan(text, args.file)  # every problem at once, before anything is written
     source = dict(env)
     if args.signing_key:
-        source["DRKIT_SIGNING_KEY"] = Path(args.signing_key).read_text()
-    problems: list[str] = []
-    secret = signing_key_from_env(source, problems)
-    if secret is None:
-        raise ConfigError(problems)
+        source["DRKIT_SIGNING_KEY_OPERATOR"] = Path(args.signing_key).read_text()
     key = args.key or env.get("DRKIT_FAILOVER_PLAN_KEY", "").strip()
     if not key:
         raise ConfigError("say where the plan goes: --key, or DRKIT_FAILOVER_PLAN_KEY (what dns-failover reads)")
-    _, store = common.open_store(env)
-    signed.put_bytes(store, key, text.encode(), secret.reveal())
+    _, store = common.open_store(source, args)
+    if store.identity.signer is None:
+        raise ConfigError("the failover plan is signed by the operator: --signing-key FILE, or "
+                          "DRKIT_SIGNING_KEY_OPERATOR in the .env (drkit keygen --signing --for operator)")
+    current = _current_version(store, key)
+    if plan.version == 0:  # the file names none: one more than the plan it replaces
+        doc = json.loads(text)
+        doc["version"] = current + 1
+        text = json.dumps(doc, indent=2) + "\n"
+        plan = plans.parse_plan(text, args.file)
+    elif plan.version <= current:
+        raise ConfigError(f"{args.file}: version {plan.version} is not newer than the plan in the bucket (version "
+                          f"{current}); dns-failover refuses an older plan. Raise it, or leave it out")
+    signed.put_bytes(store, key, text.encode())
     audit.record(store, "cli", "failover.plan.pushed", {"key": key, "sites": list(plan.sites),
                                                          "records": len(plan.records)})
-    print(f"signed and stored the failover plan at {key} ({len(plan.records)} records, sites {', '.join(plan.sites)}); "
+    print(f"signed and stored the failover plan at {key}, version {plan.version} ({len(plan.records)} records, sites "
+          f"{', '.join(plan.sites)}); "
           "dns-failover verifies it against DRKIT_TRUSTED_KEYS on its next call")
     return 0
+
+
+def _current_version(store: Any, key: str) -> int:
+    """The version of the plan now in the bucket (0: none, or none the operator signed)."""
+    from drkit.core.errors import DrkitError
+
+    if store.head(key) is None:
+        return 0
+    try:
+        return plans.parse_plan(signed.get_bytes(store, key, plans.WRITERS, "the failover plan").decode(), key).version
+    except DrkitError:
+        return 0
 
 
 def cmd_plan_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     key = args.key or env.get("DRKIT_FAILOVER_PLAN_KEY", "").strip()
     if not key:
         raise ConfigError("say which plan: --key, or DRKIT_FAILOVER_PLAN_KEY")
-    _, store = common.open_store(env)
-    data = signed.get_bytes(store, key, common.trusted_keys_of(args, env), f"the failover plan {key}")
+    _, store = common.open_store(env, args)
+    data = signed.get_bytes(store, key, plans.WRITERS, f"the failover plan {key}")
     print(json.dumps(json.loads(data), indent=2))
     return 0
 
@@ -60,7 +80,7 @@ ACTIONS = {"status": "where traffic is, and whether DNS, reserved IPs and apps m
 
 def cmd_action(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from drkit.functions import dns_failover
-    from drkit.platform import runtime
+    from drkit.platform import envvars, runtime
 
     action = "failover" if args.command == "dry-run" else args.command
     params: dict[str, Any] = {"action": action, "dry_run": args.command == "dry-run"}
@@ -78,7 +98,7 @@ def cmd_action(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if answer.strip() != action:
             print("nothing changed (not confirmed; pass --yes when there is no one to ask)")
             return 1
-    result = runtime.handle("dns-failover", dns_failover.run, params, None, env, default_deadline_s=None)
+    result = runtime.handle("dns-failover", dns_failover.run, params, None, envvars.as_deployed("dns-failover", env), default_deadline_s=None)
     code = common.print_result(result, args.json)
     if not args.json:
         for change in result.get("changes", []):

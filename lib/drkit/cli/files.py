@@ -15,10 +15,9 @@ from drkit.core.secret import Secret
 def _index(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Any, Any, list[Any], Any, dict[str, Any]]:
     from drkit.configbackup import files_restore
 
-    _, store = common.open_store(env)
+    _, store = common.open_store(env, args)
     identities = common.load_identities(args, env)
-    entry, index = files_restore.find_index(store, args.backup, args.source, identities,
-                                            common.trusted_keys_of(args, env))
+    entry, index = files_restore.find_index(store, args.backup, args.source, identities)
     return store, entry, identities, files_restore, index
 
 

@@ -20,6 +20,7 @@ from drkit.cli.backups import (
     cmd_backups_list,
     cmd_backups_pin,
     cmd_backups_show,
+    cmd_backups_untrusted,
     cmd_restore,
     cmd_retention_plan,
     cmd_swap_back,
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "drkit-signing.key with --signing)")
     p.add_argument("--signing", action="store_true", help="a minisign-format signing key for DRKIT_SIGNING_KEY "
                    "(and its public key for DRKIT_TRUSTED_KEYS)")
+    p.add_argument("--for", dest="role", metavar="FN", help="with --signing: whose key (a function, `operator`, or "
+                   "`all`); prints the .env lines DRKIT_SIGNING_KEY_<FN>=… and its role=RW… trust entry")
     p.set_defaults(fn=cmd_keygen)
 
     g = sub.add_parser("config", help="configuration check, and config backups (list, show, extract)").add_subparsers(
@@ -99,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--db", help="database name (needed unless a full key is given)")
         c.add_argument("--reason", default="", help="why (recorded in the audit log)")
         c.set_defaults(fn=cmd_backups_pin)
+    c = g.add_parser("untrusted", help="entries db-backup never signed (planted or foreign): list, or --delete them")
+    c.add_argument("--db", action="append", help="database name (repeatable; default: all in the bucket)")
+    c.add_argument("--delete", action="store_true", help="delete them (each one leaves an audit event)")
+    c.set_defaults(fn=cmd_backups_untrusted)
 
     p = sub.add_parser("restore", help="restore a backup into a database (plan, guard, progress)",
                        description="Restore a backup. Shows the plan first; a target database that holds tables "
@@ -115,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan only")
     p.add_argument("--force", action="store_true", help="allow replacing a database that holds tables")
     p.add_argument("--yes-i-know", metavar="NAME", help="confirm --force without a prompt (the target's name)")
+    p.add_argument("--accept-rollback", action="store_true", help="restore `latest` although the catalog's newest "
+                   "backup is missing from the bucket (restores the newest one still there)")
     p.set_defaults(fn=cmd_restore)
     p = sub.add_parser("swap-back", help="undo a restore that replaced a database: the kept one comes back",
                        description="After `restore --force` replaced a database, put the kept one "

@@ -11,26 +11,27 @@ from typing import Any
 from drkit.cli import common
 from drkit.core.errors import ConfigError
 from drkit.functions import scheduler
-from drkit.platform import runtime
+from drkit.platform import envvars, runtime
 from drkit.policy.schedule import JOBS
-from drkit.scheduling.runs import STATUS_KEY
+from drkit.storage import jobs, records
 
 STATE_COLOURS = {"succeeded": "green", "dispatched": "cyan", "uncertain": "yellow", "never_run": "dim"}
 
 
 def cmd_schedule_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _, store = common.open_store(env)
-    status = store.get_json_or_none(STATUS_KEY)
-    if not isinstance(status, dict):
-        raise ConfigError(f"no {STATUS_KEY} in the bucket: the scheduler has not ticked yet (is dr/scheduler "
+    now = dt.datetime.now(dt.UTC)
+    got = records.read(store, jobs.KEY, jobs.ScheduleStatus, now)  # not believed: RecordError, exit 1
+    if got is None:
+        raise ConfigError(f"no {jobs.KEY} in the bucket: the scheduler has not ticked yet (is dr/scheduler "
                           "deployed with its trigger? `doctl serverless activations list dr/scheduler`)")
+    status = {k: v for k, v in got.value.to_json().items() if k != "cache"}
     if args.json:
-        print(json.dumps({k: v for k, v in status.items() if k != "runs"}, indent=2))
+        print(json.dumps(status, indent=2))
         return 0
     from rich.table import Table
 
-    now = dt.datetime.now(dt.UTC)
-    at = dt.datetime.fromisoformat(status["at"])
+    at = got.value.at
     con = common.console()
     silent = now - at > dt.timedelta(minutes=10)
     con.print(f"[{'red' if silent else 'green'}]last tick {common.age(at, now)} ago[/]: {status.get('decision')}")
@@ -66,7 +67,7 @@ def cmd_schedule_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.tag:
         params["tag"] = args.tag
     with common.console().status(f"dispatching {args.job} ..."):
-        result = runtime.handle("scheduler", scheduler.run, params, None, env, default_deadline_s=None)
+        result = runtime.handle("scheduler", scheduler.run, params, None, envvars.as_deployed("scheduler", env), default_deadline_s=None)
     return common.print_result(result, args.json)
 
 

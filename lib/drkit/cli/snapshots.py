@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping
 
 from drkit.cli.common import console, print_result
-from drkit.platform import runtime
+from drkit.platform import envvars, runtime
 
 
 def cmd_droplet_rebuild(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -16,5 +16,5 @@ def cmd_droplet_rebuild(args: argparse.Namespace, env: Mapping[str, str]) -> int
               "size": args.size or "", "reserved_ip": args.reserved_ip or "", "wait": not args.no_wait,
               "dry_run": args.dry_run}
     with console().status("rebuilding ..."):
-        result = runtime.handle("snapshot-rotate", snapshot_rotate.run, params, None, env, default_deadline_s=600)
+        result = runtime.handle("snapshot-rotate", snapshot_rotate.run, params, None, envvars.as_deployed("snapshot-rotate", env), default_deadline_s=600)
     return print_result(result, args.json)

@@ -28,7 +28,9 @@ def _republish(store: Any, env: Mapping[str, str], now: dt.datetime) -> str:
     page = _page(env)
     if page is None:
         return "DRKIT_STATUS_PAGE is not set here: health-probe publishes the page on its next run"
-    doc = publish.publish(store, page, now)
+    from drkit.failover import watch
+
+    doc = publish.publish(store, page, now, failover=watch.moved_to(store, env, now))
     return f"published: {doc['summary']} ({store.public_url(publish.PUBLIC_HTML)})"
 
 
@@ -36,8 +38,8 @@ def cmd_status_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     _, store = common.open_store(env)
     page = _page(env)
     now = dt.datetime.now(dt.UTC)
-    states, updated = publish.saved_states(store)
-    items = notices.load(store)
+    states, updated = publish.saved_states(store, now)
+    items = notices.load(store, now)
     if page is None:
         raise ConfigError("DRKIT_STATUS_PAGE is not set: there is no public status page "
                           '(e.g. {"title": "Acme status", "services": [{"name": "ERP", "targets": ["erp-https"]}]}, '
@@ -99,7 +101,6 @@ def cmd_status_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from drkit.platform.config import trusted_keys
     from drkit.reporting import generate
 
     _, store = common.open_store(env)
@@ -107,10 +108,9 @@ def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     limits = generate.limits_from_env(env, problems)
     if problems:
         raise ConfigError(problems)
-    trusted = trusted_keys(env, required=False)
     now = dt.datetime.now(dt.UTC)
     with common.console().status(f"gathering {args.days} days of evidence from the bucket ..."):
-        report = generate.make(store, limits, trusted, now, keep=args.keep, function="cli",
+        report = generate.make(store, limits, now, keep=args.keep, function="cli",
                                window=dt.timedelta(days=args.days))
     out = Path(args.out) if args.out else Path(f"drkit-dr-report-{now:%Y%m%d-%H%M}.html")
     _write_private(out, report.html)

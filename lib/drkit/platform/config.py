@@ -38,7 +38,6 @@ class Config:
     spaces: SpacesConfig
     databases: Mapping[str, DatabaseConfig]
     recipients: tuple[str, ...]
-    signing_key: Secret | None = None  # writers sign their manifests (DRKIT_SIGNING_KEY)
     zstd_level: int = 1
     zstd_threads: int = 0
     part_size_mb: int = 8
@@ -63,9 +62,8 @@ class Config:
         spaces = _spaces_from_env(environ, problems)
         recipients = _recipients_from_env(environ, problems) if need_recipients else ()
         databases = databases_from_env(environ, problems, required=need_databases) if with_databases else {}
-        # archive writers (they need recipients) also read the signing key and the compression and upload settings
+        # archive writers (they need recipients) also read the compression and upload settings
         writer = need_recipients
-        signing_key = signing_key_from_env(environ, problems) if writer else None
         zstd_level = _int_env(environ, "DRKIT_ZSTD_LEVEL", 1, 1, 19, problems) if writer else 1
         zstd_threads = _int_env(environ, "DRKIT_ZSTD_THREADS", 0, 0, 8, problems) if writer else 0
         part_size_mb = _int_env(environ, "DRKIT_PART_SIZE_MB", 8, 5, 512, problems) if writer else 8
@@ -79,7 +77,6 @@ class Config:
             spaces=spaces,
             databases=databases,
             recipients=recipients,
-            signing_key=signing_key,
             zstd_level=zstd_level,
             zstd_threads=zstd_threads,
             part_size_mb=part_size_mb,
@@ -183,8 +180,8 @@ def signing_key_from_env(environ: Mapping[str, str], problems: list[str]) -> Sec
     raw = next((t for t in environ.get("DRKIT_SIGNING_KEY", "").split() if t.startswith(SECRET_PREFIX)),
                environ.get("DRKIT_SIGNING_KEY", "").strip())
     if not raw:
-        problems.append("DRKIT_SIGNING_KEY is not set (the key that signs every manifest, so that readers can "
-                        "tell drkit's backups from planted ones; make one with `drkit keygen --signing`)")
+        problems.append("DRKIT_SIGNING_KEY is not set (this function's own key: it signs every record the function "
+                        "writes, so that readers can tell them from planted ones; `drkit keygen --signing --for FN`)")
         return None
     secret = Secret(raw)
     from drkit.crypto import signing

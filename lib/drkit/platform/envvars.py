@@ -58,6 +58,11 @@ VARIABLES: tuple[Var, ...] = (
     _v("DRKIT_NOTIFY_WEBHOOK_URL", ALL, "generic JSON webhook for failures and alerts", default="(none)"),
     _v("DRKIT_NOTIFY_SECRET", ALL, "HMAC-SHA256 key signing generic webhook notifications (16+ chars)",
        default="(unsigned)"),
+    # signed records: each function its own key (project.yml: DRKIT_SIGNING_KEY_<FUNCTION>), and whom it believes
+    _v("DRKIT_SIGNING_KEY", ALL, "this function's own signing key: it signs every record the function writes "
+       "(drkit keygen --signing --for FN)", required=ALL),
+    _v("DRKIT_TRUSTED_KEYS", ALL, "role=RW… public keys whose signatures drkit believes, each for its role "
+       "(docs/storage.md: trust)", required=ALL),
     # writers of encrypted archives
     _v("DRKIT_AGE_RECIPIENTS", (DB_BACKUP, CONFIG), "age public keys (age1…) every backup is encrypted to",
        required=(DB_BACKUP, CONFIG)),
@@ -65,11 +70,6 @@ VARIABLES: tuple[Var, ...] = (
     _v("DRKIT_ZSTD_THREADS", (DB_BACKUP, CONFIG), "zstd worker threads (0: none)", default="0"),
     _v("DRKIT_PART_SIZE_MB", (DB_BACKUP, CONFIG), "multipart upload part size, MB (5-512)", default="8"),
     _v("DRKIT_UPLOAD_CONCURRENCY", (DB_BACKUP, CONFIG), "parts uploaded at once (1-10)", default="3"),
-    _v("DRKIT_SIGNING_KEY", (DB_BACKUP, CONFIG), "secret key that signs every manifest (drkit keygen --signing)",
-       required=(DB_BACKUP, CONFIG)),
-    _v("DRKIT_TRUSTED_KEYS", (RESTORE_VERIFY, FAILOVER, HEALTH, REPORT),
-       "minisign public keys (RW…) whose signatures drkit believes: manifests, failover plans",
-       required=(RESTORE_VERIFY,), default="(none: nothing from the bucket is believed)"),
     # databases
     _v("DRKIT_DATABASES", (DB_BACKUP, RESTORE_VERIFY, HEALTH, SCHEDULER, REPORT), "database names, comma separated (lower-case)",
        required=(DB_BACKUP, RESTORE_VERIFY), default="(none: health-probe checks no backups)"),
@@ -155,7 +155,36 @@ VARIABLES: tuple[Var, ...] = (
 # Credentials each function may get its own value of at deploy time: project.yml substitutes
 # `${DRKIT_SPACES_KEY_DNS_FAILOVER}` into dns-failover's DRKIT_SPACES_KEY, and `deploy_env` falls back to
 # DRKIT_SPACES_KEY when that is unset. So a web-exposed function can hold a read-mostly key.
-PER_FUNCTION = ("DRKIT_SPACES_KEY", "DRKIT_SPACES_SECRET")
+PER_FUNCTION = ("DRKIT_SPACES_KEY", "DRKIT_SPACES_SECRET", "DRKIT_SIGNING_KEY")
+# A function's own signing key never falls back to a shared one, except for the two functions that held
+# the one shared key before per-writer keys (they still may: no new function learns it).
+NO_FALLBACK = {"DRKIT_SIGNING_KEY": (DB_BACKUP, CONFIG)}
+
+
+def falls_back(var: str, function: str) -> bool:
+    """May `function` take the shared `var` when its own `<var>_<FUNCTION>` is unset?"""
+    return var not in NO_FALLBACK or function in NO_FALLBACK[var]
+
+
+def own_value(var: str, function: str, values: Mapping[str, str]) -> str:
+    """The value `function` is deployed with for a per-function `var`: its own, else (where allowed) the shared one."""
+    own = str(values.get(per_function_name(var, function), "")).strip()
+    if own and own != UNSET:
+        return own
+    shared = str(values.get(var, "")).strip()
+    return shared if falls_back(var, function) and shared != UNSET else ""
+
+
+def as_deployed(role: str, values: Mapping[str, str]) -> dict[str, str]:
+    """`values` (an operator's whole .env) as `role` (a function, or `operator`) uses them on this machine: its
+    own credentials under the names it reads, else the shared ones (the operator's machine holds every key
+    anyway; only the deployer keeps a function from a shared signing key). What the CLI gives the code it runs."""
+    out = {k: v for k, v in values.items() if split_per_function(k) is None}
+    for var in PER_FUNCTION:
+        own = str(values.get(per_function_name(var, role), "")).strip()
+        if own and own != UNSET:
+            out[var] = own
+    return out
 
 
 def per_function_name(var: str, function: str) -> str:
@@ -173,8 +202,7 @@ def split_per_function(name: str) -> tuple[str, str] | None:
 
 def spaces_key_of(function: str, values: Mapping[str, str]) -> str:
     """The Spaces access key id `function` is deployed with."""
-    own = str(values.get(per_function_name("DRKIT_SPACES_KEY", function), "")).strip()
-    return own if own and own != UNSET else str(values.get("DRKIT_SPACES_KEY", "")).strip()
+    return own_value("DRKIT_SPACES_KEY", function, values)
 
 
 def for_function(function: str) -> list[Var]:
@@ -220,12 +248,12 @@ def deploy_env(project_yml: str, values: Mapping[str, str]) -> tuple[dict[str, s
                 given.add(var)
                 value = str(values.get(var, "")).strip()
                 own = split_per_function(var)
-                if own is not None:  # a function's own credential, else the shared one
-                    value = value or str(values.get(own[0], "")).strip()
-                    var_spec = own[0]
+                if own is not None:  # a function's own credential, else (where allowed) the shared one
+                    value = own_value(own[0], own[1], values)
+                    var_spec = own[0] if falls_back(*own) else var
                 else:
                     var_spec = var
-                spec = find(var_spec)
+                spec = find(own[0] if own is not None else var_spec)
                 required = bool(spec and fn["name"] in spec.required)
                 if spec and DB in spec.name:  # per-database: required only for the configured databases
                     required = required and any(var == spec.name.replace(DB, _upper(n)) for n in names)
@@ -334,10 +362,8 @@ def function_environment(project_yml: str, function: str, values: Mapping[str, s
 
     def value(match: re.Match[str]) -> str:
         var = match.group(1)
-        found = str(values.get(var, "")).strip()
         own = split_per_function(var)
-        if own is not None and not found:
-            found = str(values.get(own[0], "")).strip()
+        found = own_value(own[0], own[1], values) if own is not None else str(values.get(var, "")).strip()
         return "" if found == UNSET else found
 
     out = {k: re.sub(r"\$\{([A-Za-z0-9_]+)\}", value, str(v)) for k, v in raw.items()}

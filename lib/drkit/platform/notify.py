@@ -27,6 +27,7 @@ from drkit.core.secret import Secret
 from drkit.platform.config import secure_url
 
 TIMEOUT_S = 10
+CHANNELS = ("slack", "webhook")
 
 
 @dataclass(frozen=True)
@@ -64,23 +65,29 @@ class Notifier:
     def configured(self) -> bool:
         return self.slack_url is not None or self.webhook_url is not None
 
+    def channels(self) -> tuple[str, ...]:
+        return tuple(c for c, url in zip(CHANNELS, (self.slack_url, self.webhook_url), strict=True) if url is not None)
+
     def send(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Deliver to every configured endpoint; return one status per endpoint."""
+        return [self.send_to(channel, event) for channel in self.channels()]
+
+    def send_to(self, channel: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Deliver to one endpoint; its status (`ok` only for a 2xx answer)."""
         import requests
 
         event = log.redact_obj(event)
-        out = []
-        if self.slack_url is not None:
-            out.append(_post(requests, "slack", self.slack_url.reveal(), {"text": slack_text(event)}, {}))
-        if self.webhook_url is not None:
+        if channel == "slack" and self.slack_url is not None:
+            return _post(requests, "slack", self.slack_url.reveal(), {"text": slack_text(event)}, {})
+        if channel == "webhook" and self.webhook_url is not None:
             body = json.dumps(event, sort_keys=True, default=str)
             headers = {"Content-Type": "application/json", "X-Drkit-Event": str(event.get("event", ""))}
             if self.secret is not None:
                 ts = str(int(time.time()))
                 mac = hmac.new(self.secret.reveal().encode(), f"{ts}.{body}".encode(), hashlib.sha256).hexdigest()
                 headers |= {"X-Drkit-Timestamp": ts, "X-Drkit-Signature": f"sha256={mac}"}
-            out.append(_post(requests, "webhook", self.webhook_url.reveal(), body, headers))
-        return out
+            return _post(requests, "webhook", self.webhook_url.reveal(), body, headers)
+        return {"channel": channel, "ok": False, "error": "not configured"}
 
 
 def slack_text(event: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from drkit.platform.envvars import UNSET, missing
 from drkit.platform.web import WebError, body_limit, from_event
 
 MAX_RESULT_BYTES = 900_000  # DO limit is 1 MB; keep headroom
+DISPATCH_REF = "dispatch_ref"  # set by the scheduler on each invoke, echoed in the result (finds a lost dispatch)
 TRUE = ("true", "1", "yes", "y", "on")
 FALSE = ("false", "0", "no", "n", "off", "")
 
@@ -113,8 +114,11 @@ def handle(function: str, run: RunFn, event: Any, context: Any = None,
     log.reset(function=function, activation_id=activation)
     deadline = Deadline.from_context(context, default_deadline_s)
     log.info("run starting", deadline_s=None if deadline.remaining() == float("inf") else round(deadline.remaining(), 1))
+    dispatch_ref = None
     try:
         params = params_from_event(event)
+        if isinstance(params.get(DISPATCH_REF), str):
+            dispatch_ref = str(params.pop(DISPATCH_REF))[:120]
         try:
             result = run(params, environ, deadline)
         except ConfigError as exc:
@@ -135,6 +139,8 @@ def handle(function: str, run: RunFn, event: Any, context: Any = None,
         out["error"] = str(out.get("decision") or f"{function} did not do its job ({out.get('status')})")
     if activation:
         out["activation_id"] = activation
+    if dispatch_ref:
+        out[DISPATCH_REF] = dispatch_ref
     out = fit_result(log.redact_obj(out))
     log.info("run finished", ok=out["ok"], status=out.get("status"), decision=out.get("decision"))
     return out
@@ -209,5 +215,6 @@ def fit_result(result: dict[str, Any]) -> dict[str, Any]:
     slim["truncated"] = True
     if len(json.dumps(slim, default=str)) <= MAX_RESULT_BYTES:
         return slim
-    keep = ("ok", "function", "status", "decision", "error", "duration_s", "drkit_version", "activation_id")
+    keep = ("ok", "function", "status", "decision", "error", "duration_s", "drkit_version", "activation_id",
+            DISPATCH_REF)
     return {k: slim[k] for k in keep if k in slim} | {"truncated": True}
