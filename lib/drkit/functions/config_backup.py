@@ -29,10 +29,11 @@ from typing import Any
 from drkit.configbackup.backup import FUNCTION, NothingCollected, Settings, backup, prune, units_of
 from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
-from drkit.core.errors import ConfigError, DrkitError, StoreError
+from drkit.core.errors import ConfigError, DrkitError
 from drkit.platform.runtime import Params
 from drkit.policy import layout
 from drkit.storage import audit, state
+from drkit.storage.state import ConfigState, RunInfo
 from drkit.storage.store import Store
 
 
@@ -70,7 +71,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         if unknown:
             raise ConfigError(f"unknown source {', '.join(map(repr, unknown))}; configured: {', '.join(sorted(known))}")
         units = [u for u in units if u.source.name in request.sources]
-    store = store or Store(settings.cfg.spaces)
+    store = (store or Store(settings.cfg.spaces)).with_identity(settings.identity)
     store.check_access()
     from drkit.crypto.encryption import parse_recipients
 
@@ -81,11 +82,11 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                 "decision": f"dry run: would collect {len(units)} unit(s) "
                             f"({', '.join(u.name for u in units)}); {pruning['summary']}"}
     try:
-        manifest = backup(store, settings, units, recipients, deadline, clock)
+        manifest, problems = backup(store, settings, units, recipients, deadline, clock)
     except NothingCollected as exc:
         _record_failure(store, settings, str(exc), clock)
-        result = {"ok": False, "status": "failed", "error": str(exc), "sources": exc.units,
-                  "decision": f"config backup failed: {exc}; nothing pruned"}
+        result: dict[str, Any] = {"ok": False, "status": "failed", "error": str(exc), "sources": exc.units,
+                                  "decision": f"config backup failed: {exc}; nothing pruned"}
         result["notifications"] = _notify(settings, result, None, failed=True)
         return result
     except DrkitError as exc:  # the archive itself failed (Spaces, encryption, deadline): nothing was stored
@@ -95,13 +96,23 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         _notify(settings, failed, None, failed=True)
         raise
     result = _result(manifest)
-    if request.prune:
-        pruning = prune(store, settings, units_of(settings.sources), manifest["id"], clock(), dry_run=False,
-                        known={manifest["id"]: manifest})
-        result["retention"] = {k: v for k, v in pruning.items() if k != "plan"}
-        result["decision"] = f"{result['decision']}; {pruning['summary']}"
+    catalog_ok = not any(p.startswith("catalog head not written") for p in problems)
+    if request.prune and catalog_ok:
+        try:
+            pruning = prune(store, settings, units_of(settings.sources), manifest["id"], clock(), dry_run=False,
+                            known={manifest["id"]: manifest})
+            result["retention"] = {k: v for k, v in pruning.items() if k != "plan"}
+            result["decision"] = f"{result['decision']}; {pruning['summary']}"
+        except DrkitError as exc:
+            problems.append(f"retention: {exc}")
+    elif request.prune:
+        result["decision"] = f"{result['decision']}; retention skipped (the catalog was not updated)"
     else:
         result["decision"] = f"{result['decision']}; retention skipped (prune=false)"
+    if problems:  # the archive is stored and listed: this is bookkeeping, which the next run repairs
+        result["bookkeeping_error"] = "; ".join(problems)
+        result["decision"] += f"; bookkeeping failed (the backup is good; the next run repairs it): " \
+                              f"{result['bookkeeping_error']}"
     result["notifications"] = _notify(settings, result, manifest["drift"], failed=manifest["status"] != "ok")
     return result
 
@@ -150,9 +161,10 @@ def _notify(settings: Settings, result: dict[str, Any], report: dict[str, Any] |
 
 
 def _record_failure(store: Store, settings: Settings, error: str, clock: Clock) -> None:
+    now = clock()
     try:
-        state.record_run(store, layout.CONFIG_STATE_KEY, "config",
-                         {"status": "failed", "at": clock().isoformat(), "error": error}, success=False)
-    except StoreError as exc:
+        state.record_run(store, layout.CONFIG_STATE_KEY, ConfigState, "config",
+                         RunInfo("failed", now, error=error[:3000]), success=False, now=now)
+    except DrkitError as exc:
         log.error("could not record failure state", error=str(exc))
     audit.record(store, FUNCTION, "config.backup.failed", {"error": error})

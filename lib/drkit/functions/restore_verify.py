@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from drkit import __version__
 from drkit.core import log, suggest
 from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import (
@@ -39,14 +38,18 @@ from drkit.core.errors import (
 )
 from drkit.core.secret import Secret
 from drkit.crypto import encryption
-from drkit.platform.config import Config, trusted_keys
+from drkit.crypto.trust import Identity
+from drkit.platform import identity
+from drkit.platform.config import Config
 from drkit.platform.databases import DatabaseConfig, database_names, env_name, parse_db_url
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
 from drkit.policy import checks, layout
 from drkit.postgres import binaries, dbadmin, restore
 from drkit.postgres.verify import content_checks, skip_check, staging_placement
-from drkit.storage import audit, catalog, state
+from drkit.storage import audit, catalog, markers, state
+from drkit.storage.records import RecordError
+from drkit.storage.state import RunInfo, VerifyState
 from drkit.storage.store import Store
 
 FUNCTION = "restore-verify"
@@ -86,7 +89,7 @@ class Settings:
     identities: list[Any]
     checks: dict[str, list[checks.Check]] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
-    trusted: list[Any] = field(default_factory=list)  # DRKIT_TRUSTED_KEYS: whose manifests are believed
+    identity: Identity = field(default_factory=Identity)  # its signing key, and whose records it believes
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], names: list[str]) -> Settings:
@@ -118,14 +121,10 @@ class Settings:
             except ValueError as exc:
                 problems.append(str(exc))
         notifier = Notifier.collect(environ, problems)
-        trusted: list[Any] = []
-        try:
-            trusted = trusted_keys(environ, required=True)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+        me = identity.collect(environ, FUNCTION, problems)
         if problems or staging is None:
             raise ConfigError(problems)
-        return cls(staging, identities, parsed, notifier, trusted)
+        return cls(staging, identities, parsed, notifier, me)
 
 
 def _startup(environ: Mapping[str, str]) -> tuple[Config, list[str], Settings]:
@@ -163,7 +162,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     if unknown:
         raise ConfigError(suggest.unknown("database", unknown, names))
     selected = list(request.databases or names)
-    store = store or Store(cfg.spaces)
+    store = (store or Store(cfg.spaces)).with_identity(settings.identity)
     store.check_access()
     binaries.tool_version("pg_restore")
     cleaned: list[str] = []
@@ -213,11 +212,11 @@ def scratch_name(db: str, now: dt.datetime) -> str:
 def pick(store: Store, db: str, request: Request, now: dt.datetime, rng: random.Random) -> catalog.Entry:
     if request.backup == "random":
         since = now - dt.timedelta(days=request.window_days)
-        pool = [e for e in catalog.list_backups(store, db) if e.complete and e.time >= since]
+        pool = [e for e in catalog.trusted_view(store, db, now).trusted if e.time >= since]
         if not pool:
             raise ConfigError(f"database {db!r} has no complete backup in the last {request.window_days} days")
         return rng.choice(pool)
-    return catalog.find(store, request.backup, db)
+    return catalog.find(store, request.backup, db, now=now)
 
 
 def verify_one(name: str, settings: Settings, store: Store, request: Request, deadline: Deadline,
@@ -233,14 +232,14 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
         result["backup_id"] = entry.id
         result["backup_time"] = entry.time.isoformat()
         try:
-            manifest = catalog.read_manifest(store, entry, settings.trusted)
+            manifest = catalog.read_manifest(store, entry)
         except (StoreError, IntegrityError) as exc:
             outcomes.append(checks.Outcome("manifest", False, str(exc), None))
             raise
         if staging_error is not None:
             result["infrastructure"] = True
             raise staging_error
-        prior = store.get_json_or_none(layout.verify_state_key(name)) or {}  # the last pass: throughput, skip list
+        prior = _prior(store, name, started)  # the last pass: throughput, skip list
         estimate = _estimate_s(prior, manifest)
         result["estimate_s"] = round(estimate, 1)
         if request.dry_run:
@@ -254,7 +253,8 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
                                    "left; raise the function timeout or verify from a machine: "
                                    f"scripts/drkit restore --db {name} --backup {entry.id} --target URL")
         _restore_and_check(name, settings, store, entry, manifest, deadline, clock, result, outcomes,
-                           request.accept_skips, (prior.get("last_success") or {}).get("skipped"))
+                           request.accept_skips,
+                           list(prior.last_success.skipped or []) if prior and prior.last_success else None)
     except DrkitError as exc:
         if result["status"] != "skipped":
             result["status"] = "timed_out" if isinstance(exc, DeadlineExceeded) else "failed"
@@ -266,13 +266,18 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
         result["error"] = "; ".join(f"{o.name}: {o.detail}" for o in outcomes if not o.passed)
     if entry is not None and result.get("infrastructure"):
         # A staging problem is not evidence against the backup: keep its report and marker.
-        info = {"backup_id": entry.id, "status": "failed", "at": clock().isoformat(), "error": result.get("error")}
-        state.record_run(store, layout.verify_state_key(name), name, info, success=False)
+        now = clock()
+        try:
+            state.record_run(store, layout.verify_state_key(name), VerifyState, name,
+                             RunInfo("failed", now, id=entry.id, error=str(result.get("error"))[:3000]),
+                             success=False, now=now)
+        except DrkitError as exc:
+            result["report_error"] = str(exc)
         audit.record(store, FUNCTION, "verify.failed", {"database": name, "backup_id": entry.id,
                                                         "status": "failed", "error": result.get("error"),
                                                         "infrastructure": True})
     elif entry is not None and result["status"] in ("passed", "failed", "timed_out"):
-        _record(store, name, entry, result, started, clock())
+        markers.record_verification(store, FUNCTION, name, entry.id, result, started, clock())
     return _finish(result)
 
 
@@ -300,8 +305,17 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _estimate_s(prior: dict[str, Any], manifest: dict[str, Any]) -> float:
-    rate = float((prior.get("last_success") or {}).get("throughput_mb_s") or DEFAULT_MB_S)
+def _prior(store: Store, name: str, now: dt.datetime) -> state.RunState | None:
+    """The last verification's state; one this function cannot believe counts as none (no skip baseline)."""
+    try:
+        return state.read(store, layout.verify_state_key(name), VerifyState, now)
+    except RecordError as exc:
+        log.error("verification state not believed; verifying without its baseline", error=exc.reason)
+        return None
+
+
+def _estimate_s(prior: state.RunState | None, manifest: dict[str, Any]) -> float:
+    rate = (prior.last_success.throughput_mb_s if prior and prior.last_success else None) or DEFAULT_MB_S
     return float(manifest["bytes_in"]) / 1e6 / max(rate, 1.0) * 1.25 + 5.0
 
 
@@ -356,31 +370,3 @@ def _restore_and_check(name: str, settings: Settings, store: Store, entry: catal
         except PgError as exc:
             result["scratch_left"] = scratch
             log.error("scratch database could not be dropped; the next run drops it", error=str(exc))
-
-
-def _record(store: Store, name: str, entry: catalog.Entry, result: dict[str, Any], started: dt.datetime,
-            finished: dt.datetime) -> None:
-    report = {"format": "drkit.verify-report/1", "database": name, "backup_id": entry.id,
-              "started_at": started.isoformat(), "finished_at": finished.isoformat(), "status": result["status"],
-              "checks": [o.to_dict() for o in result.get("checks_objects", [])], "restore": result.get("restore"),
-              "error": result.get("error"), "drkit_version": __version__}
-    try:
-        store.put_json(layout.marker_key(name, entry.id, layout.REPORT_SUFFIX), report)
-        marker = layout.marker_key(name, entry.id, layout.VERIFIED_SUFFIX)
-        if result["status"] == "passed":
-            store.put_json(marker, {"verified_at": finished.isoformat(), "report": layout.REPORT_SUFFIX})
-        else:
-            store.delete(marker)  # a backup that fails now is no longer "verified"
-        info: dict[str, Any] = {"backup_id": entry.id, "status": result["status"], "at": finished.isoformat()}
-        if result.get("restore"):
-            info.update({k: result["restore"][k] for k in ("duration_s", "throughput_mb_s", "target_version")})
-            info["bytes_restored"] = result["restore"]["bytes_restored"]
-        if "skipped" in result:
-            info["skipped"] = result["skipped"]
-        state.record_run(store, layout.verify_state_key(name), name, info, success=result["status"] == "passed")
-    except StoreError as exc:
-        result["report_error"] = str(exc)
-        log.error("verification report could not be written", error=str(exc))
-    audit.record(store, FUNCTION, "verify.passed" if result["status"] == "passed" else "verify.failed",
-                 {"database": name, "backup_id": entry.id, "status": result["status"], "error": result.get("error")})
-    result["report_key"] = layout.marker_key(name, entry.id, layout.REPORT_SUFFIX)

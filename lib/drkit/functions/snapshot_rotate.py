@@ -28,10 +28,13 @@ from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import ConfigError, DoApiError
 from drkit.digitalocean.api import DoApi
 from drkit.digitalocean.snapshot_policy import SnapshotPolicy, parse_policies
+from drkit.platform import identity
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
 from drkit.policy.retention import Item, Verdict, plan
-from drkit.storage import audit
+from drkit.storage import audit, records
+from drkit.storage.records import RecordError
+from drkit.storage.snapshots import Pending, SlotClaim
 from drkit.storage.store import Store
 
 FUNCTION = "snapshot-rotate"
@@ -66,6 +69,7 @@ def check(environ: Mapping[str, str]) -> str:
     except ConfigError as exc:
         problems += exc.problems
     collect_spaces(environ, problems)
+    identity.collect(environ, FUNCTION, problems)
     if problems:
         raise ConfigError(problems)
     return f"{len(policies)} snapshot polic(ies): {', '.join(p.tag for p in policies)}"
@@ -83,9 +87,10 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     p.finish()
     from drkit.platform.config import spaces_from_env
 
+    store = Store(spaces_from_env(environ), identity=identity.from_env(environ, FUNCTION))
     if action == "rebuild":
         api = DoApi.from_env(environ, deadline)
-        result = rebuild(api, Store(spaces_from_env(environ)), p.string("droplet", ""),
+        result = rebuild(api, store, p.string("droplet", ""),
                          new_name=p.string("name", "") or None, region=p.string("region", "") or None,
                          size=p.string("size", "") or None, reserved_ip=p.string("reserved_ip", "") or None,
                          wait=p.boolean("wait", True), dry_run=dry_run, deadline=deadline, now=clock())
@@ -97,10 +102,16 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         raise ConfigError(f"unknown tag policy {only_tag!r}; configured: {', '.join(x.tag for x in policies)}")
     notifier = Notifier.from_env(environ)
     api = DoApi.from_env(environ, deadline)
-    store = Store(spaces_from_env(environ))
     now = clock()
-    pending: dict[str, Any] = store.get_json_or_none(PENDING_KEY) or {}
-    events = reconcile_pending(api, store, pending, now, dry_run)
+    events: list[dict[str, Any]] = []
+    try:
+        got = records.read(store, PENDING_KEY, Pending, now)
+    except RecordError as exc:  # planted: its actions are not ours; the snapshots themselves say what exists
+        events.append({"event": "errored", "detail": f"pending snapshot record not believed ({exc.reason}); "
+                                                     "started afresh"})
+        got = None
+    pending: dict[str, Any] = dict(got.value.actions) if got else {}
+    events += reconcile_pending(api, store, pending, now, dry_run)
     summary: dict[str, Any] = {"created": [], "skipped": [], "deleted": [], "errors": [], "pending": []}
     snapshots = {rt: api.snapshots(rt) for rt in ("droplet", "volume")}
     for policy in policies:
@@ -115,7 +126,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                     continue
                 _one(api, store, policy, rtype, res, slot, snapshots[rtype], pending, now, dry_run, summary)
     if not dry_run:
-        store.put_json(PENDING_KEY, pending)
+        records.write(store, PENDING_KEY, Pending(pending), now)
     summary["pending"] = [f"{v['resource_type']} {v['resource_name']}: {v['name']}" for v in pending.values()]
     failures = [e for e in events if e["event"] in ("errored", "stuck")] + \
         [{"event": "error", "detail": x} for x in summary["errors"]]
@@ -166,7 +177,12 @@ def _one(api: DoApi, store: Store, policy: SnapshotPolicy, rtype: str, res: dict
         summary["created"].append(f"{label}: {name}")
     else:
         claim = f"state/snapshots/slots/{rtype}-{res['id']}-{slot:%Y%m%dT%H%MZ}.json"
-        if not store.put_if_absent(claim, {"name": name, "at": now.isoformat()}):
+        got = records.claim(store, claim, SlotClaim(name, now), now)
+        if got.forged:
+            summary["errors"].append(f"{label}: a slot claim not signed by snapshot-rotate was in the way "
+                                     f"({got.forged}); removed")
+            audit.record(store, FUNCTION, "snapshot.claim.forged", {"key": claim, "reason": got.forged})
+        if not got.ours:
             summary["skipped"].append(f"{label}: {name} claimed by another run")
         else:
             _create(api, store, rtype, res, name, slot, pending, now, summary, claim)

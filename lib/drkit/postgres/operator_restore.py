@@ -65,6 +65,7 @@ class Plan:
     stamp: str
     placement: Placement | None = None
     not_fresh: str = ""  # why a Supabase target is not a new project ("" when it is)
+    verified: bool = False  # restore-verify's signed marker says its last verification passed
 
     @property
     def scratch(self) -> str:
@@ -97,7 +98,7 @@ class Plan:
         return [
             f"backup   {self.entry.database} {self.entry.id}  taken {m['started_at']}",
             f"         PostgreSQL {src.get('server_version')} at {src.get('display')}; dump {m['bytes_in'] / 1e6:.1f} MB, "
-            f"stored {m['bytes_out'] / 1e6:.1f} MB; verified: {'yes' if self.entry.verified else 'no'}",
+            f"stored {m['bytes_out'] / 1e6:.1f} MB; verified: {'yes' if self.verified else 'no'}",
             f"target   {self.server.display.rsplit('/', 1)[0]}/{self.dbname}  (PostgreSQL "
             f"{self.server_version_num // 10000}; "
             + target_state + ")",
@@ -120,30 +121,44 @@ def target_from_url(url: str) -> tuple[DatabaseConfig, str]:
     return DatabaseConfig("target", Secret(url), server, Secret(password) if password else None), dbname
 
 
-def choose(store: Store, database: str, backup: str, before: str | None) -> catalog.Entry:
+def choose(store: Store, database: str, backup: str, before: str | None, *,
+           accept_rollback: bool = False) -> catalog.Entry:
     if before is None:
-        return catalog.find(store, backup, database)
+        return catalog.find(store, backup, database, accept_rollback=accept_rollback)
     try:
         limit = dt.datetime.fromisoformat(before.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(f"--before {before!r} is not a time like 2026-11-26T02:00 (UTC unless an offset is given)") from None
     limit = limit if limit.tzinfo else limit.replace(tzinfo=dt.UTC)
-    older = [e for e in catalog.list_backups(store, database) if e.complete and e.time <= limit]
+    older = [e for e in catalog.trusted_view(store, database, dt.datetime.now(dt.UTC)).trusted if e.time <= limit]
     if not older:
         raise ConfigError(f"no complete backup of {database!r} taken at or before {limit.isoformat()}")
     return older[0]
 
 
 def make_plan(store: Store, database: str, backup: str, before: str | None, target_url: str, *,
-              download_to: str | None, jobs: int, force: bool, no_privileges: bool, trusted: Sequence[Any],
+              download_to: str | None, jobs: int, force: bool, no_privileges: bool, accept_rollback: bool = False,
               now: dt.datetime | None = None) -> Plan:
+    from dataclasses import replace
+
+    from drkit.storage import markers
+
+    plan = _make_plan(store, database, backup, before, target_url, download_to=download_to, jobs=jobs, force=force,
+                      no_privileges=no_privileges, accept_rollback=accept_rollback, now=now)
+    marks = markers.read_markers(store, [plan.entry], now or dt.datetime.now(dt.UTC))
+    return replace(plan, verified=plan.entry.id in marks.verified)
+
+
+def _make_plan(store: Store, database: str, backup: str, before: str | None, target_url: str, *,
+               download_to: str | None, jobs: int, force: bool, no_privileges: bool, accept_rollback: bool,
+               now: dt.datetime | None) -> Plan:
     import os
 
     if download_to and os.path.lexists(download_to):
         raise ConfigError(f"--download-to {download_to} exists: name a new file (it would be replaced, and "
                           "removed if the restore fails)")
-    entry = choose(store, database, backup, before)
-    manifest = catalog.read_manifest(store, entry, trusted)  # signed by a trusted key, or nothing happens
+    entry = choose(store, database, backup, before, accept_rollback=accept_rollback)
+    manifest = catalog.read_manifest(store, entry)  # signed by db-backup's key, or nothing happens
     server, dbname = target_from_url(target_url)
     version = connection.server_version_num(server)
     exists = dbadmin.database_exists(server, dbname)
@@ -228,10 +243,17 @@ def _supabase_plan(store: Store, entry: catalog.Entry, manifest: dict[str, Any],
 
 def _estimate(store: Store, database: str, manifest: dict[str, Any]) -> tuple[float, str]:
     """Seconds the restore should take, and where the throughput comes from (restore-verify's last pass)."""
-    last = (store.get_json_or_none(layout.verify_state_key(database)) or {}).get("last_success") or {}
-    measured = last.get("throughput_mb_s")
-    if measured:
-        rate, source = float(measured), f"restore-verify measured {float(measured):.0f} MB/s at {last.get('at', '?')}"
+    from drkit.core.errors import DrkitError
+    from drkit.storage import state
+
+    try:
+        verified = state.read(store, layout.verify_state_key(database), state.VerifyState, dt.datetime.now(dt.UTC))
+    except DrkitError:  # an unbelieved or unreadable state only costs the estimate its measurement
+        verified = None
+    last = verified.last_success if verified else None
+    measured = last.throughput_mb_s if last else None
+    if last and measured:
+        rate, source = measured, f"restore-verify measured {measured:.0f} MB/s at {last.at.isoformat()}"
     else:
         rate, source = DEFAULT_RATE_MB_S, (f"assumed {DEFAULT_RATE_MB_S:.0f} MB/s: no restore-verify run has "
                                            f"measured {database} yet")
