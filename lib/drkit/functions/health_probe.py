@@ -21,14 +21,18 @@ Every run (every minute):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
-from drkit.core.errors import ConfigError, DrkitError, StoreError
-from drkit.health import probe
+from drkit.core.errors import ConfigError, StoreError
+from drkit.crypto.trust import Identity
+from drkit.failover import watch
+from drkit.health import notices, probe
+from drkit.health.memory import HealthMetrics, HealthState, HealthStatus
 from drkit.health.protection import (
     Protection,
     config_protection,
@@ -39,18 +43,21 @@ from drkit.health.protection import (
 from drkit.health.publish import publish
 from drkit.health.status import advance, prometheus_text
 from drkit.health.statuspage import PageConfig
+from drkit.platform import identity
 from drkit.platform.config import SpacesConfig, collect_spaces
 from drkit.platform.notify import Notifier
-from drkit.platform.runtime import Params
+from drkit.platform.runtime import TRUE, Params
 from drkit.policy import layout
 from drkit.policy.durations import interval_or_default
-from drkit.storage import audit
+from drkit.storage import records
+from drkit.storage.records import RecordError
 from drkit.storage.store import Store
 
 FUNCTION = "health-probe"
 STATE_KEY = layout.HEALTH_STATE_KEY
 STATUS_KEY = "status/health.json"
 PROM_KEY = "status/health.prom"
+MAX_DETAIL = 4000
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class Settings:
         targets: list[probe.Target] = []
         try:
             targets = probe.parse_targets(environ.get("DRKIT_PROBES", ""))
+            problems.extend(probe.check_budget(targets))
         except ConfigError as exc:
             problems.extend(exc.problems)
         protections = protections_from_env(environ, problems)
@@ -96,51 +104,24 @@ class Settings:
         return cls(targets, protections, reminder, notifier, config_max_age, page)
 
 
-def request_failover(store: Store, targets: list[str], now: dt.datetime, environ: Mapping[str, str],
-                     deadline: Deadline) -> dict[str, Any]:
-    """Called once when targets marked `failover: true` turn unhealthy (docs/health-probe.md).
-
-    With DRKIT_AUTO_FAILOVER=true it runs dns-failover's logic in-process, as an
-    automatic move with all its safety rules (flap guard, DR health check, one
-    transition, no automatic failback). Otherwise it records the request only.
-    """
-    from drkit.platform.runtime import TRUE
-
-    audit.record(store, FUNCTION, "failover.requested", {"targets": targets, "at": now.isoformat()})
-    if environ.get("DRKIT_AUTO_FAILOVER", "").strip().lower() not in TRUE:
-        return {"requested_for": targets, "performed": False,
-                "reason": "automatic failover is off (DRKIT_AUTO_FAILOVER); alerting or an operator moves traffic"}
-    from drkit.failover import service
-
-    try:
-        settings = service.Settings.from_env(environ, store)
-        result = service.execute(store, settings, settings.api(deadline), "failover", settings.plan.dr,
-                                      reason=f"health-probe: {', '.join(targets)} unhealthy", who=f"{FUNCTION}",
-                                      automatic=True, force=False, dry_run=False, now=now)
-    except DrkitError as exc:
-        log.error("automatic failover could not run", error=str(exc))
-        return {"requested_for": targets, "performed": False, "reason": f"dns-failover could not run: {exc}"}
-    return {"requested_for": targets, "performed": result["outcome"] == "applied", "outcome": result["outcome"],
-            "decision": result["sentence"]}
-
-
 # -- the function ----------------------------------------------------------------------------
 
-def _startup(environ: Mapping[str, str]) -> tuple[SpacesConfig, Settings]:
+def _startup(environ: Mapping[str, str]) -> tuple[SpacesConfig, Settings, Identity]:
     problems: list[str] = []
     spaces = collect_spaces(environ, problems)
+    me = identity.collect(environ, FUNCTION, problems)
     try:
         settings = Settings.from_env(environ)
     except ConfigError as exc:
         problems += exc.problems
     if problems or spaces is None:
         raise ConfigError(problems)
-    return spaces, settings
+    return spaces, settings, me
 
 
 def check(environ: Mapping[str, str]) -> str:
     """The configuration run() needs, validated as it validates it (drkit config check); every problem at once."""
-    _, settings = _startup(environ)
+    _, settings, _ = _startup(environ)
     return f"{len(settings.targets)} probe target(s), {len(settings.protections)} database(s) watched"
 
 
@@ -151,49 +132,47 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     if fmt not in ("json", "prometheus"):
         p.problems.append(f"parameter 'format' must be json or prometheus, not {fmt!r}")
     p.finish()
-    spaces, settings = _startup(environ)
-    store = store or Store(spaces)
+    spaces, settings, me = _startup(environ)
+    store = (store or Store(spaces)).with_identity(me)
     now = clock()
-    results = probe.run_all(settings.targets)
+    memory, memory_problem = _memory(store, now)
+    seen = dict(memory.catalog) if memory else {}
+    results = probe.run_all(settings.targets, budget_s=min(probe.PROBE_BUDGET_S, max(1.0, deadline.remaining() - 20)))
     for prot in settings.protections:
-        try:
-            results += data_protection(store, prot, now)
-        except StoreError as exc:
-            results.append(probe.Result(f"backup-age:{prot.database}", "backup", False, f"cannot read Spaces: {exc}", 0.0))
-    if settings.config_max_age is not None:
-        try:
-            results += config_protection(store, settings.config_max_age, now)
-        except StoreError as exc:
-            results.append(probe.Result("config-age", "backup", False, f"cannot read Spaces: {exc}", 0.0))
-    try:
-        results += schedule_protection(store, now)
-    except StoreError as exc:
-        results.append(probe.Result("scheduler", "schedule", False, f"cannot read Spaces: {exc}", 0.0))
-    try:
-        saved = store.get_json_or_none(STATE_KEY) or {}
-    except StoreError:
-        saved = {}
-    old_states = saved.get("targets", {}) if isinstance(saved, dict) else {}
+        results += _guarded(f"backup-age:{prot.database}", "backup", partial(data_protection, store, prot, now, seen))
+    results += _guarded("config-age", "backup", lambda: config_protection(store, settings.config_max_age, now, seen))
+    results += _guarded("scheduler", "schedule", lambda: schedule_protection(store, now, seen))
+    if settings.page is not None:
+        results += _guarded(f"record:{notices.KEY}", "integrity", lambda: _notices_believed(store, now))
+    if memory_problem:
+        results.append(probe.Result(f"record:{STATE_KEY}", "integrity", False, memory_problem, 0.0, threshold=1))
+    old_states = memory.targets if memory else {}
+    # failover: asked for while a target marked `failover` is down, finished until DNS matches the state
+    failover_down = [t.name for t in settings.targets if t.failover and _down(t, results, old_states)]
+    watched = watch.run(store, environ, deadline, now, failover_down, memory.failover if memory else {},
+                        automatic=environ.get("DRKIT_AUTO_FAILOVER", "").strip().lower() in TRUE, who=FUNCTION)
+    results += _failover_results(watched)
     spec = {t.name: t for t in settings.targets}
     states: dict[str, dict[str, Any]] = {}
     events: list[dict[str, Any]] = []
     for r in results:
         t = spec.get(r.name)
-        state, event = advance(old_states.get(r.name), r.ok, r.warning, t.failure_threshold if t else 3,
-                               t.success_threshold if t else 2, now, settings.reminder)
-        state["last"] = {"ok": r.ok, "detail": r.detail, "at": now.isoformat()}
+        state, event = advance(old_states.get(r.name), r.ok, r.warning,
+                               t.failure_threshold if t else (r.threshold or 3),
+                               t.success_threshold if t else (1 if r.threshold == 1 else 2), now, settings.reminder)
+        state["last"] = {"ok": r.ok, "detail": r.detail[:MAX_DETAIL], "at": now.isoformat()}
         states[r.name] = state
         if event:
             events.append({"target": r.name, "type": r.type, "event": event, "detail": r.warning or r.detail})
-    store.put_json(STATE_KEY, {"updated_at": now.isoformat(), "targets": states})
+    records.write(store, STATE_KEY, HealthState(now, states, seen, watched.memory), now)
     down = sorted(n for n, s in states.items() if s["status"] == "unhealthy")
     up = sorted(n for n, s in states.items() if s["status"] == "healthy")
     prom = prometheus_text(results, states, now)
-    status_doc = {"updated_at": now.isoformat(), "healthy": up, "unhealthy": down,
-                  "targets": [r.to_dict() | {"status": states[r.name]["status"], "since": states[r.name]["since"]}
-                              for r in results]}
-    store.put_json(STATUS_KEY, status_doc)
-    store.put_bytes(PROM_KEY, prom.encode(), "text/plain; version=0.0.4")
+    status_doc = HealthStatus(now, tuple(up), tuple(down),
+                              tuple(r.to_dict() | {"status": states[r.name]["status"], "since": states[r.name]["since"]}
+                                    for r in results))
+    records.write(store, STATUS_KEY, status_doc, now)
+    records.write(store, PROM_KEY, HealthMetrics(prom), now)
     # ok: the probe run did its job (finding targets down is part of the job); `healthy` is the verdict
     out: dict[str, Any] = {"ok": True, "healthy": not down, "status": "ok" if not down else "degraded",
                            "up": up, "down": down,
@@ -204,13 +183,12 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         out["notifications"] = settings.notifier.send({
             "event": "health.changed", "function": FUNCTION, "status": worst, "decision": out["decision"],
             "changes": events, "failed_checks": [f"{e['target']} {e['event'].upper()}: {e['detail']}" for e in events]})
-    failing_over = [e["target"] for e in events if e["event"] == "down" and spec.get(e["target"]) is not None
-                    and spec[e["target"]].failover]
-    if failing_over:
-        out["failover"] = request_failover(store, failing_over, now, environ, deadline)
+    if watched.request is not None:
+        out["failover"] = watched.request
     if settings.page is not None:
         try:
-            page = publish(store, settings.page, now, states, now.isoformat())
+            page = publish(store, settings.page, now, states, now.isoformat(),
+                           failover=watched.site if watched.moved else None)
             out["status_page"] = {"status": page["status"], "summary": page["summary"],
                                   "notices": len([n for n in page["notices"] if not n["resolved_at"]])}
         except StoreError as exc:  # the probes ran and alerted; the page is late by one cycle
@@ -219,9 +197,66 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     if fmt == "prometheus":
         out["prometheus"] = prom
     else:
-        out["targets"] = status_doc["targets"]
+        out["targets"] = list(status_doc.targets)
     log.info("health summary", up=len(up), down=len(down), changed=len(events))
     return out
+
+
+def _down(t: probe.Target, results: list[probe.Result], old: Mapping[str, Any]) -> bool:
+    """A target is down for failover once its own threshold says so (this run's result included)."""
+    r = next((r for r in results if r.name == t.name), None)
+    prev = old.get(t.name) or {}
+    if r is None or r.ok:
+        return False
+    return prev.get("status") == "unhealthy" or int(prev.get("failures") or 0) + 1 >= t.failure_threshold
+
+
+def _failover_results(w: watch.Watch) -> list[probe.Result]:
+    if w.problem:
+        return [probe.Result("failover", "failover", False, f"failover could not be looked at: {w.problem}", 0.0,
+                             threshold=1)]
+    if not w.configured or w.finishing is None or w.finishing.generation == 0:
+        return []
+    f = w.finishing
+    detail = (f"on {f.site} (generation {f.generation}); DNS and IPs match" if f.done else
+              f"traffic should be on {f.site} (generation {f.generation}), but {len(f.pending)} item(s) differ: "
+              + ", ".join(f"{c['target']}: {c.get('error') or str(c.get('current')) + ' -> ' + str(c['desired'])}"
+                          for c in f.pending[:5]) + "; health-probe retries with backoff")
+    return [probe.Result("failover", "failover", f.done, detail, 0.0, threshold=1)]
+
+
+def _notices_believed(store: Store, now: dt.datetime) -> list[probe.Result]:
+    """The public page's notices: one not believed never reaches the page, and is an alert."""
+    try:
+        notices.load(store, now)
+    except RecordError as exc:
+        return [probe.Result(f"record:{notices.KEY}", "integrity", False, f"record not believed: {exc}", 0.0,
+                             threshold=1)]
+    return []
+
+
+def _memory(store: Store, now: dt.datetime) -> tuple[HealthState | None, str | None]:
+    """The last run's signed memory, or None and why it is not believed (the run starts afresh and alerts)."""
+    try:
+        got = records.read(store, STATE_KEY, HealthState, now)
+    except RecordError as exc:
+        log.error("health state not believed; starting from fresh counters", error=exc.reason)
+        return None, f"health-probe's own state is not believed ({exc.reason}); counters started afresh"
+    except StoreError as exc:
+        return None, f"health-probe's own state is unreadable ({exc}); counters started afresh"
+    return (got.value if got else None), None
+
+
+def _guarded(name: str, kind: str, check: Callable[[], list[probe.Result]]) -> list[probe.Result]:
+    """A check that cannot run is a failing result, never a crash that stops every other probe."""
+    try:
+        return check()
+    except StoreError as exc:
+        return [probe.Result(name, kind, False, f"cannot read Spaces: {exc}", 0.0)]
+    except Exception as exc:  # noqa: BLE001 - fail closed: an unexpected record is an alert, not an outage of the monitor
+        log.error("data-protection check failed", check=name, error=f"{type(exc).__name__}: {exc}")
+        return [probe.Result(name, kind, False, f"the check could not run: {type(exc).__name__}: {str(exc)[:300]}", 0.0,
+                             threshold=1)]
 
 
 def _decision(up: list[str], down: list[str], events: list[dict[str, Any]], states: Mapping[str, Any]) -> str:

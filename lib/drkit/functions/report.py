@@ -20,12 +20,16 @@ from typing import Any
 
 from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
-from drkit.core.errors import ConfigError
-from drkit.platform.config import collect_spaces, spaces_from_env, trusted_keys
+from drkit.core.errors import ConfigError, DrkitError
+from drkit.crypto.trust import Identity
+from drkit.health.memory import HealthMetrics
+from drkit.platform import identity
+from drkit.platform.config import collect_spaces, spaces_from_env
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params, TextReply
 from drkit.platform.web import HttpRequest, WebError
 from drkit.reporting import generate
+from drkit.storage import records
 from drkit.storage.store import Store
 
 FUNCTION = "report"
@@ -43,27 +47,26 @@ def _tokens(environ: Mapping[str, str]) -> list[str]:
     return tokens
 
 
-def _settings(environ: Mapping[str, str]) -> tuple[Any, dict[str, Any], list[Any], Notifier]:
+def _settings(environ: Mapping[str, str]) -> tuple[Any, dict[str, Any], Identity, Notifier]:
     problems: list[str] = []
     spaces = collect_spaces(environ, problems)
     limits = generate.limits_from_env(environ, problems)
-    trusted: list[Any] = []
+    me = identity.collect(environ, FUNCTION, problems)
     try:
-        trusted = trusted_keys(environ, required=False)
         _tokens(environ)
     except ConfigError as exc:
         problems += exc.problems
     notifier = Notifier.collect(environ, problems)
     if problems or spaces is None:
         raise ConfigError(problems)
-    return spaces, limits, trusted, notifier
+    return spaces, limits, me, notifier
 
 
 def check(environ: Mapping[str, str]) -> str:
     """The configuration run() and run_web() need, validated as they validate it (drkit config check)."""
-    _, limits, trusted, _ = _settings(environ)
+    _, limits, me, _ = _settings(environ)
     metrics = "metrics endpoint on" if _tokens(environ) else "metrics endpoint off (DRKIT_METRICS_BEARER unset)"
-    return f"{len(limits)} database(s), {len(trusted)} trusted key(s); {metrics}"
+    return f"{len(limits)} database(s), {len(me.trust.keys())} trusted key(s); {metrics}"
 
 
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
@@ -73,11 +76,11 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     if not days.isdigit() or not 1 <= int(days) <= 400:
         p.problems.append(f"parameter 'days' must be a whole number of days from 1 to 400, not {days[:20]!r}")
     p.finish()
-    spaces, limits, trusted, notifier = _settings(environ)
-    store = store or Store(spaces)
+    spaces, limits, me, notifier = _settings(environ)
+    store = (store or Store(spaces)).with_identity(me)
     now = clock()
-    before = set(generate.previous_findings(store))
-    report = generate.make(store, limits, trusted, now, keep=True, function=FUNCTION,
+    before = set(generate.previous_findings(store, now))
+    report = generate.make(store, limits, now, keep=True, function=FUNCTION,
                            window=dt.timedelta(days=int(days)))
     url = store.presigned_url(generate.LATEST, generate.LINK_SECONDS)
     out: dict[str, Any] = {"ok": True, "status": "ok", "keys": list(report.keys), "findings": report.findings,
@@ -101,8 +104,13 @@ def run_web(req: HttpRequest, environ: Mapping[str, str], deadline: Deadline) ->
     if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.strip().encode(), t.encode()) for t in tokens):
         log.warning("metrics request refused", reason="missing or wrong bearer token")
         return 401, {"ok": False, "error": "missing or wrong bearer token"}
-    store = Store(spaces_from_env(environ))
-    text = store.get_bytes_or_none(PROM_KEY)
-    if text is None:
+    store = Store(spaces_from_env(environ), identity=identity.from_env(environ, FUNCTION, signs=False))
+    try:
+        got = records.read(store, PROM_KEY, HealthMetrics, dt.datetime.now(dt.UTC))
+    except DrkitError as exc:  # Prometheus then sees no metrics, and its DrkitMetricsAbsent rule fires
+        log.error("metrics not served", error=str(exc))
+        return 503, {"ok": False, "error": "health-probe's metrics are not believed (not signed by health-probe); "
+                                           "see the report's findings"}
+    if got is None:
         return 503, {"ok": False, "error": "no metrics yet: health-probe has not run"}
-    return 200, TextReply(text.decode(), PROM_TYPE, {"Cache-Control": "no-store"})
+    return 200, TextReply(got.value.text, PROM_TYPE, {"Cache-Control": "no-store"})

@@ -1,19 +1,23 @@
 """Status page notices in the bucket (`status/notices.json`): posted and resolved by operators and by failover.
 
-Notices are public text. The bucket is the page's own storage (anyone holding the bucket key
-can change the public page anyway), so they are not signed; they are escaped when rendered,
-checked against the private strings and capped in size.
+Notices are public text, kept as one signed record (operator, dns-failover or health-probe): a notice
+planted in the bucket never reaches the page, and an open major notice is what makes the page's banner
+say so. They are escaped when rendered, checked against the private strings and capped in size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from drkit.core import log
 from drkit.core.errors import ConfigError
+from drkit.core.fields import Fields
 from drkit.health.statuspage import NOTICE_SEVERITIES
-from drkit.storage import audit
+from drkit.storage import audit, records
+from drkit.storage.records import Record, RecordError
 from drkit.storage.store import Store
 
 KEY = "status/notices.json"
@@ -21,16 +25,51 @@ KEEP = 100  # newest notices kept in the object; older resolved ones leave it (t
 AUTOMATIC_FAILOVER = "failover"  # the `source` of the notice a failover posts
 
 
-def load(store: Store) -> list[dict[str, Any]]:
-    doc = store.get_json_or_none(KEY) or {}
-    items = doc.get("notices") if isinstance(doc, dict) else None
-    return [n for n in items if isinstance(n, dict) and n.get("id")] if isinstance(items, list) else []
+def _notice(f: Fields) -> dict[str, Any]:
+    out = {"id": f.text("id", max_len=40), "title": f.text("title", max_len=120), "message": f.text("message", max_len=2000),
+           "severity": f.text("severity", choices=NOTICE_SEVERITIES), "posted_at": f.time("posted_at").isoformat(),
+           "posted_by": f.text("posted_by", max_len=200), "source": f.text("source", max_len=40),
+           "resolved_at": (lambda t: t.isoformat() if t else None)(f.time("resolved_at", None, nullable=True)),
+           "resolution": f.text("resolution", None, nullable=True, max_len=2000)}
+    if f.has("resolved_by"):
+        out["resolved_by"] = f.text("resolved_by", max_len=200)
+    f.done()
+    return out
 
 
-def _save(store: Store, notices: list[dict[str, Any]]) -> None:
+@dataclass(frozen=True)
+class Notices(Record):
+    TYPE: ClassVar[str] = "status-notices"
+    WRITERS: ClassVar[tuple[str, ...]] = ("operator", "dns-failover", "health-probe")
+
+    notices: tuple[dict[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"notices": list(self.notices)}
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> Notices:
+        return cls(tuple(_notice(n) for n in f.objects("notices", max_items=KEEP * 2)))
+
+
+def load(store: Store, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """The notices; RecordError when the object is there but not believed (the page then shows none of it)."""
+    got = records.read(store, KEY, Notices, now or dt.datetime.now(dt.UTC))
+    return [dict(n) for n in got.value.notices] if got else []
+
+
+def _load_for_change(store: Store, now: dt.datetime) -> list[dict[str, Any]]:
+    try:
+        return load(store, now)
+    except RecordError as exc:  # a writer starts over rather than carry notices nobody it trusts wrote
+        log.error("status notices not believed; starting a new list", error=exc.reason)
+        return []
+
+
+def _save(store: Store, notices: list[dict[str, Any]], now: dt.datetime) -> None:
     ongoing = [n for n in notices if not n.get("resolved_at")]
     resolved = sorted((n for n in notices if n.get("resolved_at")), key=lambda n: str(n["resolved_at"]))
-    store.put_json(KEY, {"notices": ongoing + resolved[-max(0, KEEP - len(ongoing)):]})
+    records.write(store, KEY, Notices(tuple(ongoing + resolved[-max(0, KEEP - len(ongoing)):])), now)
 
 
 def post(store: Store, title: str, message: str, severity: str, *, who: str, now: dt.datetime,
@@ -47,7 +86,7 @@ def post(store: Store, title: str, message: str, severity: str, *, who: str, now
     notice = {"id": f"{now.astimezone(dt.UTC):%Y%m%d-%H%M}-{secrets.token_hex(2)}", "title": title.strip(),
               "message": message.strip(), "severity": severity, "posted_at": now.isoformat(), "posted_by": who,
               "source": source, "resolved_at": None, "resolution": None}
-    _save(store, [*load(store), notice])
+    _save(store, [*_load_for_change(store, now), notice], now)
     audit.record(store, function, "status.notice.posted", {"id": notice["id"], "title": notice["title"],
                                                            "severity": severity, "who": who})
     return notice
@@ -55,7 +94,7 @@ def post(store: Store, title: str, message: str, severity: str, *, who: str, now
 
 def resolve(store: Store, notice_id: str, message: str, *, who: str, now: dt.datetime,
             function: str = "cli") -> dict[str, Any]:
-    notices = load(store)
+    notices = _load_for_change(store, now)
     if notice_id == "latest":  # the newest ongoing notice
         ongoing = sorted((n for n in notices if not n.get("resolved_at")), key=lambda n: str(n.get("posted_at")))
         notice_id = ongoing[-1]["id"] if ongoing else notice_id
@@ -67,7 +106,7 @@ def resolve(store: Store, notice_id: str, message: str, *, who: str, now: dt.dat
     if notice.get("resolved_at"):
         raise ConfigError(f"notice {notice_id} was already resolved at {notice['resolved_at']}")
     notice.update(resolved_at=now.isoformat(), resolution=message.strip()[:2000] or None, resolved_by=who)
-    _save(store, notices)
+    _save(store, notices, now)
     audit.record(store, function, "status.notice.resolved", {"id": notice_id, "who": who})
     return notice
 
@@ -76,7 +115,7 @@ def resolve_from(store: Store, source: str, message: str, *, who: str, now: dt.d
                  function: str) -> list[str]:
     """Resolve every ongoing notice `source` posted (failback ends the failover notice)."""
     done = []
-    for n in load(store):
+    for n in _load_for_change(store, now):
         if n.get("source") == source and not n.get("resolved_at"):
             resolve(store, n["id"], message, who=who, now=now, function=function)
             done.append(n["id"])

@@ -25,6 +25,11 @@ from drkit.platform.config import json_list, secure_url
 
 MAX_TARGETS = 500
 MAX_WORKERS = 128  # one wave for typical target counts: total time ~ the slowest timeout
+# health-probe runs every minute with a 55 s limit; the probes must leave time for the data checks, the
+# records, the status page and the alerts: a target may wait at most this long, and every wave of them
+# together at most PROBE_BUDGET_S (a probe still running then is a failure of that target, not a killed run)
+MAX_TIMEOUT_S = 20.0
+PROBE_BUDGET_S = 30.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$")
 COMMON = {"name", "type", "timeout_s", "failure_threshold", "success_threshold", "failover"}
 KEYS = {
@@ -76,6 +81,7 @@ class Result:
     duration_s: float
     warning: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    threshold: int | None = None  # failures in a row before it is unhealthy, when not the target's own (1: at once)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "ok": self.ok, "detail": self.detail,
@@ -117,7 +123,7 @@ def _target(item: Any, label: str) -> Target:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"{label}: name must be 1-80 of A-Z a-z 0-9 _ . : - (it becomes a metric label)")
     args: dict[str, Any] = {"name": name, "type": kind}
-    args["timeout_s"] = _number(item, "timeout_s", 5.0, 0.05, 60.0, label)
+    args["timeout_s"] = _number(item, "timeout_s", 5.0, 0.05, MAX_TIMEOUT_S, label)
     args["failure_threshold"] = int(_number(item, "failure_threshold", 3, 1, 100, label))
     args["success_threshold"] = int(_number(item, "success_threshold", 2, 1, 100, label))
     args["failover"] = _bool(item, "failover", False, label)
@@ -212,8 +218,10 @@ def _pem(item: dict[str, Any], label: str) -> str | None:
 
 # -- runners ---------------------------------------------------------------------------
 
-def run_all(targets: Sequence[Target]) -> list[Result]:
-    """Probe every target concurrently (bounded pool); results in target order."""
+def run_all(targets: Sequence[Target], budget_s: float | None = None) -> list[Result]:
+    """Probe every target concurrently (bounded pool); results in target order. With `budget_s`, a probe that
+    has not answered by then is that target's failure (a server that trickles its answer cannot make the whole
+    run overrun its limit)."""
     if not targets:
         return []
     if any(t.type == "http" and not t.tls_verify for t in targets):
@@ -221,8 +229,28 @@ def run_all(targets: Sequence[Target]) -> list[Result]:
 
         # tls_verify: false is the operator's explicit choice: do not repeat urllib3's warning every minute
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(targets)), thread_name_prefix="probe") as pool:
-        return list(pool.map(run_one, targets))
+    from concurrent.futures import wait
+
+    pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(targets)), thread_name_prefix="probe")
+    try:
+        futures = [pool.submit(run_one, t) for t in targets]
+        wait(futures, timeout=budget_s)
+        return [f.result() if f.done() else
+                Result(t.name, t.type, False, f"no answer within the run's probe budget ({budget_s:g} s)",
+                       budget_s or 0.0) for f, t in zip(futures, targets, strict=True)]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def check_budget(targets: Sequence[Target]) -> list[str]:
+    """Whether every wave of targets fits PROBE_BUDGET_S with its slowest timeout (configuration problems)."""
+    waves = -(-len(targets) // MAX_WORKERS)
+    worst = waves * max((t.timeout_s for t in targets), default=0.0)
+    if worst > PROBE_BUDGET_S:
+        return [f"DRKIT_PROBES: {len(targets)} targets in {waves} wave(s) of {MAX_WORKERS} with timeouts up to "
+                f"{max(t.timeout_s for t in targets):g} s may take {worst:g} s; health-probe gives its probes "
+                f"{PROBE_BUDGET_S:g} s of its 55 s: lower timeout_s or split the targets"]
+    return []
 
 
 def run_one(target: Target) -> Result:

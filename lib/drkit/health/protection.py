@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from drkit.core.errors import DrkitError
 from drkit.health import probe
 from drkit.policy import layout
 from drkit.policy.durations import human, interval_or_default
-from drkit.storage import catalog
+from drkit.storage import catalog, chain, jobs, records, state
+from drkit.storage.records import RecordError
 from drkit.storage.store import Store
 
 
@@ -48,36 +53,59 @@ def protections_from_env(environ: Mapping[str, str], problems: list[str]) -> lis
 
 # -- data protection ----------------------------------------------------------------------
 
-def data_protection(store: Store, p: Protection, now: dt.datetime) -> list[probe.Result]:
+VERIFY_NEW = 8  # listed backups the catalog does not name yet, verified by their own signature each run
+
+
+def data_protection(store: Store, p: Protection, now: dt.datetime, seen: dict[str, int]) -> list[probe.Result]:
+    """The database's backups read against db-backup's signed catalog, and the signed run states.
+
+    `seen`: the highest catalog sequence number health-probe has seen per subject (updated here). Everything
+    that does not verify or parse is a failing result (alerted on its first run), never a crash."""
     db = p.database
-    out = []
-    entries = [e for e in catalog.list_backups(store, db) if e.complete]
-    if entries:
-        age = now - entries[0].time
-        ok = age <= p.rpo
-        out.append(probe.Result(f"backup-age:{db}", "backup", ok,
-                                f"newest backup {entries[0].id} is {_human(age)} old (RPO limit {_human(p.rpo)})",
-                                0.0, metrics={"backup_age_seconds": age.total_seconds(),
-                                              "backup_rpo_seconds": p.rpo.total_seconds()}))
+    v = catalog.trusted_view(store, db, now, verify_limit=VERIFY_NEW)
+    out = catalog_results(f"db:{db}", "db-backup", v, seen, now)
+    newest = v.newest
+    if newest is not None:
+        age = now - newest.time
+        ok = dt.timedelta(0) <= age <= p.rpo
+        detail = (f"newest backup {newest.id} is {_human(age)} old (RPO limit {_human(p.rpo)})" if age.total_seconds() >= 0
+                  else f"newest backup {newest.id} is dated {_human(-age)} in the future: a forged or clock-skewed "
+                       "backup; the RPO is not met until a genuine one is")
+        out.append(probe.Result(f"backup-age:{db}", "backup", ok, detail, 0.0,
+                                metrics={"backup_age_seconds": max(age.total_seconds(), 0.0),
+                                         "backup_rpo_seconds": p.rpo.total_seconds()}))
+        out += _newest_matches(store, v, newest, f"backup-match:{db}")
     else:
-        out.append(probe.Result(f"backup-age:{db}", "backup", False, "no complete backup in the bucket", 0.0,
+        out.append(probe.Result(f"backup-age:{db}", "backup", False, "no complete backup in the bucket"
+                                + (f" that db-backup signed ({len(v.untrusted)} untrusted)" if v.untrusted else ""), 0.0,
                                 metrics={"backup_rpo_seconds": p.rpo.total_seconds()}))
-    state = store.get_json_or_none(layout.state_key(db)) or {}
-    failures = int(state.get("consecutive_failures", 0))
-    last = state.get("last_run") or {}
-    out.append(probe.Result(f"backup-failures:{db}", "backup", failures == 0,
-                            "last backup run succeeded" if failures == 0 else
-                            f"{failures} failed backup run(s) since the last success; last error: {last.get('error')}",
-                            0.0, metrics={"backup_consecutive_failures": float(failures)}))
-    verify = store.get_json_or_none(layout.verify_state_key(db)) or {}
-    passed = verify.get("last_success") or {}
-    if passed.get("at"):
-        vage = now - dt.datetime.fromisoformat(passed["at"])
-        out.append(probe.Result(f"verify-age:{db}", "verify", vage <= p.verify_max_age,
-                                f"last verified restore {_human(vage)} ago (limit {_human(p.verify_max_age)})", 0.0,
-                                metrics={"verify_age_seconds": vage.total_seconds(),
+    try:
+        got = state.read(store, layout.state_key(db), state.BackupState, now)
+    except RecordError as exc:
+        out.append(_distrust(f"backup-failures:{db}", "backup", exc))
+    else:
+        failures = got.consecutive_failures if got else 0
+        last = got.last_run if got else None
+        out.append(probe.Result(f"backup-failures:{db}", "backup", failures == 0,
+                                "last backup run succeeded" if failures == 0 else
+                                f"{failures} failed backup run(s) since the last success; last error: "
+                                f"{last.error if last else None}", 0.0,
+                                metrics={"backup_consecutive_failures": float(failures)}))
+    try:
+        verify = state.read(store, layout.verify_state_key(db), state.VerifyState, now)
+    except RecordError as exc:
+        out.append(_distrust(f"verify-age:{db}", "verify", exc))
+        return out
+    passed = verify.last_success if verify else None
+    if passed is not None:
+        vage = now - passed.at
+        fresh = dt.timedelta(0) <= vage <= p.verify_max_age
+        out.append(probe.Result(f"verify-age:{db}", "verify", fresh,
+                                f"last verified restore {_human(vage)} ago (limit {_human(p.verify_max_age)})"
+                                if vage.total_seconds() >= 0 else "the last verification is dated in the future", 0.0,
+                                metrics={"verify_age_seconds": max(vage.total_seconds(), 0.0),
                                          "verify_max_age_seconds": p.verify_max_age.total_seconds()}))
-        duration = float(passed.get("duration_s") or 0.0)
+        duration = passed.duration_s or 0.0
         out.append(probe.Result(f"restore-duration:{db}", "verify", duration <= p.rto.total_seconds(),
                                 f"last verified restore took {_human(dt.timedelta(seconds=duration))} "
                                 f"(RTO {_human(p.rto)})", 0.0,
@@ -88,29 +116,100 @@ def data_protection(store: Store, p: Protection, now: dt.datetime) -> list[probe
     return out
 
 
-def config_protection(store: Store, max_age: dt.timedelta, now: dt.datetime) -> list[probe.Result]:
-    """config-backup: the newest complete archive is young enough, and the last run stored one."""
-    from drkit.configbackup import catalog
+def catalog_results(subject: str, writer: str, v: chain.View[Any], seen: dict[str, int],
+                    now: dt.datetime) -> list[probe.Result]:
+    """The catalog's integrity: believed, not rolled back, nothing it names missing, nothing planted beside it."""
+    name = f"catalog:{subject.split(':', 1)[1] if subject.startswith('db:') else subject}"
+    last = seen.get(subject, 0)
+    problems: list[str] = []
+    warning = None
+    head = v.head
+    if v.head_error:
+        problems.append(f"{writer}'s catalog head is not believed ({v.head_error})")
+    elif head is None and last:
+        problems.append(f"{writer}'s catalog head is gone (health-probe last saw sequence {last})")
+    elif head is None and v.trusted:
+        warning = f"no catalog head yet ({writer} writes one on its next run)"
+    elif head is not None and head.seq < last:
+        problems.append(f"{writer}'s catalog was rolled back: sequence {head.seq}, health-probe saw {last}")
+    if v.missing:
+        problems.append(f"{len(v.missing)} backup(s) the catalog names are missing from the bucket: "
+                        + ", ".join(f"{x.id} (seq {x.seq})" for x in v.missing[:5]))
+    if v.untrusted:
+        problems.append(f"{len(v.untrusted)} entr{'y' if len(v.untrusted) == 1 else 'ies'} in the listing not signed "
+                        f"by {writer} (planted?): " + ", ".join(e.id for e, _ in v.untrusted[:5]))
+    if head is not None and not v.head_error:
+        seen[subject] = max(last, head.seq, *(x.seq for x in v.adopted))
+    ok = not problems
+    detail = "; ".join(problems) if problems else (
+        f"catalog sequence {head.seq}: {len(head.live)} backups, all present" if head else "no catalog yet")
+    return [probe.Result(name, "integrity", ok, detail, 0.0, warning=warning, threshold=1,
+                         metrics={"catalog_problems": float(len(problems))})]
 
-    entries = [e for e in catalog.list_entries(store) if e.complete]
-    if entries:
-        age = now - entries[0].time
-        out = [probe.Result("config-age", "backup", age <= max_age,
-                            f"newest config backup {entries[0].id} is {_human(age)} old (limit {_human(max_age)})", 0.0,
-                            metrics={"config_backup_age_seconds": age.total_seconds()})]
+
+def _newest_matches(store: Store, v: chain.View[Any], newest: Any, name: str) -> list[probe.Result]:
+    """The newest backup's manifest is the one the catalog recorded, and its data object has the stored size:
+    a replaced or truncated backup is noticed before anyone restores it."""
+    link = next((x for x in (v.head.live if v.head else ()) if x.id == newest.id), None)
+    if link is None:
+        return []  # adopted: verified by its own signature in trusted_view
+    try:
+        data = store.get_bytes(newest.manifest_key)
+        manifest = json.loads(data)
+    except (DrkitError, ValueError) as exc:
+        return [probe.Result(name, "integrity", False, f"newest backup {newest.id}: manifest unreadable ({exc})", 0.0,
+                             threshold=1)]
+    problems = []
+    if hashlib.sha256(data).hexdigest() != link.sha256:
+        problems.append("its manifest is not the one its writer recorded (replaced?)")
+    size = getattr(newest, "size", None)
+    if isinstance(manifest, dict) and size is not None and manifest.get("bytes_out") != size:
+        problems.append(f"its data object is {size} bytes, the manifest says {manifest.get('bytes_out')} (replaced or cut?)")
+    return [probe.Result(name, "integrity", not problems, f"newest backup {newest.id}: "
+                         + ("; ".join(problems) if problems else "manifest and size as recorded"), 0.0, threshold=1)]
+
+
+def _distrust(name: str, kind: str, exc: RecordError) -> probe.Result:
+    return probe.Result(name, kind, False, f"record not believed: {exc}", 0.0, threshold=1)
+
+
+def config_protection(store: Store, max_age: dt.timedelta | None, now: dt.datetime, seen: dict[str, int]
+                      ) -> list[probe.Result]:
+    """config-backup: its catalog holds (whenever config backups exist) and, with `max_age` (DRKIT_CONFIG_MAX_AGE),
+    the newest trusted archive is young enough and the last run stored one."""
+    from drkit.configbackup import catalog as config_catalog
+
+    v = config_catalog.trusted_view(store, now, verify_limit=VERIFY_NEW)
+    if max_age is None and v.head is None and not v.head_error and not v.trusted and not v.untrusted \
+            and not seen.get("config"):
+        return []
+    out = catalog_results("config", "config-backup", v, seen, now)
+    if max_age is None:
+        return out
+    newest = v.newest
+    if newest is not None:
+        age = now - newest.time
+        out += _newest_matches(store, v, newest, "config-match")
+        out.append(probe.Result("config-age", "backup", dt.timedelta(0) <= age <= max_age,
+                                f"newest config backup {newest.id} is {_human(age)} old (limit {_human(max_age)})", 0.0,
+                                metrics={"config_backup_age_seconds": max(age.total_seconds(), 0.0)}))
     else:
-        out = [probe.Result("config-age", "backup", False, "no complete config backup in the bucket", 0.0)]
-    state = store.get_json_or_none(layout.CONFIG_STATE_KEY) or {}
-    last = state.get("last_run") or {}
-    failed_units = list(last.get("failed_units") or [])
-    ok = int(state.get("consecutive_failures", 0)) == 0 and not failed_units
+        out.append(probe.Result("config-age", "backup", False, "no complete config backup in the bucket", 0.0))
+    try:
+        got = state.read(store, layout.CONFIG_STATE_KEY, state.ConfigState, now)
+    except RecordError as exc:
+        return [*out, _distrust("config-failures", "backup", exc)]
+    last = got.last_run if got else None
+    failures = got.consecutive_failures if got else 0
+    failed_units = list(last.failed_units or []) if last else []
+    ok = failures == 0 and not failed_units
     detail = "last config backup run stored every source" if ok else (
-        f"last config backup failed: {last.get('error')}" if last.get("status") == "failed"
+        f"last config backup failed: {last.error if last else None}" if last and last.status == "failed"
         else f"last config backup was partial: {', '.join(failed_units)} failed")
     out.append(probe.Result("config-failures", "backup", ok, detail, 0.0, metrics={
-        "config_backup_consecutive_failures": float(state.get("consecutive_failures", 0)),
+        "config_backup_consecutive_failures": float(failures),
         "config_backup_failed_sources": float(len(failed_units)),
-        "config_drift_changes": float(last.get("drift_changes") or 0)}))
+        "config_drift_changes": float((last.drift_changes if last else 0) or 0)}))
     return out
 
 
@@ -120,31 +219,48 @@ def _human(d: dt.timedelta) -> str:
 
 # -- the scheduler ----------------------------------------------------------------------------
 
-SCHEDULE_STATUS_KEY = "status/schedule.json"  # written by the scheduler each tick (scheduling/runs.py)
 SCHEDULER_SILENT = dt.timedelta(minutes=10)
+FAILED = ("failed", "timed_out", "lost", "dispatch_failed")
 
 
-def schedule_protection(store: Store, now: dt.datetime) -> list[probe.Result]:
-    """The scheduler ticks, and every job it runs succeeded within its window (none when no scheduler
-    has written a status: drkit deployed without one, or before its first tick)."""
-    status = store.get_json_or_none(SCHEDULE_STATUS_KEY)
-    if not isinstance(status, dict) or not status.get("at"):
+def schedule_protection(store: Store, now: dt.datetime, seen: dict[str, int]) -> list[probe.Result]:
+    """The scheduler ticks, and every job it runs succeeded within its window. None before a scheduler wrote
+    its first status (drkit deployed without one); once health-probe has seen one, a missing or unbelieved
+    status is an alert (a deleted status must not silence the check)."""
+    try:
+        got = records.read(store, jobs.KEY, jobs.ScheduleStatus, now)
+    except RecordError as exc:
+        return [_distrust("scheduler", "schedule", exc)]
+    if got is None:
+        if seen.get("scheduler"):
+            return [probe.Result("scheduler", "schedule", False, "the scheduler's status is gone (health-probe saw one "
+                                 "before): the scheduler is not running, or someone deleted it", 0.0, threshold=1)]
         return []
-    age = now - dt.datetime.fromisoformat(status["at"])
-    out = [probe.Result("scheduler", "schedule", age <= SCHEDULER_SILENT,
-                        f"last tick {_human(age)} ago" if age <= SCHEDULER_SILENT else
+    seen["scheduler"] = 1
+    status = got.value
+    age = now - status.at
+    silent = age > SCHEDULER_SILENT
+    out = [probe.Result("scheduler", "schedule", not silent,
+                        f"last tick {_human(age)} ago" if not silent else
                         f"the scheduler is silent: last tick {_human(age)} ago (it ticks every minute); "
                         "check dr/scheduler's activations and its trigger", 0.0,
-                        metrics={"scheduler_last_tick_age_seconds": age.total_seconds()})]
-    for job in status.get("jobs") or []:
-        if not isinstance(job, dict) or job.get("job") == "health-probe":
+                        metrics={"scheduler_last_tick_age_seconds": max(age.total_seconds(), 0.0)})]
+    for job in status.jobs:
+        if job["job"] == "health-probe":
             continue
-        failed = job.get("state") in ("failed", "timed_out", "lost", "dispatch_failed")
-        ok = not failed and not job.get("overdue")
-        detail = (f"last run {job.get('state')}: {job.get('error')} (activation {job.get('activation_id')})" if failed
-                  else f"no success within {_human(dt.timedelta(seconds=float(job.get('within_s') or 0)))}"
-                  if job.get("overdue") else f"last run {job.get('state')}, next {job.get('next_run')}")
-        out.append(probe.Result(f"schedule:{job.get('name')}", "schedule", ok, detail, 0.0,
-                                metrics={"schedule_failures_in_a_row": float(job.get("failures_in_a_row") or 0),
-                                         "schedule_overdue": float(bool(job.get("overdue")))}))
+        failed = job["state"] in FAILED
+        overdue = job["overdue"] or (silent and _overdue_now(job, now))  # a silent scheduler updates nothing
+        ok = not failed and not overdue
+        detail = (f"last run {job['state']}: {job['error']} (activation {job['activation_id']})" if failed
+                  else f"no success within {_human(dt.timedelta(seconds=job['within_s']))}"
+                       f"{' (the scheduler is silent)' if silent and not job['overdue'] else ''}"
+                  if overdue else f"last run {job['state']}, next {job['next_run']}")
+        out.append(probe.Result(f"schedule:{job['name']}", "schedule", ok, detail, 0.0,
+                                metrics={"schedule_failures_in_a_row": float(job["failures_in_a_row"]),
+                                         "schedule_overdue": float(bool(overdue))}))
     return out
+
+
+def _overdue_now(job: Mapping[str, Any], now: dt.datetime) -> bool:
+    success = job.get("last_success")
+    return success is None or now - dt.datetime.fromisoformat(str(success)) > dt.timedelta(seconds=job["within_s"])

@@ -7,8 +7,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from drkit.core import log
 from drkit.health import notices, statuspage
+from drkit.health.memory import HealthState
 from drkit.policy import layout
+from drkit.storage import records
+from drkit.storage.records import RecordError
 from drkit.storage.store import Store
 
 PUBLIC_JSON = "public/status.json"
@@ -16,23 +20,31 @@ PUBLIC_HTML = "public/index.html"
 CACHE = "public, max-age=30"  # a minute's probe cycle: browsers and the Spaces CDN re-read within it
 
 
-def saved_states(store: Store) -> tuple[dict[str, Any], str | None]:
+def saved_states(store: Store, now: dt.datetime) -> tuple[dict[str, Any], str | None]:
     """health-probe's last target states and when it wrote them (nothing before its first run). An unreadable
-    state raises: republishing would otherwise replace a true page with "status not yet known"."""
-    saved = store.get_json_or_none(layout.HEALTH_STATE_KEY) or {}
-    if not isinstance(saved, dict):
+    or unbelieved state raises: republishing would otherwise replace a true page with "status not yet known"."""
+    got = records.read(store, layout.HEALTH_STATE_KEY, HealthState, now)
+    if got is None:
         return {}, None
-    return dict(saved.get("targets") or {}), saved.get("updated_at")
+    return dict(got.value.targets), got.value.updated_at.isoformat()
 
 
 def publish(store: Store, config: statuspage.PageConfig, now: dt.datetime,
-            states: Mapping[str, Mapping[str, Any]] | None = None, updated_at: str | None = None) -> dict[str, Any]:
-    """Render from the given states (health-probe's run) or the saved ones (the CLI), and write both objects."""
+            states: Mapping[str, Mapping[str, Any]] | None = None, updated_at: str | None = None,
+            failover: str | None = None) -> dict[str, Any]:
+    """Render from the given states (health-probe's run) or the saved ones (the CLI), and write both objects.
+    `failover`: the site traffic was moved to, when it is not the primary (the banner says so)."""
     if states is None:
-        states, updated_at = saved_states(store)
-    doc = statuspage.build(config, states, notices.load(store), now, updated_at)
+        states, updated_at = saved_states(store, now)
+    problem = None
+    try:
+        items = notices.load(store, now)
+    except RecordError as exc:  # a planted notice never reaches the public page
+        log.error("status notices not believed; publishing without them", error=exc.reason)
+        items, problem = [], exc.reason
+    doc = statuspage.build(config, states, items, now, updated_at, failover)
     store.put_bytes(PUBLIC_JSON, (json.dumps(doc, indent=1) + "\n").encode(), "application/json",
                     public=True, cache_control=CACHE)
     store.put_bytes(PUBLIC_HTML, statuspage.render_html(doc).encode(), "text/html; charset=utf-8",
                     public=True, cache_control=CACHE)
-    return doc
+    return doc | ({"notices_error": problem} if problem else {})

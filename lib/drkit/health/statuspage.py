@@ -19,6 +19,7 @@ from drkit.core.errors import ConfigError
 
 STATUSES = ("operational", "degraded", "down", "unknown")  # worst last but one; unknown: not probed yet
 NOTICE_SEVERITIES = ("info", "minor", "major")
+NOTICE_STATUS = {"info": "operational", "minor": "degraded", "major": "down"}  # what an open notice makes the banner
 RESOLVED_SHOWN = dt.timedelta(days=7)  # resolved notices stay on the page this long
 
 
@@ -116,8 +117,11 @@ def service_status(service: Service, states: Mapping[str, Mapping[str, Any]]) ->
 
 
 def build(config: PageConfig, states: Mapping[str, Mapping[str, Any]], notices: Sequence[Mapping[str, Any]],
-          now: dt.datetime, updated_at: str | None) -> dict[str, Any]:
-    """The public JSON document (also what the HTML shows)."""
+          now: dt.datetime, updated_at: str | None, failover: str | None = None) -> dict[str, Any]:
+    """The public JSON document (also what the HTML shows). The banner is the worst of the services, the
+    open notices (major: down, minor: degraded) and a failover in progress (`failover`: the site traffic
+    was moved to, or is being moved to): a page never says "All systems operational" during an incident
+    its operators have declared."""
     services = []
     for svc in config.services:
         status, since, detail = service_status(svc, states)
@@ -127,6 +131,9 @@ def build(config: PageConfig, states: Mapping[str, Mapping[str, Any]], notices: 
         services.append(entry)
     order = {"operational": 0, "unknown": 1, "degraded": 2, "down": 3}
     worst = max((s["status"] for s in services), key=order.__getitem__, default="unknown")
+    declared = max((NOTICE_STATUS.get(str(n.get("severity")), "operational") for n in notices
+                    if not n.get("resolved_at")), key=order.__getitem__, default="operational")
+    banner = max([worst, declared, "degraded" if failover else "operational"], key=order.__getitem__)
     shown = []
     for n in notices:
         resolved = n.get("resolved_at")
@@ -138,8 +145,14 @@ def build(config: PageConfig, states: Mapping[str, Mapping[str, Any]], notices: 
     open_first = [n for n in shown if not n["resolved_at"]] + [n for n in shown if n["resolved_at"]]
     summary = {"operational": "All systems operational", "degraded": "Some systems are degraded",
                "down": "Some systems are down", "unknown": "Status not yet known"}[worst]
-    doc = {"title": config.title, "status": worst, "summary": summary, "updated_at": updated_at or now.isoformat(),
+    if banner == "down" and worst != "down":
+        summary = "Major outage"
+    elif banner == "degraded" and worst != "degraded":
+        summary = "Running on our disaster-recovery site" if failover and declared == "operational" else "Degraded service"
+    doc = {"title": config.title, "status": banner, "summary": summary, "updated_at": updated_at or now.isoformat(),
            "services": services, "notices": open_first}
+    if failover:
+        doc["failover"] = {"in_progress": True}
     redacted: dict[str, Any] = redact(doc, config.private)
     return redacted
 

@@ -1,8 +1,10 @@
 """Gathers the report's evidence from the bucket: backups, verifications, config backups, audit events, schedule.
 
-Reads only. Backup manifests are believed only when signed by a trusted key (a manifest that
-is not shows as such in the report); verification reports, state and audit events are the
-functions' own unsigned records and are shown as records, not as proof of data.
+Reads only, and believes only signed records from their rightful writer: backups from db-backup's
+catalog and manifests, verifications from restore-verify, each audit event from the role that performs
+that action (`EVIDENCE_WRITERS`: a `failover.drill` event counts only from dns-failover, health-probe or
+an operator). Whatever is there but not believed is left out of every figure and listed in
+`untrusted`, which the report shows as findings.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from drkit.configbackup import catalog as config_catalog
-from drkit.core.errors import DrkitError, StoreError
+from drkit.core.errors import DrkitError
+from drkit.health.memory import HealthState
 from drkit.policy import layout
-from drkit.storage import catalog
+from drkit.storage import audit, catalog, jobs, markers, records, state
+from drkit.storage.markers import VerifyReport
+from drkit.storage.records import Record
 from drkit.storage.store import Store
 
 WINDOW = dt.timedelta(days=30)
@@ -27,7 +32,16 @@ _AUDIT_RE = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-([a-z]+(?:-[a-z]+)*)-([a-z_.]+)-
 # the events the report reads in full (the rest are counted from their keys)
 READ_ACTIONS = ("backup.failed", "verify.failed", "verify.passed", "restore.completed", "restore.failed",
                 "snapshot.created", "snapshot.started", "snapshot.deleted", "config.backup.failed", "failover.")
-SCHEDULE_STATUS_KEY = "status/schedule.json"
+# which role's event is evidence of each action (prefix -> writers)
+EVIDENCE_WRITERS: dict[str, tuple[str, ...]] = {
+    "backup.": ("db-backup",), "verify.": ("restore-verify",), "restore.": ("operator",),
+    "snapshot.": ("snapshot-rotate",), "config.backup.": ("config-backup",),
+    "failover.": ("dns-failover", "health-probe", "operator"),
+}
+
+
+def rightful(action: str) -> tuple[str, ...]:
+    return next((w for prefix, w in EVIDENCE_WRITERS.items() if action.startswith(prefix)), ())
 
 
 @dataclass(frozen=True)
@@ -43,81 +57,115 @@ def _read_all(store: Store, items: Sequence[Any], reader: Any) -> list[Any]:
         return list(pool.map(reader, items))
 
 
-def audit_events(store: Store, now: dt.datetime, window: dt.timedelta = WINDOW,
+def audit_events(store: Store, now: dt.datetime, untrusted: list[str], window: dt.timedelta = WINDOW,
                  only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Audit events of the window (listed a month at a time): time, function and action from the key,
-    details read for the actions the report shows. `only`: keep just these action prefixes."""
+    """The audit events of the window the report shows (listed a month at a time), each read and believed only
+    from its rightful writer; `only`: keep just these action prefixes. What is not believed goes to `untrusted`."""
     found = []
     month = (now - window).date().replace(day=1)
     while month <= now.date():
         for obj in store.list_objects(f"audit/{month:%Y/%m}/"):
             m = _AUDIT_RE.match(obj.key.rsplit("/", 1)[-1])
-            if not m or (only and not m.group(4).startswith(only)):
+            if not m or not m.group(4).startswith(READ_ACTIONS) or (only and not m.group(4).startswith(only)):
                 continue
             at = dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(
                 tzinfo=dt.UTC, microsecond=int(m.group(2)) * 1000)
             if now - window <= at <= now:
                 found.append({"at": at.isoformat(), "function": m.group(3), "action": m.group(4), "key": obj.key})
         month = (month + dt.timedelta(days=32)).replace(day=1)
-    wanted = [e for e in found if e["action"].startswith(READ_ACTIONS)]
 
-    def read(event: dict[str, Any]) -> dict[str, Any]:
+    def read(event: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
         try:
-            body = store.get_json_or_none(event["key"]) or {}
-        except DrkitError:
-            body = {}
-        return dict(body.get("details") or {}) if isinstance(body, dict) else {}
+            got = audit.read(store, event["key"], now)
+        except DrkitError as exc:
+            return None, f"audit event {event['key']}: {exc}"
+        if got is None:
+            return None, None
+        if got.value.action != event["action"]:
+            return None, f"audit event {event['key']}: says {got.value.action!r}, its name {event['action']!r}"
+        if got.writer not in rightful(event["action"]):
+            return None, (f"audit event {event['key']}: {event['action']} written by {got.writer}; only "
+                          f"{', '.join(rightful(event['action']))} perform it")
+        return event | {"writer": got.writer, "details": dict(got.value.details)}, None
 
-    for event, details in zip(wanted, _read_all(store, wanted, read), strict=True):
-        event["details"] = details
-    return sorted(found, key=lambda e: e["at"])
+    out = []
+    for event, problem in _read_all(store, found, read):
+        if problem:
+            untrusted.append(problem)
+        if event is not None:
+            out.append(event)
+    return sorted(out, key=lambda e: e["at"])
 
 
-def _backup(store: Store, entry: catalog.Entry, trusted: Sequence[Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": entry.id, "time": entry.time.isoformat(), "complete": entry.complete,
-                           "stored_bytes": entry.size, "pinned": entry.pinned, "verified": entry.verified}
+def _record(store: Store, key: str, cls: type[Record], now: dt.datetime, untrusted: list[str]) -> Any:
+    """A signed record's value (None when missing); one not believed is listed in `untrusted`."""
+    try:
+        got = records.read(store, key, cls, now)
+    except DrkitError as exc:
+        untrusted.append(str(exc))
+        return None
+    return got.value if got else None
+
+
+def _backup(store: Store, entry: catalog.Entry, trusted: bool, marks: markers.Markers, now: dt.datetime,
+            untrusted: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": entry.id, "time": entry.time.isoformat(), "complete": entry.complete and trusted,
+                           "stored_bytes": entry.size, "pinned": entry.id in marks.pinned,
+                           "verified": entry.id in marks.verified}
     if not entry.complete:
         return row
+    if not trusted:
+        return row | {"signature": "not trusted: not in db-backup's catalog and not signed by db-backup"}
     try:
-        manifest = catalog.read_manifest(store, entry, trusted)
+        manifest = catalog.read_manifest(store, entry)
         row.update(signature="trusted", dump_bytes=manifest.get("bytes_in"), duration_s=manifest.get("duration_s"),
                    finished_at=manifest.get("finished_at"))
     except DrkitError as exc:
         row.update(signature=f"not trusted: {exc}"[:200])
     if layout.REPORT_SUFFIX in entry.objects:
-        try:
-            report = store.get_json_or_none(layout.marker_key(entry.database, entry.id, layout.REPORT_SUFFIX)) or {}
-        except DrkitError:
-            report = {}
-        restore = report.get("restore") or {}
-        row["verification"] = {"status": report.get("status"), "finished_at": report.get("finished_at"),
-                               "restore_s": restore.get("duration_s"), "error": report.get("error")}
+        report = _record(store, layout.marker_key(entry.database, entry.id, layout.REPORT_SUFFIX), VerifyReport, now,
+                         untrusted)
+        if report is not None:
+            restore = report.restore or {}
+            row["verification"] = {"status": report.status, "finished_at": report.finished_at.isoformat(),
+                                   "restore_s": restore.get("duration_s"), "error": report.error}
     return row
 
 
-def database(store: Store, name: str, limits: Limits, trusted: Sequence[Any], now: dt.datetime,
+def database(store: Store, name: str, limits: Limits, now: dt.datetime, untrusted: list[str],
              window: dt.timedelta = WINDOW) -> dict[str, Any]:
+    v = catalog.trusted_view(store, name, now)
     entries = catalog.list_backups(store, name)
+    trusted = v.trusted_ids()
+    untrusted += [f"{name} {e.id}: {why}" for e, why in v.untrusted]
+    untrusted += [f"{name} {x.id} (seq {x.seq}): in db-backup's catalog, missing from the bucket" for x in v.missing]
+    if v.head_error:
+        untrusted.append(f"{name}: catalog head: {v.head_error}")
+    marks = markers.read_markers(store, v.trusted, now)
+    untrusted += [f"{name} {p}" for p in marks.problems]
     recent = [e for e in entries if e.time >= now - window]
-    before = next((e for e in entries if e.time < now - window and e.complete), None)  # the age at the window start
-    rows = _read_all(store, recent + ([before] if before else []), lambda e: _backup(store, e, trusted))
-    try:
-        verify_state = store.get_json_or_none(layout.verify_state_key(name)) or {}
-        backup_state = store.get_json_or_none(layout.state_key(name)) or {}
-    except StoreError:
-        verify_state, backup_state = {}, {}
+    before = next((e for e in entries if e.time < now - window and e.id in trusted), None)  # the age at the window start
+    rows = _read_all(store, recent + ([before] if before else []),
+                     lambda e: _backup(store, e, e.id in trusted, marks, now, untrusted))
+    verify_state = _record(store, layout.verify_state_key(name), state.VerifyState, now, untrusted)
+    backup_state = _record(store, layout.state_key(name), state.BackupState, now, untrusted)
     return {"name": name, "rpo_s": limits.rpo_s, "rto_s": limits.rto_s, "verify_max_age_s": limits.verify_max_age_s,
-            "backups": rows, "count_all": len(entries), "state": backup_state, "verify_state": verify_state}
+            "backups": rows, "count_all": len(trusted),
+            "state": backup_state.to_json() if backup_state else {},
+            "verify_state": verify_state.to_json() if verify_state else {}}
 
 
-def config_backups(store: Store, trusted: Sequence[Any], now: dt.datetime,
+def config_backups(store: Store, now: dt.datetime, untrusted: list[str],
                    window: dt.timedelta = WINDOW) -> dict[str, Any]:
-    entries = [e for e in config_catalog.list_entries(store) if e.time >= now - window and e.complete]
+    v = config_catalog.trusted_view(store, now)
+    untrusted += [f"config {e.id}: {why}" for e, why in v.untrusted]
+    untrusted += [f"config {x.id} (seq {x.seq}): in config-backup's catalog, missing from the bucket" for x in v.missing]
+    entries = [e for e in v.trusted if e.time >= now - window]
 
     def read(entry: config_catalog.ConfigEntry) -> dict[str, Any]:
         row: dict[str, Any] = {"id": entry.id, "time": entry.time.isoformat(), "stored_bytes": entry.size}
         try:
-            m = config_catalog.read_manifest(store, entry, trusted)
+            m = config_catalog.read_manifest(store, entry)
         except DrkitError as exc:
             return row | {"signature": f"not trusted: {exc}"[:200]}
         sources = m.get("sources") or []
@@ -127,32 +175,28 @@ def config_backups(store: Store, trusted: Sequence[Any], now: dt.datetime,
                       "failed": [s.get("name") for s in sources if s.get("status") != "ok"],
                       "drift": drift.get("summary"), "drift_changes": sum((drift.get("counts") or {}).values())}
 
-    try:
-        state = store.get_json_or_none(layout.CONFIG_STATE_KEY) or {}
-    except StoreError:
-        state = {}
-    return {"backups": _read_all(store, entries, read), "state": state}
+    config_state = _record(store, layout.CONFIG_STATE_KEY, state.ConfigState, now, untrusted)
+    return {"backups": _read_all(store, entries, read), "state": config_state.to_json() if config_state else {}}
 
 
-def gather(store: Store, limits: dict[str, Limits], trusted: Sequence[Any], now: dt.datetime,
-           window: dt.timedelta = WINDOW) -> dict[str, Any]:
+def gather(store: Store, limits: dict[str, Limits], now: dt.datetime, window: dt.timedelta = WINDOW) -> dict[str, Any]:
     """Everything the report shows, as plain JSON (kept beside each report as its evidence)."""
     names = sorted(set(limits) | set(catalog.list_databases(store)))
     default = Limits(75 * 60, 8 * 86400, 4 * 3600)
-    try:
-        schedule = store.get_json_or_none(SCHEDULE_STATUS_KEY) or {}
-        health = store.get_json_or_none(layout.HEALTH_STATE_KEY) or {}
-    except StoreError:
-        schedule, health = {}, {}
-    return {"format": "drkit.dr-evidence/1", "generated_at": now.isoformat(), "window_days": window.days,
-            "trusted_keys": len(trusted),
-            "databases": [database(store, n, limits.get(n, default), trusted, now, window) for n in names],
-            "config": config_backups(store, trusted, now, window),
-            "events": audit_events(store, now, window),
-            # the DR testing schedule looks further back: quarterly and annual tests
-            "test_events": audit_events(store, now, TESTS_WINDOW, only=("failover.", "restore.", "verify.passed")),
-            "schedule": schedule if isinstance(schedule, dict) else {},
-            "health": health if isinstance(health, dict) else {}}
+    untrusted: list[str] = []
+    schedule = _record(store, jobs.KEY, jobs.ScheduleStatus, now, untrusted)
+    health = _record(store, layout.HEALTH_STATE_KEY, HealthState, now, untrusted)
+    out = {"format": "drkit.dr-evidence/2", "generated_at": now.isoformat(), "window_days": window.days,
+           "trusted_keys": len(store.identity.trust.keys()),
+           "databases": [database(store, n, limits.get(n, default), now, untrusted, window) for n in names],
+           "config": config_backups(store, now, untrusted, window),
+           "events": audit_events(store, now, untrusted, window),
+           # the DR testing schedule looks further back: quarterly and annual tests
+           "test_events": audit_events(store, now, untrusted, TESTS_WINDOW, only=("failover.", "restore.", "verify.passed")),
+           "schedule": {k: v for k, v in schedule.to_json().items() if k != "cache"} if schedule else {},
+           "health": health.to_json() if health else {}}
+    out["untrusted"] = sorted(set(untrusted))
+    return out
 
 
 def of(events: Iterable[dict[str, Any]], *prefixes: str) -> list[dict[str, Any]]:

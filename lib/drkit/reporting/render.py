@@ -133,10 +133,17 @@ def snapshots_section(events: Sequence[Mapping[str, Any]]) -> str:
             + charts.bar_chart("snapshots per resource in the period", bars, chart_id="snapshots") + "</section>")
 
 
-def schedule_section(schedule: Mapping[str, Any]) -> tuple[str, list[str]]:
+SCHEDULER_SILENT_S = 600.0  # health-probe's limit too (health/protection.py)
+
+
+def schedule_section(schedule: Mapping[str, Any], now: dt.datetime | None = None) -> tuple[str, list[str]]:
     jobs = [j for j in schedule.get("jobs") or [] if isinstance(j, dict)]
     problems = [f"scheduled job {j.get('name')}: {j.get('state')}" for j in jobs
                 if j.get("state") in ("failed", "timed_out", "lost", "dispatch_failed") or j.get("overdue")]
+    if now is not None and schedule.get("at"):  # seen here even without a heartbeat monitor
+        silent = (now - dt.datetime.fromisoformat(str(schedule["at"]))).total_seconds()
+        if silent > SCHEDULER_SILENT_S:
+            problems.insert(0, f"the scheduler is silent: last tick {human(silent)} ago")
     rows = [[e(str(j.get("name"))), _flag(j.get("state") not in ("failed", "timed_out", "lost", "dispatch_failed")
                                           and not j.get("overdue"), str(j.get("state")) + (" (overdue)" if j.get("overdue") else "")),
              e(_when(j.get("last_success"))), e(_when(j.get("next_run")))] for j in jobs]
@@ -189,13 +196,20 @@ def render(evidence: Mapping[str, Any], now: dt.datetime) -> tuple[str, list[str
     sections.append(body)
     problems += found
     sections.append(snapshots_section(events))
-    body, found = schedule_section(evidence.get("schedule") or {})
+    body, found = schedule_section(evidence.get("schedule") or {}, now)
     sections.append(body)
     problems += found
     sections.append(failover_section(test_events))
     tests = testing.schedule(evidence.get("databases") or [], test_events, now)
     problems += [f"{r['test']}: overdue" for r in tests if r["overdue"]]
     problems += [f"{r['test']}: last result {r['result']}" for r in tests if r["failed"]]
+    untrusted = list(evidence.get("untrusted") or [])
+    problems += [f"not believed: {u}" for u in untrusted]
+    if untrusted:
+        sections.append('<section id="untrusted"><h2>Records not believed</h2><p class="muted">In the bucket, but not '
+                        "signed by the function that writes them: left out of every figure above.</p>"
+                        + _table(["record", "why"], [[e(u.split(": ", 1)[0]), e(u.split(": ", 1)[-1])]
+                                                     for u in untrusted[:200]], "untrusted") + "</section>")
     verdict = ("Every database is within its RPO and RTO, and every DR test is up to date." if not problems
                else f"{len(problems)} finding(s): " + "; ".join(problems[:8]) + ("; …" if len(problems) > 8 else ""))
     trust = (f"Backup facts come from manifests signed by one of {evidence.get('trusted_keys')} trusted key(s)."
