@@ -10,7 +10,9 @@ field the spec's `Activation` definition requires.
 What an invoked function does is up to the test: `outcomes[action]` is `succeeded` (default),
 `failed`, `timed_out` or `lost` (never a record: 404 forever); a `runner(action, params)` runs it for
 real (in-process `handle`) and its result decides. `fail_next(status, times, retry_after)` answers the
-next invokes with 429/5xx.
+next invokes with 429/5xx; `hang_s` makes each invoke answer that late (after the function started);
+`clock` dates the activation records (a test's simulated time). `GET …/activations` lists the finished
+ones (name, since, upto, limit, docs), as the scheduler does to find a dispatch whose answer was lost.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class FakeWhisk:
     requests: list[tuple[str, str]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     _faults: list[tuple[int, int, int | None]] = field(default_factory=list)  # (status, times, retry_after)
+    clock: Callable[[], float] = time.time  # the activations' start and end (a test's simulated clock)
+    duration_s: float = 0.0  # how long each simulated activation runs, by its record
+    hang_s: float = 0.0  # an invoke that answers this late (after the activation started)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -165,6 +170,8 @@ class FakeWhisk:
             return self._invoke(f"{segments[3]}/{segments[4]}", url.query, raw)
         if template == "/namespaces/{namespace}/activations/{activationid}" and method == "GET":
             return self._activation(segments[3])
+        if template == "/namespaces/{namespace}/activations" and method == "GET":
+            return self._list(parse_qs(url.query))
         return self._violation(f"{method} {template}: not something drkit should call")
 
     def _invoke(self, action: str, query: str, raw: bytes) -> tuple[int, Any, dict[str, str]]:
@@ -189,10 +196,12 @@ class FakeWhisk:
         outcome = self.outcomes.get(action.split("/", 1)[1], "succeeded")
         if outcome != "lost":
             threading.Thread(target=self._finish, args=(inv, outcome), daemon=True).start()
+        if self.hang_s:
+            time.sleep(self.hang_s)  # the function runs; its caller waits (and may give up)
         return 202, {"activationId": inv.activation_id}, {}
 
     def _finish(self, inv: Invocation, outcome: str) -> None:
-        start = int(time.time() * 1000)
+        start = int(self.clock() * 1000)
         if self.runner is not None and outcome == "succeeded":
             try:
                 result = self.runner(inv.action.split("/", 1)[1], inv.params)
@@ -207,7 +216,9 @@ class FakeWhisk:
             success, status = False, "developer error"
         else:
             result, success, status = {"ok": True, "status": "ok", "decision": "done"}, True, "success"
-        end = int(time.time() * 1000)
+        if self.runner is None and isinstance(inv.params.get("dispatch_ref"), str):
+            result["dispatch_ref"] = inv.params["dispatch_ref"]  # what drkit's edge does (platform/runtime.py)
+        end = int(self.clock() * 1000) + int(self.duration_s * 1000)
         record = {"namespace": self.namespace, "name": inv.action.split("/", 1)[1], "version": "0.0.1",
                   "publish": False, "subject": self.namespace, "activationId": inv.activation_id,
                   "start": start, "end": end, "duration": end - start, "statusCode": 0 if success else 1,
@@ -228,6 +239,22 @@ class FakeWhisk:
         if missing:
             return self._violation(f"activation record lacks {missing}")
         return 200, record, {}
+
+    def _list(self, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        """Finished activations, newest first, filtered by `name` and `since`/`upto` (ms); full records with
+        `docs=true`, as OpenWhisk lists them (a running activation has no record yet, so it is not listed)."""
+        name = query.get("name", [""])[-1]
+        since = int(query.get("since", ["0"])[-1])
+        upto = int(query.get("upto", [str(2**62)])[-1])
+        limit = int(query.get("limit", ["30"])[-1])
+        docs = query.get("docs", ["false"])[-1] == "true"
+        with self._lock:
+            found = [i.record for i in self.invocations if i.record is not None
+                     and (not name or i.action == name or i.action.split("/", 1)[1] == name)
+                     and since <= i.record["start"] <= upto]
+        found.sort(key=lambda r: r["start"], reverse=True)
+        out = [r if docs else {k: v for k, v in r.items() if k not in ("response", "logs")} for r in found[:limit]]
+        return 200, out, {}
 
     def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Until every invoked activation that will finish has its record."""

@@ -45,6 +45,12 @@ DEFAULTS: dict[str, tuple[str, dt.timedelta]] = {
     "restore-verify": ("17 3 * * 1", dt.timedelta(days=8)),
     "report": ("40 5 * * *", dt.timedelta(hours=26)),
 }
+# each job's own time limit (project.yml's `timeout`): a run younger than this may still be going
+LIMITS: dict[str, dt.timedelta] = {
+    "health-probe": dt.timedelta(seconds=55), "db-backup": dt.timedelta(minutes=15),
+    "config-backup": dt.timedelta(minutes=15), "snapshot-rotate": dt.timedelta(minutes=5),
+    "restore-verify": dt.timedelta(minutes=15), "report": dt.timedelta(minutes=5),
+}
 KEYS = ("job", "cron", "within", "enabled", "databases")
 MAX_CATCH_UP_SCAN = 10_000  # slots counted back when saying how many were missed
 
@@ -182,6 +188,11 @@ def due(s: Slot, last_slot: dt.datetime | None, now: dt.datetime) -> Due | None:
         while missed < MAX_CATCH_UP_SCAN and _aware(it.get_prev(dt.datetime)) > last_slot:
             missed += 1
     return Due(newest, missed)
+
+
+def window_end(s: Slot, slot: dt.datetime) -> dt.datetime:
+    """Until when a slot that did not start may still be started: its next firing (then that one is due)."""
+    return s.next(slot)
 
 
 def stamp(t: dt.datetime) -> str:

@@ -15,6 +15,7 @@ risking a second backup.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,17 +29,21 @@ from drkit.core.secret import Secret
 from drkit.platform.config import secure_url
 
 PACKAGE = "dr"
+DISPATCH_REF = "dispatch_ref"  # the invoke parameter every function echoes in its result (platform/runtime.py)
 RETRY_STATUSES = (429, 503)
 MAX_ATTEMPTS = 4
 MAX_WAIT_S = 20.0
 
 
 class DispatchError(DrkitError):
-    """An invoke that failed; `uncertain` when the function may have started anyway."""
+    """An invoke that failed; `uncertain` when the function may have started anyway, `retryable` when it
+    certainly did not and a later try may succeed (too many requests, unavailable, connection refused);
+    neither: the namespace refused it for good (a revoked key, a missing function)."""
 
-    def __init__(self, message: str, *, uncertain: bool, http_status: int | None = None):
+    def __init__(self, message: str, *, uncertain: bool, http_status: int | None = None, retryable: bool = False):
         self.uncertain = uncertain
         self.http_status = http_status
+        self.retryable = retryable and not uncertain
         super().__init__(message)
 
 
@@ -94,7 +99,7 @@ class FunctionsApi:
             except requests.ConnectionError as exc:
                 if _refused(exc):  # nothing was sent: the namespace did not accept it
                     raise DispatchError(f"the Functions API at {self.host} refused the connection",
-                                        uncertain=False) from None
+                                        uncertain=False, retryable=True) from None
                 raise DispatchError(f"invoking dr/{action}: the connection failed after the request was sent "
                                     "(it may have started)", uncertain=True) from None
             except requests.RequestException as exc:
@@ -114,8 +119,27 @@ class FunctionsApi:
             uncertain = r.status_code >= 500 and r.status_code not in RETRY_STATUSES
             raise DispatchError(f"invoking dr/{action}: HTTP {r.status_code} {_error(r)}"
                                 + (" (it may have started)" if uncertain else ""),
-                                uncertain=uncertain, http_status=r.status_code)
+                                uncertain=uncertain, http_status=r.status_code,
+                                retryable=r.status_code in RETRY_STATUSES)
         raise AssertionError("unreachable")
+
+    def find(self, action: str, dispatch_ref: str, since: dt.datetime, limit: int = 200) -> dict[str, Any] | None:
+        """The finished activation of `<package>/<action>` whose result echoes `dispatch_ref` (a dispatch whose
+        answer was lost: did it start after all?), among those since `since`; None when there is none yet."""
+        r = self._request("GET", self._url("activations"),
+                          params={"name": f"{self.package}/{action}", "since": str(int(since.timestamp() * 1000)),
+                                  "limit": str(limit), "docs": "true"})
+        if r.status_code != 200:
+            raise DrkitError(f"listing activations of dr/{action}: HTTP {r.status_code} {_error(r)}")
+        try:
+            found = r.json()
+        except ValueError:
+            return None
+        for record in found if isinstance(found, list) else []:
+            result = ((record or {}).get("response") or {}).get("result") if isinstance(record, dict) else None
+            if isinstance(result, dict) and result.get(DISPATCH_REF) == dispatch_ref:
+                return dict(record)
+        return None
 
     def activation(self, activation_id: str) -> dict[str, Any] | None:
         """The activation record, or None while it has none yet (running, or never started)."""
@@ -148,6 +172,14 @@ def _retry_after(header: str | None, attempt: int) -> float:
     if header and header.strip().isdigit():
         return min(float(header.strip()), MAX_WAIT_S)
     return min(2.0 ** (attempt - 1), MAX_WAIT_S)
+
+
+def ended_at(record: Mapping[str, Any]) -> dt.datetime | None:
+    """When the activation ended, by its own record (`end`, ms since the epoch)."""
+    end = record.get("end")
+    if isinstance(end, (int, float)) and not isinstance(end, bool) and end > 0:
+        return dt.datetime.fromtimestamp(end / 1000, dt.UTC)
+    return None
 
 
 def outcome(record: Mapping[str, Any]) -> tuple[str, str | None, int | None]:
