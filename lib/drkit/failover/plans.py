@@ -9,18 +9,22 @@ Plan (JSON, DRKIT_FAILOVER_PLAN or the signed Spaces object DRKIT_FAILOVER_PLAN_
      "apps": [{"id": "<app uuid>", "redeploy_on": ["dr"]}],
      "health": {"primary": "https://primary.example.net/health", "dr": "https://dr.example.net/health"},
      "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
-     "min_hold": "30m", "auto_failback": false}"""
+     "min_hold": "30m", "auto_failback": false, "version": 3}
+
+`version` (a whole number, default 0) only ever grows: dns-failover remembers the highest version it
+acted on (in its signed state) and refuses an older signed plan replayed over the current one;
+`drkit failover plan push` sets it to one more than the plan in the bucket when the file has none."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from drkit.core.errors import ConfigError
 from drkit.policy.durations import parse_interval
 
+WRITERS = ("operator",)  # whose key signs a failover plan kept in the bucket
 RECORD_TYPES = ("A", "AAAA", "CNAME")
 MIN_TTL = 30
 
@@ -48,6 +52,7 @@ class Plan:
     trigger_labels: Mapping[str, str] = field(default_factory=dict)
     min_hold: dt.timedelta = dt.timedelta(minutes=30)
     auto_failback: bool = False
+    version: int = 0
 
     @property
     def primary(self) -> str:
@@ -59,14 +64,17 @@ class Plan:
 
 
 def parse_plan(text: str, where: str = "DRKIT_FAILOVER_PLAN") -> Plan:
+    from drkit.platform.strictjson import StrictJSONError, loads
+
     try:
-        p = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where} is not valid JSON ({exc})") from None
+        p: object = loads(text.encode())  # a key given twice is refused, never "the last one wins"
+    except StrictJSONError as exc:
+        raise ConfigError(f"{where} is not acceptable JSON ({str(exc).replace('body', 'the plan')})") from None
     if not isinstance(p, dict):
         raise ConfigError(f"{where} must be a JSON object")
     problems: list[str] = []
-    unknown = sorted(set(p) - {"sites", "records", "reserved_ips", "apps", "health", "trigger", "min_hold", "auto_failback"})
+    unknown = sorted(set(p) - {"sites", "records", "reserved_ips", "apps", "health", "trigger", "min_hold", "auto_failback",
+                               "version"})
     if unknown:
         problems.append(f"{where}: unknown keys {', '.join(unknown)}")
     sites = p.get("sites")
@@ -126,7 +134,11 @@ def parse_plan(text: str, where: str = "DRKIT_FAILOVER_PLAN") -> Plan:
         problems.append(f"{where}: auto_failback must be true or false")
     if not records and not ips:
         problems.append(f"{where}: nothing to move: give records and/or reserved_ips")
+    version = p.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**53:
+        problems.append(f"{where}: version must be a whole number (it only ever grows)")
+        version = 0
     if problems:
         raise ConfigError(problems)
     return Plan(tuple(sites), tuple(records), tuple(ips), tuple(apps), health, trigger, hold,
-                bool(p.get("auto_failback", False)))
+                bool(p.get("auto_failback", False)), version)

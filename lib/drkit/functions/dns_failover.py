@@ -23,21 +23,28 @@ from drkit.core import log
 from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import ConfigError
 from drkit.digitalocean.api import DoApi
+from drkit.failover.deliveries import Delivery
 from drkit.failover.service import FUNCTION, Settings, execute
 from drkit.failover.webhook import AuthConfig, Trigger, authenticate, parse_payload
-from drkit.platform.config import collect_spaces, spaces_from_env, trusted_keys
+from drkit.platform import identity
+from drkit.platform.config import collect_spaces, spaces_from_env
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
 from drkit.platform.web import HttpRequest
-from drkit.storage import audit
+from drkit.storage import audit, records
+from drkit.storage.records import RecordError
 from drkit.storage.store import Store
 
 IDEM_PREFIX = "state/idempotency/dns-failover/"
 IN_PROGRESS_S = 120
 
 
+def _store(environ: Mapping[str, str]) -> Store:
+    return Store(spaces_from_env(environ), identity=identity.from_env(environ, FUNCTION))
+
+
 def _context(environ: Mapping[str, str], deadline: Deadline) -> tuple[Store, Settings, DoApi]:
-    store = Store(spaces_from_env(environ))
+    store = _store(environ)
     settings = Settings.from_env(environ, store)
     return store, settings, settings.api(deadline)
 
@@ -53,13 +60,10 @@ def check(environ: Mapping[str, str], store: Store | None = None) -> str:
     except ConfigError as exc:
         problems += exc.problems
     collect_spaces(environ, problems)
+    identity.collect(environ, FUNCTION, problems)
     key = environ.get("DRKIT_FAILOVER_PLAN_KEY", "").strip()
     summary = ""
     if key and not environ.get("DRKIT_FAILOVER_PLAN", "").strip() and store is None:
-        try:
-            trusted_keys(environ, required=True)
-        except ConfigError as exc:
-            problems += exc.problems
         if not environ.get("DRKIT_DO_TOKEN", "").strip():
             problems.append("DRKIT_DO_TOKEN is not set (a DigitalOcean API token with domain, reserved_ip and app scopes)")
         Notifier.collect(environ, problems)
@@ -106,17 +110,23 @@ def run_web(req: HttpRequest, environ: Mapping[str, str], deadline: Deadline, *,
         raise ConfigError("no webhook credentials configured (DRKIT_WEBHOOK_BEARER/BASIC/HMAC, DRKIT_GRAFANA_HMAC)")
     scheme = authenticate(req, auth, time.time())
     trigger = parse_payload(req, scheme)
-    store = Store(spaces_from_env(environ))
+    store = _store(environ)
     now = clock()
     key = f"{IDEM_PREFIX}{trigger.idempotency_key}.json"
-    record = {"status": "in_progress", "at": now.isoformat(), "expires": (now + dt.timedelta(seconds=IN_PROGRESS_S)).isoformat()}
-    if not store.put_if_absent(key, record):
-        seen = store.get_json_or_none(key) or {}
-        if seen.get("status") == "completed":
-            return 200, {"ok": True, "duplicate": True, "decision": f"duplicate delivery: {seen.get('sentence', '')}"}
-        if seen and dt.datetime.fromisoformat(seen["expires"]) > now:
+    record = Delivery("in_progress", now, now + dt.timedelta(seconds=IN_PROGRESS_S))
+    if not records.create(store, key, record, now):
+        try:
+            got = records.read(store, key, Delivery, now)
+        except RecordError as exc:  # planted: it must never answer a real alert as a duplicate
+            log.error("webhook delivery record not believed; processing the delivery", error=exc.reason)
+            audit.record(store, FUNCTION, "webhook.record.forged", {"key": key, "reason": exc.reason})
+            got = None
+        seen = got.value if got else None
+        if seen is not None and seen.status == "completed":
+            return 200, {"ok": True, "duplicate": True, "decision": f"duplicate delivery: {seen.sentence}"}
+        if seen is not None and seen.expires is not None and seen.expires > now:
             return 202, {"ok": True, "duplicate": True, "decision": "the same delivery is being processed"}
-        store.put_json(key, record)  # an abandoned in-progress record: take over
+        records.write(store, key, record, now)  # an abandoned in-progress record: take over
     try:
         settings = Settings.from_env(environ, store)
         result = _act(store, settings, settings.api(deadline), trigger, scheme, now)
@@ -126,7 +136,7 @@ def run_web(req: HttpRequest, environ: Mapping[str, str], deadline: Deadline, *,
     if result["outcome"] == "partial":
         store.delete(key)
         return 500, {"ok": False, "decision": result["sentence"], "changes": result.get("changes", [])}
-    store.put_json(key, {"status": "completed", "at": now.isoformat(), "sentence": result["sentence"]})
+    records.write(store, key, Delivery("completed", now, None, result["sentence"]), now)
     return 200, {"ok": True, "decision": result["sentence"], "outcome": result["outcome"],
                  "changes": result.get("changes", [])}
 
