@@ -18,13 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from rich.console import Console
 from rich.table import Table
 
-from drkit.platform.config import spaces_from_env, trusted_keys
 from drkit.policy import layout
 from drkit.reporting import evidence, generate
-from drkit.storage import signed
+from drkit.storage import records, signed
+from drkit.storage.audit import AuditEvent
+from drkit.storage.markers import VerifyReport
 from drkit.storage.store import Store
 
-from .keys import signing_env, signing_pair
+from .keys import signing_env, store_of
 from .s3server import S3Server
 
 
@@ -33,8 +34,7 @@ def hwm_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
-def fill(store: Store, databases: list[str], hours: int, now: dt.datetime) -> int:
-    secret = signing_pair()[0]
+def fill(store: Store, verifier: Store, databases: list[str], hours: int, now: dt.datetime) -> int:
     jobs = []
     for db in databases:
         for h in range(hours):
@@ -48,11 +48,12 @@ def fill(store: Store, databases: list[str], hours: int, now: dt.datetime) -> in
         signed.put_json(store, layout.manifest_key(db, backup_id), {
             "id": backup_id, "database": db, "key": layout.data_key(db, backup_id),
             "sha256": hashlib.sha256(data).hexdigest(), "bytes_in": 40_000_000 + h * 1000,
-            "duration_s": 30.0 + h % 7, "finished_at": when.isoformat()}, secret)
-        if h % 168 == 24:
-            store.put_json(layout.marker_key(db, backup_id, layout.REPORT_SUFFIX),
-                           {"status": "passed", "finished_at": when.isoformat(), "restore": {"duration_s": 900.0}})
-        store.put_json(layout.audit_key(when, "db-backup", "backup.created"), {"details": {"database": db}})
+            "duration_s": 30.0 + h % 7, "finished_at": when.isoformat()})
+        if h % 168 == 24:  # restore-verify's report, signed as restore-verify
+            records.write(verifier, layout.marker_key(db, backup_id, layout.REPORT_SUFFIX),
+                          VerifyReport(db, backup_id, "passed", when, when, (), {"duration_s": 900.0}), when)
+        records.write(store, layout.audit_key(when, "db-backup", "backup.created"),
+                      AuditEvent(when, "db-backup", "backup.created", "bench", "bench", {"database": db}), when)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(one, jobs))
@@ -72,19 +73,18 @@ def main(argv: list[str] | None = None) -> int:
                      region_name="us-east-1").create_bucket(Bucket="bench")
         env = {"DRKIT_SPACES_BUCKET": "bench", "DRKIT_SPACES_ENDPOINT": s3.endpoint, "DRKIT_SPACES_KEY": "BENCH",
                "DRKIT_SPACES_SECRET": "bench-secret", **signing_env(), "DRKIT_DATABASES": "erp,crm"}
-        store = Store(spaces_from_env(env))
+        store = store_of(env, "db-backup")
         t0 = time.monotonic()
-        count = fill(store, ["erp", "crm"], args.hours, now)
+        count = fill(store, store_of(env, "restore-verify"), ["erp", "crm"], args.hours, now)
         console.print(f"{count} backups written in {time.monotonic() - t0:.1f} s")
         problems: list[str] = []
         limits = generate.limits_from_env(env, problems)
-        trusted = trusted_keys(env, required=True)
         before = hwm_mb()
         figures = {}
         for readers in (1, evidence.READERS):
             evidence.READERS = readers
             t0 = time.monotonic()
-            report = generate.make(store, limits, trusted, now, keep=False, function="bench")
+            report = generate.make(store, limits, now, keep=False, function="bench")
             figures[readers] = time.monotonic() - t0
         evidence.READERS = max(figures)
     table = Table("figure", "value", title="DR report over a month of hourly backups (local S3 server)")

@@ -25,13 +25,11 @@ from rich.table import Table
 from drkit.core.deadline import Deadline
 from drkit.crypto import encryption
 from drkit.functions import db_backup, restore_verify
-from drkit.platform.config import Config, trusted_keys
 from drkit.postgres import restore
 from drkit.storage import catalog
-from drkit.storage.store import Store
 
 from . import sampledb
-from .keys import signing_env
+from .keys import signing_env, store_of
 from .pgserver import PgServer
 from .s3server import S3Server
 
@@ -74,11 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                    "DRKIT_LOG_LEVEL": "warning", "DRKIT_PG_BIN": str(pgbin)}
             with console.status("db-backup ..."):
                 b = db_backup.run({"prune": "false"}, env, Deadline(900))["databases"][0]
-            cfg = Config.from_env(env)
-            store = Store(cfg.spaces)
+            store = store_of(env)
             archive = str(Path(tmp) / "bench.dump")
             entry = catalog.find(store, "latest", "bench")
-            manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
+            manifest = catalog.read_manifest(store, entry)
             restore.download(store, entry, [encryption.parse_identity(identity)], archive, manifest=manifest)
             pg.execute("CHECKPOINT", name)
             with console.status("bare pg_restore (one job) ..."):

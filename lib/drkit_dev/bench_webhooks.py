@@ -31,13 +31,11 @@ from rich.console import Console
 from rich.table import Table
 
 from drkit.functions import dns_failover
-from drkit.platform.config import spaces_from_env
 from drkit.platform.runtime import handle_web
 from drkit.storage import signed
-from drkit.storage.store import Store
 
 from .fakedo import FakeDO
-from .keys import signing_pair
+from .keys import signing_env, store_of
 from .probeservers import Behaviour, serve, stop
 from .s3server import S3Server
 
@@ -103,12 +101,11 @@ class Site:
         bucket = f"bench-{uuid.uuid4().hex[:10]}"
         boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id="k", aws_secret_access_key="s",
                      region_name="us-east-1").create_bucket(Bucket=bucket)
-        secret, public = signing_pair()
-        self.env = {"DRKIT_SPACES_BUCKET": bucket, "DRKIT_SPACES_ENDPOINT": s3.endpoint,
+        self.env = {**signing_env(), "DRKIT_SPACES_BUCKET": bucket, "DRKIT_SPACES_ENDPOINT": s3.endpoint,
                     "DRKIT_SPACES_KEY": "bench-key", "DRKIT_SPACES_SECRET": "bench-secret-0123456789",
                     "DRKIT_DO_TOKEN": self.fake.token, "DRKIT_DO_ENDPOINT": self.fake.endpoint,
                     "DRKIT_DO_CA_FILE": self.fake.ca_file, "DRKIT_FAILOVER_PLAN_KEY": "plans/failover.json",
-                    "DRKIT_TRUSTED_KEYS": public, "DRKIT_WEBHOOK_BEARER": BEARER, "DRKIT_LOG_LEVEL": "warning"}
+                    "DRKIT_WEBHOOK_BEARER": BEARER, "DRKIT_LOG_LEVEL": "warning"}
         plan = {"sites": ["primary", "dr"],
                 "records": [{"domain": "example.net", "name": n, "type": "A", "ttl": 60,
                              "values": {"primary": f"203.0.113.1{i}", "dr": f"198.51.100.2{i}"}}
@@ -117,8 +114,8 @@ class Site:
                 "apps": [{"id": "app-1", "redeploy_on": ["dr"]}],
                 "health": {"dr": f"http://127.0.0.1:{dr_port}/health"},
                 "trigger": {"labels": {"alertname": "PrimarySiteDown"}}, "min_hold": "30m"}
-        self.store = Store(spaces_from_env(self.env))
-        signed.put_bytes(self.store, "plans/failover.json", json.dumps(plan).encode(), secret)
+        self.store = store_of(self.env)  # the operator signs the plan
+        signed.put_bytes(self.store, "plans/failover.json", json.dumps(plan).encode())
 
     def transitions(self) -> int:
         return len(list(self.store.list_objects("state/failover/")))

@@ -28,14 +28,14 @@ from drkit.core import log
 from drkit.core.deadline import Deadline
 from drkit.crypto import encryption
 from drkit.functions import db_backup, dns_failover, health_probe, restore_verify, snapshot_rotate
-from drkit.platform.config import Config, trusted_keys
+from drkit.platform.config import Config
 from drkit.platform.runtime import handle, handle_web
 from drkit.postgres import restore
 from drkit.storage import catalog
 from drkit.storage.store import Store
 
 from . import drill_pages, drill_schedule, probeservers, sampledb
-from .keys import signing_env
+from .keys import signing_env, store_of
 from .pgserver import PgServer
 from .s3server import S3Server
 
@@ -144,11 +144,11 @@ def restore_step(drill: Drill, env: dict[str, str], pg: PgServer, identity: str)
         return
     t = time.monotonic()
     cfg = Config.from_env(env)
-    store = Store(cfg.spaces)
+    store = store_of(env)
     entry = catalog.find(store, "latest", "erp")
     pg.create_database("erp_restored")
     try:
-        manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
+        manifest = catalog.read_manifest(store, entry)
         result = restore.restore(store, entry, [encryption.parse_identity(identity)], cfg.databases["erp"], "erp_restored",
                                  manifest=manifest)
     except Exception as exc:  # noqa: BLE001 - reported as a failed step
@@ -341,7 +341,7 @@ def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
         drill.console.print(table)
         identities = [encryption.parse_identity(env["DRKIT_AGE_IDENTITY"])]
         entry = catalog.find(store, "latest")
-        manifest = catalog.read_manifest(store, entry, trusted_keys(e, required=True))
+        manifest = catalog.read_manifest(store, entry)
         raw = store.open_read(entry.data_key)
         reader = VerifyingReader(raw, int(manifest["bytes_out"]), str(manifest["sha256"]))
         done = extract.extract(reader, manifest["files"], identities, work / "config",
@@ -349,8 +349,7 @@ def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
         raw.close()
         zone = (work / "config/digitalocean/domains/example.net.zone").read_text()
         api = DoApi.from_env(e, Deadline(None))
-        backup_id, records = dns_restore.backed_up_records(store, first["backup_id"], "example.net", identities,
-                                                           trusted_keys(e, required=True))
+        backup_id, records = dns_restore.backed_up_records(store, first["backup_id"], "example.net", identities)
         plan = dns_restore.make_plan(api, backup_id, "example.net", records)
         drill.console.print(f"dns restore --from {backup_id} --dry-run: " + "; ".join(s.text("example.net")
                                                                                       for s in plan.changes))

@@ -150,3 +150,26 @@ def test_deployed_report_serves_metrics_to_its_bearer_only(zips: dict[str, Path]
             assert "drkit_backup_age_seconds{" in result["body"] and 'database="odoo"' in result["body"]
         else:
             assert "drkit_" not in json.dumps(result) and token not in json.dumps(report, default=str)
+
+
+def test_deployed_scheduler_stops_before_its_limit_with_a_hundred_databases_and_slow_invokes(
+        zips: dict[str, Path], loader_cache: Path, dotenv: dict[str, str], s3_client: Any, bucket: str) -> None:
+    """Under DO's loader with its 55 s limit: invokes that each take 1.5 s to answer, 100 databases due. The
+    tick dispatches what fits, leaves the rest for the next tick and still writes its status in time."""
+    names = [f"db{i:03d}" for i in range(100)]
+    with scenario("scheduler", dotenv) as sc:
+        assert sc.whisk is not None
+        sc.whisk.hang_s = 1.5
+        env = artifact.function_env("scheduler", sc.dotenv) | {"DRKIT_DATABASES": ",".join(names)}  # names only
+        report = artifact.run_under_loader(zips["scheduler"], "scheduler", env, EVENTS["scheduler"],
+                                           cache_dir=loader_cache)
+        (activation,) = report["activations"]
+        result = activation["result"]
+        assert report["exit_code"] == 0 and result["ok"], json.dumps(report, default=str)[-2000:]
+        started = [d for d in result["dispatched"] if d["state"] == "dispatched"]
+        due = 1 + 100 + 1 + 100 + 1  # health-probe, a backup and a verification per database, config, report
+        assert 5 < len(started) < 60 and len(started) + len(result["deferred"]) == due, result["decision"]
+        assert f"{len(result['deferred'])} wait for the next tick" in result["decision"]
+        assert activation["duration_ms"] < 50_000, activation["duration_ms"]  # inside the limit, with room
+        status = s3_client.get_object(Bucket=bucket, Key="status/schedule.json")["Body"].read()
+        assert b"drkit.record/1" in status  # written, signed, before the limit

@@ -88,7 +88,8 @@ def test_config_check(make_env: Any, age_keys: tuple[str, str], capsys: pytest.C
     assert "configuration is valid for every function" in out
     assert "dr/db-backup: ok" in out and "dr/scheduler: ok" in out and "dr/restore-verify: ok" in out
     assert "dr/dns-failover: not set up" in out and "dr/snapshot-rotate: not set up" in out  # nothing runs them
-    assert "its public key is in DRKIT_TRUSTED_KEYS" in out  # the signing key's backups will be believed
+    # the test .env signs every role with one key: config check says that a stolen one would forge them all
+    assert "is shared by db-backup, restore-verify" in out and "drkit keygen --signing --for all" in out
     assert "dr/dns-failover uses the same Spaces key as the backup writers" in out  # least privilege
     # what the functions refuse, config check refuses: one line per problem, exit 2
     code, out = check(DRKIT_AGE_IDENTITY="AGE-SECRET-KEY-1CHANGEME", DRKIT_PROBES='[{"name": "x"',
@@ -353,11 +354,19 @@ def test_init_writes_a_private_env_and_keys_outside_the_checkout(tmp_path: Path,
     assert code == 0, out + err
     keys = tmp_path / "home" / ".config" / "drkit"
     assert stat.S_IMODE(os.stat(keys).st_mode) == 0o700
-    for path in (env_path, keys / "drkit-identity.txt", keys / "drkit-signing.key"):
+    for path in (env_path, keys / "drkit-identity.txt", keys / "drkit-signing.keys"):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
     values = envfile.read(env_path)
     assert values["DRKIT_AGE_RECIPIENTS"].startswith("age1") and values["DRKIT_AGE_IDENTITY"].startswith("AGE-SECRET")
-    assert signing.public_of(values["DRKIT_SIGNING_KEY"]) == values["DRKIT_TRUSTED_KEYS"]
+    from drkit.cli.check import signing_warnings
+    from drkit.platform.identity import ROLES
+
+    trusted = dict(e.split("=", 1) for e in values["DRKIT_TRUSTED_KEYS"].split())
+    assert set(trusted) == set(ROLES)  # one key per function and one for the operator, each trusted for its role
+    publics = {signing.public_of(values[f"DRKIT_SIGNING_KEY_{r.upper().replace('-', '_')}"]) for r in ROLES}
+    assert publics == set(trusted.values()) and len(publics) == len(ROLES)
+    assert "DRKIT_SIGNING_KEY" not in values  # no shared key
+    assert signing_warnings(values) == []
     assert values["DRKIT_AGE_IDENTITY"] in (keys / "drkit-identity.txt").read_text()
     assert envfile.differences(env_path) == []  # the deployer reads it as drkit does
     assert "AGE-SECRET-KEY" not in out and "drkit-sign-1:" not in out

@@ -21,6 +21,7 @@ COMMANDS: dict[str, list[str]] = {
     "failover failback": ["--yes"], "failover plan push": ["{tmp}/plan.json", "--key", "plans/failover.json"], "failover plan show": ["--key", "plans/failover.json"],
     "schedule status": [], "schedule run": ["db-backup"], "backup": [], "backups list": [],
     "backups show": ["latest", "--db", "app"], "backups pin": ["latest", "--db", "app", "--reason", "x"],
+    "backups untrusted": ["--db", "app", "--delete"],
     "backups unpin": ["latest", "--db", "app"],
     "restore": ["--db", "app", "--target", "postgresql://u@127.0.0.1:1/x", "--yes-i-know", "x"],
     "swap-back": ["--target", "postgresql://u@127.0.0.1:1/x", "--kept", "x_before_1"],

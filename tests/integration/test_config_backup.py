@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from drkit.policy import layout
 from drkit_dev import sampleaccount
 from drkit_dev.fakedo import FakeDO
 from drkit_dev.fakeweb import FakeWeb, Generated
+from support.records import content
 
 TFSTATE = json.dumps({"version": 4, "terraform_version": "1.9.0", "resources": [{"type": "digitalocean_droplet"}]}).encode()
 
@@ -108,7 +110,7 @@ def test_every_source_archived_checked_and_extractable(account: Account, s3_clie
     assert not [p for p in files if "staging" in p]
     assert units["infra"]["details"]["commit"] == account.web.repos["acme/infra"].commit
     assert account.web.codeload_auth_headers() == []  # the token never went to the redirect target
-    assert keys(s3_client, bucket, "state/") == ["state/config.json"]
+    assert keys(s3_client, bucket, "state/") == ["state/catalog/config.json", "state/config.json"]
     assert any("config.backup.created" in k for k in keys(s3_client, bucket, "audit/"))
 
     # extract with the operator's identity: every file, checked
@@ -195,8 +197,8 @@ def test_nothing_stored_when_every_source_fails(account: Account, s3_client: Any
     assert result["status"] == "failed" and not result["ok"]
     assert "every source failed" in result["decision"]
     assert keys(s3_client, bucket, "config/") == [] and open_uploads(s3_client, bucket) == []
-    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/config.json")["Body"].read())
-    assert state["consecutive_failures"] == 1 and "last_success" not in state
+    state = content(s3_client, bucket, "state/config.json")
+    assert state["consecutive_failures"] == 1 and state["last_success"] is None
 
 
 def test_bad_configuration_is_refused_before_any_request(account: Account, s3_client: Any, bucket: str) -> None:
@@ -328,12 +330,10 @@ def test_tampered_archive_is_refused_and_nothing_is_extracted(account: Account, 
                       "--identity", str(ident), capsys=capsys)
     assert code == 1 and "not signed by a trusted key" in text and not out.exists()
     # and one that lies about a file although signed (a writer's bug) is still caught file by file
-    from drkit.platform.config import spaces_from_env
     from drkit.storage import signed
-    from drkit.storage.store import Store
-    from drkit_dev.keys import signing_pair
+    from drkit_dev.keys import store_of
 
-    signed.put_json(Store(spaces_from_env(account.env)), key, manifest, signing_pair()[0])
+    signed.put_json(store_of(account.env, "config-backup"), key, manifest)
     code, text = _cli(account.env, "config", "extract", "--backup", fresh["backup_id"], "--to", str(out),
                       "--identity", str(ident), capsys=capsys)
     assert code == 1 and "does not match the manifest" in text and not out.exists()
@@ -479,3 +479,40 @@ def test_health_probe_watches_config_backup_freshness_and_failures(account: Acco
     found = {t["name"]: t for t in handle("health-probe", health_probe.run, {}, None, env)["targets"]}
     assert found["config-age"]["ok"] and not found["config-failures"]["ok"]
     assert "last config backup failed: every source failed" in found["config-failures"]["detail"]
+
+
+def test_a_planted_baseline_hides_no_drift_and_a_deleted_newest_backup_is_seen(account: Account, s3_client: Any,
+                                                                              bucket: str, age_keys: tuple[str, str],
+                                                                              tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """An attacker with the bucket key hijacks a DNS record and plants a config manifest that already shows the
+    hijacked value, newer than the genuine one: drift is still computed against config-backup's own manifest."""
+    from drkit.functions import health_probe
+
+    first = account.run(source="digitalocean")
+    assert first["ok"]
+    genuine = _manifest(s3_client, bucket, first)
+    erp = next(r for r in account.fake.records["example.net"] if r["name"] == "erp")
+    erp["data"] = "192.0.2.66"  # the hijack
+    planted_id = layout.new_id(dt.datetime.now(dt.UTC))
+    base = layout.config_base(planted_id)
+    forged = json.loads(json.dumps(genuine).replace("203.0.113.10", "192.0.2.66")) | {
+        "id": planted_id, "key": base + layout.CONFIG_DATA_SUFFIX}
+    s3_client.put_object(Bucket=bucket, Key=base + layout.CONFIG_DATA_SUFFIX, Body=b"x")
+    s3_client.put_object(Bucket=bucket, Key=base + layout.MANIFEST_SUFFIX, Body=json.dumps(forged).encode())
+    time.sleep(1.1)
+    second = account.run(source="digitalocean")
+    assert "A erp.example.net 203.0.113.10 → 192.0.2.66" in second["drift"]["dns"], second["drift"]
+    assert "1 UNTRUSTED" in second["decision"]
+    # deleting the newest genuine config backup: seen, and `latest` will not quietly use the one before
+    for k in keys(s3_client, bucket, "config/"):
+        if second["backup_id"] in k:
+            s3_client.delete_object(Bucket=bucket, Key=k)
+    env = dict(account.env, DRKIT_PROBES="[]", DRKIT_CONFIG_MAX_AGE="26h")
+    found = {t["name"]: t for t in handle("health-probe", health_probe.run, {}, None, env)["targets"]}
+    assert not found["catalog:config"]["ok"] and second["backup_id"] in found["catalog:config"]["detail"]
+    ident = tmp_path / "id.txt"
+    ident.write_text(age_keys[0] + "\n")
+    code, text = _cli(account.env, "config", "extract", "--backup", "latest", "--to", str(tmp_path / "out"),
+                      "--identity", str(ident), capsys=capsys)
+    assert code == 1 and second["backup_id"] in text and "missing" in text

@@ -15,13 +15,15 @@ from pyrage import x25519
 from conftest import fill_rich, keys, table_fingerprints
 from drkit.crypto import encryption
 from drkit.functions import db_backup
-from drkit.platform.config import Config, trusted_keys
+from drkit.platform.config import Config
 from drkit.platform.runtime import handle
 from drkit.policy import layout
 from drkit.postgres import restore
 from drkit.storage import catalog
 from drkit.storage.store import Store
+from drkit_dev.keys import store_of
 from drkit_dev.pgserver import PgServer
+from support.records import content
 
 
 def run_backup(env: dict[str, str], **params: Any) -> dict[str, Any]:
@@ -30,11 +32,11 @@ def run_backup(env: dict[str, str], **params: Any) -> dict[str, Any]:
 
 def restore_into(env: dict[str, str], pg: PgServer, name: str, identity: str) -> tuple[str, Any]:
     cfg = Config.from_env(env)
-    store = Store(cfg.spaces)
+    store = store_of(env)
     entry = catalog.find(store, "latest", name)
     target = f"r_{uuid.uuid4().hex[:10]}"
     pg.create_database(target)
-    manifest = catalog.read_manifest(store, entry, trusted_keys(env, required=True))
+    manifest = catalog.read_manifest(store, entry)
     result = restore.restore(store, entry, [encryption.parse_identity(identity)], cfg.databases[name], target,
                              manifest=manifest)
     return target, result
@@ -107,9 +109,10 @@ def test_manifest_records_what_restore_verify_needs(pg: PgServer, dbname: str, m
     encryption.decrypt_stream(io.BytesIO(body), plain, [x25519.Identity.from_str(age_keys[0])])
     assert zstandard.ZstdDecompressor().decompressobj().decompress(plain.getvalue())[:5] == b"PGDMP"
     # state and audit for health-probe
-    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/db/app.json")["Body"].read())
+    state = content(s3_client, bucket, "state/db/app.json")
     assert state["last_success"]["id"] == b["backup_id"] and state["consecutive_failures"] == 0
-    events = [json.loads(s3_client.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys(s3_client, bucket, "audit/")]
+    assert state["last_success"]["seq"] == manifest["chain"]["seq"] == 1 and manifest["chain"]["prev"] is None
+    events = [content(s3_client, bucket, k) for k in keys(s3_client, bucket, "audit/")]
     assert [e["action"] for e in events] == ["backup.created"]
 
 
@@ -130,9 +133,9 @@ def test_one_failing_database_does_not_stop_the_others(pg: PgServer, dbname: str
     assert '"msg": "backup failed"' in logged.out
     assert keys(s3_client, bucket, "db/badpw/") == []
     assert len(keys(s3_client, bucket, "db/good/")) == 3  # data, manifest, its signature
-    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/db/badpw.json")["Body"].read())
+    state = content(s3_client, bucket, "state/db/badpw.json")
     assert state["consecutive_failures"] == 1 and state["last_run"]["status"] == "failed"
-    assert "last_success" not in state
+    assert state["last_success"] is None
     actions = sorted(k.split("-db-backup-")[1].rsplit("-", 1)[0] for k in keys(s3_client, bucket, "audit/"))
     assert actions == ["backup.created", "backup.failed"]
 

@@ -21,6 +21,7 @@ from drkit.storage.store import Store
 from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import S3Server
 from support.faultproxy import FaultProxy, Rule
+from support.records import content, genuine_backup, mark_verified, pin
 from support.shims import KILL_AFTER, SLOW_START, make_shim
 
 BIG_TABLE = ("CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS a, "
@@ -59,8 +60,7 @@ def test_pg_dump_killed_mid_stream(pg: PgServer, big_db: str, make_env: Any, s3_
     err = result["databases"][0]["error"]
     assert "pg_dump exited with status" in err
     assert_nothing_left(s3_client, bucket, "app")
-    state = s3_client.get_object(Bucket=bucket, Key="state/db/app.json")["Body"].read()
-    assert b'"consecutive_failures": 1' in state
+    assert content(s3_client, bucket, "state/db/app.json")["consecutive_failures"] == 1
 
 
 def test_s3_failing_mid_upload_aborts(pg: PgServer, big_db: str, make_env: Any, s3_client: Any, bucket: str,
@@ -100,6 +100,54 @@ def test_manifest_write_failure_removes_the_data(pg: PgServer, dbname: str, make
     finally:
         proxy.stop()
     assert result["status"] == "failed"
+    assert_nothing_left(s3_client, bucket, "app")  # the data, and the signature written just before, are gone
+
+
+def test_a_failed_state_write_is_bookkeeping_not_a_failed_backup(pg: PgServer, dbname: str, make_env: Any,
+                                                                s3_client: Any, bucket: str, s3_server: S3Server) -> None:
+    pg.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g", dbname)
+    env = make_env({"app": pg.url(dbname)})
+    proxy = FaultProxy(s3_server.endpoint, [Rule("PUT", "state/db/app.json", 500)]).start()
+    try:
+        result = run(dict(env, DRKIT_SPACES_ENDPOINT=proxy.endpoint, DRKIT_S3_MAX_ATTEMPTS="1"))
+    finally:
+        proxy.stop()
+    db = result["databases"][0]
+    assert result["ok"] and db["status"] == "ok" and "state not written" in db["bookkeeping_error"]
+    assert "backed up app" in db["decision"] and "bookkeeping failed (the backup is good" in db["decision"]
+    assert "retention" in db  # the catalog was written: retention ran
+    assert any(k.endswith(layout.MANIFEST_SUFFIX) for k in keys(s3_client, bucket, "db/app/"))
+    again = run(env)  # the next run repairs it
+    assert again["ok"] and "bookkeeping_error" not in again["databases"][0]
+    assert content(s3_client, bucket, "state/db/app.json")["last_success"]["id"] == again["databases"][0]["backup_id"]
+
+
+def test_a_slow_bucket_stops_the_dump_earlier(pg: PgServer, big_db: str, make_env: Any, s3_client: Any,
+                                             bucket: str, s3_server: S3Server, pg_bin: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop margin grows with the bucket's measured latency: the abort, the state and the audit event
+    that follow the stop are requests too, and each takes that long."""
+    from drkit.backup import pipeline
+
+    pg_bin(SLOW_START, delay=60)
+    monkeypatch.setattr(db_backup, "MIN_START_S", 1.0)
+    proxy = FaultProxy(s3_server.endpoint, delay=1.0).start()
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 45_000
+
+    try:
+        t0 = dt.datetime.now()
+        result = run(make_env({"app": pg.url(big_db)}, DRKIT_SPACES_ENDPOINT=proxy.endpoint), Context())
+        took = (dt.datetime.now() - t0).total_seconds()
+    finally:
+        proxy.stop()
+    db = result["databases"][0]
+    assert db["status"] == "timed_out" and "before the function deadline" in db["error"], db
+    margin = float(db["error"].split("pg_dump stopped ")[1].split("s ")[0])
+    assert margin > pipeline.ABORT_MARGIN_S + 5, db["error"]
+    assert took < 45 - pipeline.ABORT_MARGIN_S, took  # done well before the deadline, cleanup included
     assert_nothing_left(s3_client, bucket, "app")
 
 
@@ -159,11 +207,14 @@ def test_retention_and_garbage_in_the_store(pg: PgServer, dbname: str, make_env:
 
     def seed(hours_ago: int, *, manifest: bool = True, marker: str | None = None) -> str:
         bid = layout.new_id(now - dt.timedelta(hours=hours_ago))
-        s3_client.put_object(Bucket=bucket, Key=layout.data_key("app", bid), Body=b"x")
         if manifest:
-            s3_client.put_object(Bucket=bucket, Key=layout.manifest_key("app", bid), Body=b"{}")
-        if marker:
-            s3_client.put_object(Bucket=bucket, Key=layout.marker_key("app", bid, marker), Body=b"")
+            genuine_backup(env, "app", bid)
+        else:
+            s3_client.put_object(Bucket=bucket, Key=layout.data_key("app", bid), Body=b"x")
+        if marker == layout.PINNED_SUFFIX:
+            pin(env, "app", bid)
+        elif marker == layout.VERIFIED_SUFFIX:
+            mark_verified(env, "app", bid)
         return bid
 
     old = [seed(h) for h in (50, 40, 30)]

@@ -21,6 +21,7 @@ from drkit_dev.fakedo import FakeDO
 from drkit_dev.probeservers import Behaviour, serve, stop
 from drkit_dev.s3server import S3Server
 from support.faultproxy import FaultProxy
+from support.records import content
 
 BEARER = "alertmanager-Token-0123456789"
 HMAC_SECRET = "drkit-Signing-Secret-0123456789"
@@ -131,7 +132,7 @@ def test_operator_status_dry_run_drill_failover_failback(env: dict[str, str], fa
     assert r["status"] == "noop" and "already on dr" in r["decision"] and len(fake.writes()) == writes
     r = invoke(env, action="failback", reason="primary is back")
     assert r["status"] == "applied" and dns(fake)["erp"] == "203.0.113.10" and len(fake.apps["app-1"]) == 1
-    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/failover.json")["Body"].read())
+    state = content(s3_client, bucket, "state/failover.json")
     assert state["site"] == "primary" and state["generation"] == 2 and state["reason"] == "primary is back"
     actions = [k.split("-dns-failover-")[1].rsplit("-", 1)[0] for k in keys(s3_client, bucket, "audit/")]
     assert actions.count("failover.transition") == 2 and "failover.drill" in actions and "failover.dry_run" in actions
@@ -379,3 +380,61 @@ def test_the_cli_shows_rehearses_and_moves_traffic_with_the_functions_rules(
     assert main.main([*run, "failover", "--yes"]) == 0 and "already on dr" in capsys.readouterr().out
     assert main.main([*run, "failback", "--reason", "primary is back", "--yes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "applied" and dns(fake)["erp"] == "203.0.113.10"
+
+
+def test_planted_failover_state_and_claims_move_nothing_and_block_nothing(env: dict[str, str], fake: FakeDO,
+                                                                         dr_site: Behaviour, s3_client: Any,
+                                                                         bucket: str) -> None:
+    """An attacker with the bucket key: a planted `site: dr` moves no DNS (and skips no health check); a planted
+    generation claim does not block a real, signed alert."""
+    auth = {"Authorization": f"Bearer {BEARER}"}
+    s3_client.put_object(Bucket=bucket, Key="state/failover.json", Body=json.dumps(
+        {"site": "dr", "generation": 5, "since": "2026-11-01T00:00:00+00:00", "reason": "x", "who": "x"}).encode())
+    dr_site.health_status = 500
+    status = invoke(env, action="status")
+    assert status["state"]["site"] == "primary" and "NOT BELIEVED" in status["decision"]
+    code, body = web(env, alert_batch(fingerprint="one"), auth)
+    assert code == 200 and body["outcome"] == "refused" and "not healthy" in body["decision"]
+    assert dns(fake) == {"erp": "203.0.113.10", "bi": "203.0.113.11"} and fake.writes() == []
+    dr_site.health_status = 200
+    s3_client.put_object(Bucket=bucket, Key="state/failover/generation-000001.json", Body=json.dumps(
+        {"site": "primary", "generation": 1}).encode())
+    code, body = web(env, alert_batch(fingerprint="two"), auth)
+    assert code == 200 and body["outcome"] == "applied", body
+    assert dns(fake) == {"erp": "198.51.100.20", "bi": "198.51.100.21"}
+    assert any("failover.claim.forged" in k for k in keys(s3_client, bucket, "audit/"))
+    assert content(s3_client, bucket, "state/failover/generation-000001.json")["site"] == "dr"  # the real claim
+
+
+def test_a_replayed_older_plan_is_refused(env: dict[str, str], fake: FakeDO, dr_site: Behaviour, s3_client: Any,
+                                          bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from drkit.cli import main
+
+    key = "config/failover-plan.json"
+    e = {k: v for k, v in env.items() if k != "DRKIT_FAILOVER_PLAN"} | {"DRKIT_FAILOVER_PLAN_KEY": key,
+                                                                        "DRKIT_FAILOVER_PLAN": ""}
+    env_file = tmp_path / "op.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in e.items() if "\n" not in v and v))
+    first, second = tmp_path / "v1.json", tmp_path / "v2.json"
+    first.write_text(plan(dr_site, min_hold="1s"))
+    newer = json.loads(plan(dr_site, min_hold="1s"))
+    newer["records"][0]["values"]["dr"] = "198.51.100.99"  # the DR site moved; the old address is gone
+    second.write_text(json.dumps(newer))
+    assert main.main(["--env-file", str(env_file), "failover", "plan", "push", str(first)]) == 0
+    old = {suffix: s3_client.get_object(Bucket=bucket, Key=key + suffix)["Body"].read() for suffix in ("", ".minisig")}
+    assert main.main(["--env-file", str(env_file), "failover", "plan", "push", str(second)]) == 0
+    assert "version 2" in capsys.readouterr().out
+    assert invoke(e, action="failover")["status"] == "applied" and dns(fake)["erp"] == "198.51.100.99"
+    time.sleep(1.1)
+    assert invoke(e, action="failback")["status"] == "applied" and dns(fake)["erp"] == "203.0.113.10"
+    for suffix, data in old.items():  # the attacker's replay: the older plan, with its own valid signature
+        s3_client.put_object(Bucket=bucket, Key=key + suffix, Body=data)
+    time.sleep(1.1)
+    r = invoke(e, action="failover")
+    assert r["status"] == "refused" and "older than version 2" in r["decision"], r
+    assert dns(fake)["erp"] == "203.0.113.10"
+    # an operator's push of an explicitly older version is refused before anything is written
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(json.loads(plan(dr_site)) | {"version": 1}))
+    assert main.main(["--env-file", str(env_file), "failover", "plan", "push", str(stale)]) == 2
+    assert "is not newer than the plan in the bucket" in capsys.readouterr().err

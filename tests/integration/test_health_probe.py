@@ -17,6 +17,7 @@ from drkit.policy import layout
 from drkit_dev.pgserver import PgServer
 from drkit_dev.probeservers import Behaviour, self_signed, serve, stop
 from drkit_dev.s3server import free_port
+from support.records import content, genuine_backup
 
 
 @pytest.fixture
@@ -153,9 +154,9 @@ def test_transitions_across_invocations_alert_once(health_env: Any, web: tuple[B
     b.health_status = 200
     r5, r6 = probe_run(env), probe_run(env)
     assert not r5["changed"] and r6["changed"][0]["event"] == "recovered" and r6["healthy"]
-    status = json.loads(s3_client.get_object(Bucket=bucket, Key="status/health.json")["Body"].read())
+    status = content(s3_client, bucket, "status/health.json")
     assert status["healthy"] == ["erp"] and status["targets"][0]["status"] == "healthy"
-    prom = s3_client.get_object(Bucket=bucket, Key="status/health.prom")["Body"].read().decode()
+    prom = content(s3_client, bucket, "status/health.prom")["text"]
     assert 'drkit_probe_healthy{target="erp",type="http"} 1' in prom
     assert any("failover.requested" in k for k in keys(s3_client, bucket, "audit/"))
 
@@ -183,9 +184,7 @@ def test_backup_freshness_from_the_bucket(health_env: Any, pg: PgServer, dbname:
     pg.execute("CREATE TABLE t AS SELECT 1 AS x", dbname)
     backup_env = dict(env, DRKIT_DATABASES="fresh,failing")
     handle("db-backup", db_backup.run, {}, None, backup_env)  # fresh: ok; failing: a failed run
-    old = layout.new_id(dt.datetime.now(dt.UTC) - dt.timedelta(hours=5))
-    s3_client.put_object(Bucket=bucket, Key=layout.data_key("stale", old), Body=b"x")
-    s3_client.put_object(Bucket=bucket, Key=layout.manifest_key("stale", old), Body=b"{}")
+    genuine_backup(env, "stale", layout.new_id(dt.datetime.now(dt.UTC) - dt.timedelta(hours=5)))
     results = {t["name"]: t for t in probe_run(env)["targets"]}
     assert results["backup-age:fresh"]["ok"] and results["backup-failures:fresh"]["ok"]
     assert not results["backup-age:stale"]["ok"] and "5.0 h old (RPO limit 75 min)" in results["backup-age:stale"]["detail"]

@@ -16,10 +16,9 @@ import pytest
 
 from conftest import ROOT
 from drkit.health.publish import PUBLIC_HTML, PUBLIC_JSON
-from drkit.platform.config import spaces_from_env, trusted_keys
 from drkit.reporting import generate
-from drkit.storage.store import Store
 from drkit_dev import browser
+from drkit_dev.keys import store_of
 from drkit_dev.pgserver import PgServer
 from support import evidence
 
@@ -61,10 +60,9 @@ def test_status_page_and_report_in_chromium(account: evidence.Account, pg: PgSer
     site.mkdir()
     for key, name in ((PUBLIC_HTML, "index.html"), (PUBLIC_JSON, "status.json")):
         save(site, name, s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    store = Store(spaces_from_env(account.env))
+    store = store_of(account.env)
     problems: list[str] = []
-    made = generate.make(store, generate.limits_from_env(account.env, problems), trusted_keys(account.env,
-                         required=True), now, keep=False, function="test")
+    made = generate.make(store, generate.limits_from_env(account.env, problems), now, keep=False, function="test")
     (site / "report.html").write_text(made.html)
 
     phone = browser.visit(site, "index.html", SHOTS / "status-page-phone.png", (390, 844))

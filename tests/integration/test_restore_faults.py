@@ -83,11 +83,10 @@ def _repack(s3: Any, bucket: str, setup: dict[str, Any], age_keys: tuple[str, st
 def _sign(setup: dict[str, Any], manifest: dict[str, Any]) -> None:
     """Store a manifest signed with the writers' key: these faults are past the signature (a writer's bug, or
     an attacker who has the signing key); the engine must still commit nothing."""
-    from drkit.platform.config import spaces_from_env
     from drkit.storage import signed
-    from drkit.storage.store import Store
+    from drkit_dev.keys import store_of
 
-    signed.put_json(Store(spaces_from_env(setup["env"])), setup["manifest_key"], manifest, setup["env"]["DRKIT_SIGNING_KEY"])
+    signed.put_json(store_of(setup["env"], "db-backup"), setup["manifest_key"], manifest)
 
 
 def _plaintext(s3: Any, bucket: str, setup: dict[str, Any], identity: str) -> bytes:
@@ -277,10 +276,10 @@ def test_the_engine_commits_nothing_unless_every_check_passed(fault: str, major:
     create databases): no scratch database to drop, so only the one transaction that drkit commits keeps
     it empty (the old `psql --single-transaction` route fails the cut-at-a-row-boundary cases here)."""
     from drkit.core.errors import DrkitError
-    from drkit.platform.config import Config, trusted_keys
+    from drkit.platform.config import Config
     from drkit.postgres import restore
     from drkit.storage import catalog
-    from drkit.storage.store import Store
+    from drkit_dev.keys import store_of
 
     server = _server(major, pg, ssl_pg)
     inject(fault, s3_client, bucket, setup, age_keys)
@@ -288,9 +287,9 @@ def test_the_engine_commits_nothing_unless_every_check_passed(fault: str, major:
     server.create_database(target)
     try:
         cfg = Config.from_env({**setup["env"], "DRKIT_DB_APP_URL": _url(server, "postgres")})
-        store = Store(cfg.spaces)
+        store = store_of(setup["env"])
         entry = catalog.find(store, "latest", "app")
-        manifest = catalog.read_manifest(store, entry, trusted_keys(setup["env"], required=True))
+        manifest = catalog.read_manifest(store, entry)
         with pytest.raises(DrkitError):
             restore.restore(store, entry, [encryption.parse_identity(age_keys[0])], cfg.databases["app"], target,
                             manifest=manifest)

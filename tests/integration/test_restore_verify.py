@@ -20,6 +20,7 @@ from drkit.policy import layout
 from drkit.postgres import restore
 from drkit_dev.pgserver import PgServer
 from drkit_dev.s3server import free_port
+from support.records import content
 from support.shims import make_shim
 
 CHECKS = json.dumps([
@@ -79,11 +80,11 @@ def test_happy_path_proves_and_times_the_restore(verify_env: Any, pg: PgServer, 
     stored = keys(s3_client, bucket, "db/app/")
     base = layout.backup_base("app", b["backup_id"])
     assert base + layout.VERIFIED_SUFFIX in stored and base + layout.REPORT_SUFFIX in stored
-    report = json.loads(s3_client.get_object(Bucket=bucket, Key=base + layout.REPORT_SUFFIX)["Body"].read())
+    report = content(s3_client, bucket, base + layout.REPORT_SUFFIX)
     assert report["status"] == "passed" and len(report["checks"]) == 12
     assert report["checks"][-1] == {"name": "skipped objects", "passed": True, "value": "0",
                                     "detail": "none: everything in the backup was restored"}
-    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/verify/app.json")["Body"].read())
+    state = content(s3_client, bucket, "state/verify/app.json")
     assert state["last_success"]["throughput_mb_s"] == db["restore"]["throughput_mb_s"]
     assert any("verify.passed" in k for k in keys(s3_client, bucket, "audit/"))
     assert scratch_dbs(pg) == []
@@ -153,8 +154,8 @@ def test_staging_server_down_is_not_held_against_the_backup(verify_env: Any, pg:
     assert "x-Secret-1" not in json.dumps(result)
     assert base + layout.VERIFIED_SUFFIX in keys(s3_client, bucket)  # still verified
     assert s3_client.get_object(Bucket=bucket, Key=base + layout.REPORT_SUFFIX)["Body"].read() == before
-    state = json.loads(s3_client.get_object(Bucket=bucket, Key="state/verify/app.json")["Body"].read())
-    assert state["consecutive_failures"] == 1 and state["last_success"]["backup_id"] == b["backup_id"]
+    state = content(s3_client, bucket, "state/verify/app.json")
+    assert state["consecutive_failures"] == 1 and state["last_success"]["id"] == b["backup_id"]
 
 
 def test_failing_operator_check_fails_the_verification(verify_env: Any, pg: PgServer, s3_client: Any,
@@ -313,7 +314,6 @@ def test_policies_triggers_and_publications_are_recorded_and_proven(verify_env: 
                                                                      s3_client: Any, bucket: str) -> None:
     """A restore that loses row-level security policies is a failed restore, even with every row there."""
     from drkit.storage import signed
-    from drkit_dev.keys import signing_pair
 
     try:
         pg.execute(SECURITY_SQL, dbname)
@@ -338,7 +338,7 @@ def test_policies_triggers_and_publications_are_recorded_and_proven(verify_env: 
         objects["policies"].append({"table": "public.orders", "name": "lost_in_restore", "command": "ALL",
                                     "roles": "{public}"})
         objects["counts"]["policies"] = 3
-        signed.put_json(s3_client_store(env), key, manifest, signing_pair()[0])
+        signed.put_json(s3_client_store(env), key, manifest)
         failed = verify(env)
         by = {c["name"]: c for c in failed["databases"][0]["checks"]}
         assert not failed["ok"] and not by["policies"]["passed"]
@@ -350,7 +350,6 @@ def test_policies_triggers_and_publications_are_recorded_and_proven(verify_env: 
 
 
 def s3_client_store(env: dict[str, str]) -> Any:
-    from drkit.platform.config import spaces_from_env
-    from drkit.storage.store import Store
+    from drkit_dev.keys import store_of
 
-    return Store(spaces_from_env(env))
+    return store_of(env, "db-backup")

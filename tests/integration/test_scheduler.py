@@ -19,6 +19,7 @@ from drkit.platform.runtime import handle
 from drkit.policy import schedule
 from drkit_dev.fakewhisk import SPEC, FakeWhisk
 from drkit_dev.pgserver import PgServer
+from support.records import content
 
 DAY = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)  # a Monday: the weekly restore proof is due at 03:17
 POLICIES = json.dumps([{"tag": "dr:snapshot", "schedule": "0 4 * * *", "retention": "keep_last=7"}])
@@ -42,6 +43,12 @@ def tick(env: dict[str, str], at: dt.datetime, **params: Any) -> dict[str, Any]:
     return scheduler.run(params, env, Deadline(50), clock=lambda: at)
 
 
+def params(inv: Any) -> dict[str, Any]:
+    """What the function was asked to do (the scheduler adds its dispatch_ref to every invoke)."""
+    assert isinstance(inv.params.get("dispatch_ref"), str)
+    return {k: v for k, v in inv.params.items() if k != "dispatch_ref"}
+
+
 def test_the_vendored_spec_is_the_shared_one() -> None:
     shared = ROOT.parent / "shared" / "openwhisk-api" / "apiv1swagger.json"
     if not shared.exists():
@@ -54,7 +61,7 @@ def test_a_day_of_ticks_dispatches_every_slot_exactly_once(env: dict[str, str], 
     deployed = tick(env, DAY - dt.timedelta(minutes=1))  # a fresh deploy runs each job's latest slot at once
     assert len(deployed["dispatched"]) == 8
     whisk.wait_idle()
-    before = Counter((i.action, json.dumps(i.params, sort_keys=True)) for i in whisk.invoked())
+    before = Counter((i.action, json.dumps(params(i), sort_keys=True)) for i in whisk.invoked())
     seen: Counter[tuple[str, str]] = Counter()
     at = DAY
     while at < DAY + dt.timedelta(days=1):
@@ -71,7 +78,7 @@ def test_a_day_of_ticks_dispatches_every_slot_exactly_once(env: dict[str, str], 
                        "report": 1}
     hours = sorted(dt.datetime.fromisoformat(s).hour for n, s in seen if n == "db-backup/odoo")
     assert hours == list(range(24))
-    invoked = Counter((i.action, json.dumps(i.params, sort_keys=True)) for i in whisk.invoked()) - before
+    invoked = Counter((i.action, json.dumps(params(i), sort_keys=True)) for i in whisk.invoked()) - before
     assert invoked[("dr/db-backup", '{"database": "odoo"}')] == 24
     assert invoked[("dr/restore-verify", '{"backup": "latest", "database": "superset"}')] == 1
     assert invoked[("dr/snapshot-rotate", '{"tag": "dr:snapshot"}')] == 1
@@ -130,7 +137,7 @@ def test_failed_timed_out_and_lost_activations_are_alerted_once(env: dict[str, s
     late = tick(env, at + dt.timedelta(minutes=25))  # no record 20 minutes after dispatch
     assert [(w["name"], w["state"]) for w in late["watched"]] == [("snapshot-rotate/dr:snapshot", "lost")]
     assert late["alerts"] == 1
-    status = json.loads(s3_client.get_object(Bucket=bucket, Key="status/schedule.json")["Body"].read())
+    status = content(s3_client, bucket, "status/schedule.json")
     jobs = {j["name"]: j for j in status["jobs"]}
     assert jobs["db-backup/odoo"]["state"] == "failed" and jobs["db-backup/odoo"]["failures_in_a_row"] == 1
     assert jobs["db-backup/odoo"]["activation_id"] and "injected failure" in jobs["db-backup/odoo"]["error"]
@@ -152,8 +159,12 @@ def test_429_is_retried_after_retry_after_and_a_5xx_is_never_resent(env: dict[st
     assert [d["state"] for d in result["dispatched"]] == ["uncertain"] and "may have started" in result["dispatched"][0]["error"]
     assert len([r for r in whisk.requests if r[0] == "POST"]) == 4  # sent once, not again
     assert tick(env, at + dt.timedelta(hours=1, minutes=5))["dispatched"] == []  # the slot stays claimed
+    # 20 minutes on, no activation carries its dispatch_ref: it never started. Alerted once, and (the slot's
+    # window runs until 03:07) started again as the slot's second attempt
     lost = tick(env, at + dt.timedelta(hours=1, minutes=25))
     assert [(w["name"], w["state"]) for w in lost["watched"]] == [("db-backup/odoo", "lost")] and lost["alerts"] == 1
+    assert [(d["state"], d["attempt"]) for d in lost["dispatched"]] == [("dispatched", 2)]
+    assert len(whisk.invoked()) == 2
 
 
 def test_a_hundred_databases_stay_inside_the_namespace_limits(env: dict[str, str], whisk: FakeWhisk) -> None:
@@ -184,7 +195,7 @@ def test_dry_run_and_run_now(env: dict[str, str], whisk: FakeWhisk) -> None:
     assert whisk.invoked() == []
     now = tick(env, at, job="db-backup", database="superset")
     assert [d["name"] for d in now["dispatched"]] == ["db-backup/superset"]
-    assert [i.params for i in whisk.invoked()] == [{"database": "superset"}]
+    assert [params(i) for i in whisk.invoked()] == [{"database": "superset"}]
     regular = tick(env, at)  # a manual run does not use up the scheduled slot
     assert "db-backup/superset" in [d["name"] for d in regular["dispatched"]]
     with pytest.raises(Exception, match="nothing to run for db-backup/nope"):
@@ -205,7 +216,7 @@ def test_a_two_database_backup_runs_as_two_activations(make_env: Any, whisk: Fak
     second = scheduler.run({}, env, Deadline(50), clock=lambda: at + dt.timedelta(minutes=1))
     assert sorted((w["name"], w["state"]) for w in second["watched"]) == [("db-backup/odoo", "succeeded"),
                                                                         ("db-backup/superset", "succeeded")]
-    assert [i.params for i in sorted(whisk.invoked(), key=lambda i: i.params["database"])] == [
+    assert [params(i) for i in sorted(whisk.invoked(), key=lambda i: i.params["database"])] == [
         {"database": "odoo"}, {"database": "superset"}]
     for name in ("odoo", "superset"):
         assert [k for k in keys(s3_client, bucket, f"db/{name}/") if k.endswith(".manifest.json")]
@@ -257,7 +268,7 @@ def test_the_cli_shows_the_schedule_and_runs_a_job_now(env: dict[str, str], whis
     assert main.main([*argv, "schedule", "status"]) == 2  # nothing ticked yet: says so
     assert "the scheduler has not ticked yet" in capsys.readouterr().err
     assert main.main([*argv, "schedule", "run", "db-backup", "--db", "odoo"]) == 0
-    assert [i.params for i in whisk.invoked()] == [{"database": "odoo"}]
+    assert [params(i) for i in whisk.invoked()] == [{"database": "odoo"}]
     whisk.wait_idle()
     capsys.readouterr()
     code = main.main([*argv, "schedule", "status"])

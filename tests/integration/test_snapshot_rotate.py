@@ -187,3 +187,17 @@ def test_cli_droplet_rebuild(env: dict[str, str], fake: FakeDO, tmp_path: Any, c
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0, out
     assert any(w[0] == "POST" and w[1] == "/v2/droplets" for w in fake.writes())
+
+
+def test_a_planted_slot_claim_stops_no_snapshot(env: dict[str, str], fake: FakeDO, s3_client: Any, bucket: str) -> None:
+    erp = fake.add_droplet("erp", ["dr:snapshot"])
+    from drkit.digitalocean.snapshot_policy import parse_policies
+
+    slot = f"{parse_policies(POLICIES)[0].slot(NOW):%Y%m%dT%H%MZ}"  # the policy's slot of this run
+    for rtype in ("droplet", "volume"):
+        s3_client.put_object(Bucket=bucket, Key=f"state/snapshots/slots/{rtype}-{erp['id']}-{slot}.json",
+                             Body=b'{"name": "x"}')
+    r = rotate(env)
+    assert len(r["created"]) == 1 and "not signed by snapshot-rotate" in " ".join(r["errors"]), r
+    assert not r["ok"]  # the forged claim is told, once, as a problem of this run
+    assert any("snapshot.claim.forged" in k for k in keys(s3_client, bucket, "audit/"))

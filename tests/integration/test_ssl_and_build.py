@@ -137,10 +137,10 @@ def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg:
                                                            make_env: Any, age_keys: tuple[str, str]) -> None:
     """pg_restore 18 archives into a PostgreSQL 15 target: script mode, no ignored errors."""
     from drkit.crypto import encryption
-    from drkit.platform.config import Config, trusted_keys
+    from drkit.platform.config import Config
     from drkit.postgres import restore
     from drkit.storage import catalog
-    from drkit.storage.store import Store
+    from drkit_dev.keys import store_of
 
     fill_rich(pg, dbname)
     # a row whose text is exactly the filtered statement must survive
@@ -152,9 +152,9 @@ def test_restore_into_postgresql_15_is_strict_and_complete(ssl_pg: PgServer, pg:
     try:
         env15 = dict(env, DRKIT_DB_APP_URL=ssl_pg.url("postgres", sslmode="require"))
         cfg = Config.from_env(env15)
-        store = Store(cfg.spaces)
+        store = store_of(env15)
         entry = catalog.find(store, "latest", "app")
-        manifest = catalog.read_manifest(store, entry, trusted_keys(env15, required=True))
+        manifest = catalog.read_manifest(store, entry)
         result = restore.restore(store, entry, [encryption.parse_identity(age_keys[0])], cfg.databases["app"], target,
                                  manifest=manifest)
         assert result.strategy == "script" and result.target_version_num // 10000 == 15

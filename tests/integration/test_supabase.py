@@ -23,6 +23,7 @@ from drkit.platform.runtime import handle
 from drkit.storage.store import Store
 from drkit_dev.pgserver import PgServer
 from drkit_dev.supabase import CUSTOM_ROLES, SupabaseServer
+from support.records import content
 
 # tables whose rows are the application's (the user's rows in auth and storage included)
 USER_TABLES = ("auth.users", "auth.identities", "auth.sessions", "auth.refresh_tokens", "auth.audit_log_entries",
@@ -287,23 +288,20 @@ def test_a_committed_restore_that_fails_its_checks_says_so(env: dict[str, str], 
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """A new project is restored into in place: when the comparison after the COMMIT fails, the error and the
     audit say the target was written (never "unchanged")."""
-    from drkit.platform.config import Config
     from drkit.policy import layout
     from drkit.storage import signed
-    from drkit_dev.keys import signing_pair
+    from drkit_dev.keys import store_of
 
     env_file, identity = cli
     done = backup(env)
     m = manifest_of(env, done["backup_id"])
     todos = next(t for t in m["tables"] if (t["schema"], t["name"]) == ("public", "todos"))
     todos["exact_rows"] += 1  # the manifest, re-signed, says one row more than any restore brings
-    signed.put_json(Store(Config.from_env(env).spaces), layout.manifest_key("sb", done["backup_id"]), m,
-                    signing_pair()[0])
+    signed.put_json(store_of(env, "db-backup"), layout.manifest_key("sb", done["backup_id"]), m)
     code, out = run_cli(capsys, "--env-file", env_file, "restore", "--db", "sb", "--target", project.url(),
                         "--identity", identity)
     assert code != 0
     assert "the restore was committed into postgres, but it does not match the manifest" in out, out
     assert "public.todos 100 != 101" in out
-    failed = [json.loads(s3_client.get_object(Bucket=bucket, Key=k)["Body"].read())
-              for k in keys(s3_client, bucket, "audit/") if "restore.failed" in k]
+    failed = [content(s3_client, bucket, k) for k in keys(s3_client, bucket, "audit/") if "restore.failed" in k]
     assert len(failed) == 1 and failed[0]["details"]["target_unchanged"] is False, failed

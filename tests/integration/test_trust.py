@@ -82,21 +82,29 @@ def test_a_planted_backup_runs_nothing(setup: dict[str, Any], pg: PgServer, s3_c
                                                               "sha256": hashlib.sha256(data).hexdigest(),
                                                               "bytes_out": len(data)})
     target = f"t_{uuid.uuid4().hex[:8]}"
-    code, text = _restore(setup, pg, target, capsys)
+    code, text = _restore(setup, pg, target, capsys, backup=planted_id)  # asked for by name: refused
     assert code != 0 and "not signed by a trusted key" in text and "has no signature" in text, text
     _nothing_happened(pg, target)
+    code, text = _restore(setup, pg, target, capsys)  # `latest`: the planted one is not a backup at all
+    assert code == 0 and real.split("/")[-1].removesuffix(layout.MANIFEST_SUFFIX) in text, text
+    assert not Path("/tmp/drkit-pwned").exists()
+    pg.drop_database(target)
     # signed with the attacker's own key: still refused, and the message names the stranger's key
-    attacker_secret, _ = signing.generate()
-    signed.put_json(store, base + layout.MANIFEST_SUFFIX, json.loads(store.get_bytes(base + layout.MANIFEST_SUFFIX)),
-                    attacker_secret)
-    code, text = _restore(setup, pg, target, capsys)
+    from drkit.core.secret import Secret
+    from drkit.crypto.trust import Identity, Signer
+
+    attacker = store.with_identity(Identity(Signer("db-backup", Secret(signing.generate()[0]))))
+    signed.put_json(attacker, base + layout.MANIFEST_SUFFIX, json.loads(store.get_bytes(base + layout.MANIFEST_SUFFIX)))
+    code, text = _restore(setup, pg, target, capsys, backup=planted_id)
     assert code != 0 and "not signed by a trusted key" in text and "does not list" in text, text
     _nothing_happened(pg, target)
-    # restore-verify refuses it too, before any scratch database
-    result = handle("restore-verify", restore_verify.run, {}, None,
-                    setup["env"] | {"DRKIT_STAGING_URL": pg.url("postgres"), "DRKIT_AGE_IDENTITY": age_keys[0]})
+    # restore-verify refuses it too when asked for it, before any scratch database; `latest` is the genuine one
+    verify_env = setup["env"] | {"DRKIT_STAGING_URL": pg.url("postgres"), "DRKIT_AGE_IDENTITY": age_keys[0]}
+    result = handle("restore-verify", restore_verify.run, {"backup": planted_id}, None, verify_env)
     assert result["ok"] is False and "not signed by a trusted key" in result["error"]
     _nothing_happened(pg, "drkit_verify_")
+    result = handle("restore-verify", restore_verify.run, {}, None, verify_env)
+    assert result["ok"] and result["databases"][0]["backup_id"] != planted_id
 
 
 def test_a_swapped_byte_or_a_replayed_manifest_is_refused(setup: dict[str, Any], pg: PgServer, s3_client: Any,
@@ -119,7 +127,7 @@ def test_a_swapped_byte_or_a_replayed_manifest_is_refused(setup: dict[str, Any],
     new_base = layout.backup_base("app", new_id)
     for suffix in (layout.DATA_SUFFIX, layout.MANIFEST_SUFFIX, layout.SIGNATURE_SUFFIX):
         store.put_bytes(new_base + suffix, store.get_bytes(old_base + suffix))
-    code, text = _restore(setup, pg, target, capsys)
+    code, text = _restore(setup, pg, target, capsys, backup=new_id)
     assert code != 0 and "not signed by a trusted key" in text and "replayed" in text, text
     _nothing_happened(pg, target)
 
@@ -157,11 +165,12 @@ def test_minisign_verifies_drkit_signatures(setup: dict[str, Any], s3_client: An
     (manifest_key,) = [k for k in keys(s3_client, bucket, "db/app/") if k.endswith(layout.MANIFEST_SUFFIX)]
     (tmp_path / "m.json").write_bytes(store.get_bytes(manifest_key))
     (tmp_path / "m.json.minisig").write_bytes(store.get_bytes(manifest_key + signed.SIG))
-    ok = subprocess.run(["minisign", "-V", "-P", setup["env"]["DRKIT_TRUSTED_KEYS"], "-m", str(tmp_path / "m.json")],
+    public = dict(e.split("=", 1) for e in setup["env"]["DRKIT_TRUSTED_KEYS"].split())["db-backup"]
+    ok = subprocess.run(["minisign", "-V", "-P", public, "-m", str(tmp_path / "m.json")],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and f"Trusted comment: drkit {manifest_key}" in ok.stdout, ok.stdout + ok.stderr
     (tmp_path / "m.json").write_bytes(store.get_bytes(manifest_key).replace(b"3000", b"3001", 1))
-    bad = subprocess.run(["minisign", "-V", "-P", setup["env"]["DRKIT_TRUSTED_KEYS"], "-m", str(tmp_path / "m.json")],
+    bad = subprocess.run(["minisign", "-V", "-P", public, "-m", str(tmp_path / "m.json")],
                          capture_output=True, text=True)
     assert bad.returncode != 0
 
@@ -188,10 +197,14 @@ def test_a_planted_config_archive_extracts_nothing(setup: dict[str, Any], age_ke
                                                    "status": "ok", "files": [{"path": "tfstate/main.tf",
                                                                               "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}]})
     out = tmp_path / "rebuild"
-    code = main.main(["--env-file", setup["env_file"], "config", "extract", "--backup", "latest", "--to", str(out),
+    code = main.main(["--env-file", setup["env_file"], "config", "extract", "--backup", cid, "--to", str(out),
                      "--identity", setup["identity"]])
     text = " ".join(capsys.readouterr().err.split())
     assert code != 0 and "not signed by a trusted key" in text and not out.exists(), text
+    code = main.main(["--env-file", setup["env_file"], "config", "extract", "--backup", "latest", "--to", str(out),
+                     "--identity", setup["identity"]])
+    text = " ".join(capsys.readouterr().err.split())
+    assert code != 0 and "none signed by config-backup" in text and not out.exists(), text
 
 
 def test_verify_full_refuses_a_server_with_another_certificate(ssl_pg: PgServer, make_env: Any, tmp_path: Path,

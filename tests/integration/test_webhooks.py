@@ -154,20 +154,15 @@ def test_duplicates_are_answered_from_the_idempotency_record_alone(
         env: dict[str, str], fake: FakeDO, s3_server: S3Server) -> None:
     """A replay reads its record and nothing else: not the plan, not the DO API; and the conditional-write
     capability is probed once per warm process, not per call."""
-    from drkit.crypto import signing
-    from drkit.platform.config import spaces_from_env
     from drkit.storage import signed as signed_objects
     from drkit.storage import store as store_module
-    from drkit.storage.store import Store
+    from drkit_dev.keys import store_of
 
     store_module._CONDITIONAL.clear()  # a cold process: the next call probes once
     proxy = FaultProxy(s3_server.endpoint).start()
     try:
-        secret, public = signing.generate()
-        e = dict(env, DRKIT_SPACES_ENDPOINT=proxy.endpoint, DRKIT_TRUSTED_KEYS=public,
-                 DRKIT_FAILOVER_PLAN_KEY="plans/failover.json")
-        signed_objects.put_bytes(Store(spaces_from_env(e)), "plans/failover.json", e.pop("DRKIT_FAILOVER_PLAN").encode(),
-                                 secret)
+        e = dict(env, DRKIT_SPACES_ENDPOINT=proxy.endpoint, DRKIT_FAILOVER_PLAN_KEY="plans/failover.json")
+        signed_objects.put_bytes(store_of(e), "plans/failover.json", e.pop("DRKIT_FAILOVER_PLAN").encode())
         proxy.seen.clear()
         body = alert_batch()
         code, reply = web(e, body, AUTH)

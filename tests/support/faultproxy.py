@@ -2,7 +2,10 @@
 
 Rules match on method and a substring of the path+query; a matching request
 is answered with the given status (S3-style XML error) instead of being
-forwarded, `times` times (None = always). Everything else is forwarded.
+forwarded, `times` times (None = always); with `after_forward` it is forwarded
+first and its answer replaced by that error (the write happened, the answer was
+lost). `delay` holds every request that long (a slow bucket). Everything else
+is forwarded.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class Rule:
     status: int = 500
     times: int | None = None
     hits: int = 0
+    after_forward: bool = False
 
     def take(self, method: str, path: str) -> bool:
         if method != self.method or self.contains not in path:
@@ -40,6 +44,7 @@ class FaultProxy:
     seen: list[str] = field(default_factory=list)
     slow: tuple[str, float] | None = None  # (path substring, seconds per 16 KiB): a slow download
     sent: int = 0  # body bytes of slow downloads sent so far
+    delay: float = 0.0  # seconds every request waits (a slow bucket)
 
     def start(self) -> FaultProxy:
         target = urlsplit(self.upstream)
@@ -55,8 +60,12 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 proxy.seen.append(f"{self.command} {self.path}")
+                if proxy.delay:
+                    time.sleep(proxy.delay)
                 for rule in proxy.rules:
                     if rule.take(self.command, self.path):
+                        if rule.after_forward:
+                            self._forward(body, answer=False)
                         code = {500: "InternalError", 503: "SlowDown"}.get(rule.status, "InjectedFault")
                         err = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>injected</Message></Error>"
                         data = err.encode()
@@ -66,12 +75,18 @@ class FaultProxy:
                         self.end_headers()
                         self.wfile.write(data)
                         return
+                self._forward(body, answer=True)
+
+            def _forward(self, body: bytes, answer: bool) -> None:
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("connection", *proxy.strip_headers)}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                if not answer:
+                    conn.close()
+                    return
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):

@@ -59,9 +59,30 @@ def required_only() -> dict[str, str]:
     return {"DRKIT_SPACES_BUCKET": "b", "DRKIT_SPACES_REGION": "fra1", "DRKIT_SPACES_KEY": "k",
             "DRKIT_SPACES_SECRET": "s", "DRKIT_AGE_RECIPIENTS": "age1x", "DRKIT_AGE_IDENTITY": "AGE-SECRET-KEY-1X",
             "DRKIT_DATABASES": "odoo", "DRKIT_DB_ODOO_URL": "postgresql://u:p@h/odoo",
-            "DRKIT_STAGING_URL": "postgresql://u:p@h/postgres", "DRKIT_SIGNING_KEY": "drkit-sign-1:x",
-            "DRKIT_TRUSTED_KEYS": "RWx", "DRKIT_FUNCTIONS_KEY": "dof_v1_x:y",
+            "DRKIT_STAGING_URL": "postgresql://u:p@h/postgres",
+            **{envvars.per_function_name("DRKIT_SIGNING_KEY", fn): f"drkit-sign-1:{fn}" for fn in envvars.ALL},
+            "DRKIT_TRUSTED_KEYS": "db-backup=RWx", "DRKIT_FUNCTIONS_KEY": "dof_v1_x:y",
             "DRKIT_CONFIG_SOURCES": '[{"type": "digitalocean"}]'}
+
+
+def test_a_function_never_falls_back_to_a_shared_signing_key() -> None:
+    """A stolen dns-failover must not hold the key that signs backups: only the two functions that held the
+    one shared key before per-writer keys may still use it."""
+    values = {k: v for k, v in required_only().items() if not k.startswith("DRKIT_SIGNING_KEY_")}
+    values["DRKIT_SIGNING_KEY"] = "drkit-sign-1:shared"
+    with pytest.raises(ConfigError) as exc:
+        envvars.deploy_env(PROJECT, values)
+    text = str(exc.value)
+    assert "DRKIT_SIGNING_KEY_SCHEDULER is required by dr/scheduler" in text
+    assert "DRKIT_SIGNING_KEY_DB_BACKUP" not in text and "DRKIT_SIGNING_KEY_CONFIG_BACKUP" not in text
+    values |= {envvars.per_function_name("DRKIT_SIGNING_KEY", fn): "drkit-sign-1:own"
+               for fn in envvars.ALL if fn not in (envvars.DB_BACKUP, envvars.CONFIG, envvars.FAILOVER)}
+    env, warnings = envvars.deploy_env(PROJECT, values)
+    assert env["DRKIT_SIGNING_KEY_DB_BACKUP"] == "drkit-sign-1:shared" == env["DRKIT_SIGNING_KEY_CONFIG_BACKUP"]
+    assert env["DRKIT_SIGNING_KEY_DNS_FAILOVER"] == envvars.UNSET  # the web-facing function: never the shared key
+    assert any("DRKIT_SIGNING_KEY_DNS_FAILOVER is not set" in w for w in warnings)
+    fenv = envvars.function_environment(PROJECT, envvars.FAILOVER, values)
+    assert "DRKIT_SIGNING_KEY" not in fenv
 
 
 def test_what_the_scheduler_runs_is_required_and_what_it_does_not_is_a_warning() -> None:

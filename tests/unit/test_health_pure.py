@@ -56,6 +56,8 @@ def test_warning_alerts_once() -> None:
     ([{"name": "a", "type": "http", "url": "ftp://x.example"}], "http:// or https://"),
     ([{"name": "a", "type": "http", "url": "https://"}], "with a host"),
     ([{"name": "a", "type": "tcp", "host": "db", "port": 5432, "timeout_s": -1}], "timeout_s must be a number"),
+    # health-probe itself runs at most 55 s: a probe may not wait 60 (every run would be killed)
+    ([{"name": "a", "type": "tcp", "host": "db", "port": 5432, "timeout_s": 60}], "timeout_s must be a number .* 20"),
     ([{"name": "a", "type": "tcp", "host": "db"}], "needs a port"),
     ([{"name": "a", "type": "icmp", "host": "db"}], "type must be one of"),
     ([{"name": "a b", "type": "tcp", "host": "db", "port": 1}], "name must be"),
@@ -122,3 +124,36 @@ def test_plain_http_targets_must_be_asked_for() -> None:
     (t,) = probe.parse_targets('[{"name": "erp", "type": "http", "url": "http://erp.example.com/", "plain_http": true}]')
     assert t.url == "http://erp.example.com/"
     (t,) = probe.parse_targets('[{"name": "local", "type": "http", "url": "http://127.0.0.1:8080/"}]')  # this machine
+
+
+def test_the_probes_together_must_fit_the_runs_budget() -> None:
+    many = [{"name": f"t{i}", "type": "tcp", "host": "db", "port": 1, "timeout_s": 20} for i in range(200)]
+    assert "may take 40 s" in " ".join(probe.check_budget(probe.parse_targets(json.dumps(many))))
+    assert probe.check_budget(probe.parse_targets(json.dumps(many[:128]))) == []
+
+
+def test_a_probe_that_trickles_past_the_budget_fails_only_itself() -> None:
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    port = server.getsockname()[1]
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        conn.recv(1024)
+        for _ in range(40):  # a byte every 0.2 s: each read is inside the timeout, the answer never ends
+            conn.send(b"H")
+            time.sleep(0.2)
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    (t,) = probe.parse_targets(json.dumps([{"name": "slow", "type": "http", "url": f"http://127.0.0.1:{port}/",
+                                            "timeout_s": 1}]))
+    t0 = time.monotonic()
+    (r,) = probe.run_all([t], budget_s=1.5)
+    assert time.monotonic() - t0 < 3 and not r.ok and "probe budget" in r.detail
+    server.close()

@@ -104,3 +104,22 @@ def test_age_series_and_the_limit_line() -> None:
     empty = charts.line_chart("none", [charts.Series("s", [])], T - dt.timedelta(days=1), T)
     assert "no data in this period" in empty
     assert human(0.4) == "0.4 s" and human(4500) == "75 min" and charts.size(10_700_000) == "10.7 MB"
+
+
+@pytest.mark.parametrize("severity,failover,status,summary", [
+    ("major", None, "down", "Major outage"), ("minor", None, "degraded", "Degraded service"),
+    ("info", None, "operational", "All systems operational"),
+    (None, "dr", "degraded", "Running on our disaster-recovery site"), ("major", "dr", "down", "Major outage")])
+def test_the_banner_follows_open_notices_and_a_failover_not_only_the_probes(severity: str | None, failover: str | None,
+                                                                           status: str, summary: str) -> None:
+    page = PageConfig.parse(CONFIG)
+    assert page is not None
+    states = {"shop": state(), "erp-http": state(), "erp-tls": state()}  # every probe green
+    notices = [{"id": "n1", "title": "Orders delayed", "message": "", "severity": severity,
+                "posted_at": "2026-11-30T11:00:00+00:00", "resolved_at": None}] if severity else []
+    doc = build(page, states, notices, T, None, failover)
+    assert (doc["status"], doc["summary"]) == (status, summary)
+    assert all(s["status"] == "operational" for s in doc["services"])  # the services say what the probes saw
+    assert ("failover" in doc) == bool(failover) and summary in render_html(doc)
+    resolved = [dict(n, resolved_at="2026-11-30T11:30:00+00:00") for n in notices]
+    assert build(page, states, resolved, T, None)["summary"] == "All systems operational"
