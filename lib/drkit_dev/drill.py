@@ -32,7 +32,6 @@ from drkit.platform.config import Config
 from drkit.platform.runtime import handle, handle_web
 from drkit.postgres import restore
 from drkit.storage import catalog
-from drkit.storage.store import Store
 
 from . import drill_pages, drill_schedule, probeservers, sampledb
 from .keys import signing_env, store_of
@@ -320,7 +319,7 @@ def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
     try:
         sampleaccount.populate_do(fake)
         sampleaccount.populate_web(web)
-        store = Store(Config.from_env(env, need_databases=False, with_databases=False).spaces)
+        store = store_of(env)
         store.client.create_bucket(Bucket="drkit-drill-tfstate")
         store.client.put_object(Bucket="drkit-drill-tfstate", Key="prod/terraform.tfstate", Body=b'{"version": 4}')
         e = dict(env, DRKIT_DO_TOKEN=fake.token, DRKIT_DO_ENDPOINT=fake.endpoint, DRKIT_DO_CA_FILE=fake.ca_file,

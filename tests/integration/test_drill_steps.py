@@ -3,6 +3,7 @@ the drill fails here, not on an operator's machine."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -20,3 +21,11 @@ def test_the_failover_rehearsal_and_the_scheduler_day_pass(make_env: Any) -> Non
     finally:
         probeservers.stop(server)
     assert [(s.name, s.ok) for s in d.steps] == [("dns-failover", True), ("scheduler", True)], d.steps
+
+
+def test_the_config_backup_step_passes(make_env: Any, age_keys: tuple[str, str], tmp_path: Path) -> None:
+    """The drill reads the config backups back with the operator's trust, as `drkit config extract` does."""
+    env = make_env({"erp": "postgresql://x@127.0.0.1/erp"}, DRKIT_AGE_IDENTITY=age_keys[0])
+    d = drill.Drill(Console(quiet=True))
+    drill.config_step(d, env, tmp_path)
+    assert [(s.name, s.ok) for s in d.steps] == [("config-backup", True)], d.steps
