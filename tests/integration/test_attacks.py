@@ -262,3 +262,22 @@ def test_each_writer_signs_its_own_records_and_no_other(app: dict[str, str], s3_
     assert not got["verify-age:app"]["ok"] and "believed only from restore-verify" in got["verify-age:app"]["detail"]
     assert got["backup-age:app"]["ok"] and done["seq"] == 1
     assert content(s3_client, bucket, layout.state_key("app"))["last_success"]["id"] == done["backup_id"]
+
+
+def test_another_functions_key_cannot_silence_a_roles_alerts(app: dict[str, str]) -> None:
+    """Every role may sign alerts, but each role's outbox believes only its own: dns-failover's key, stolen,
+    cannot pre-plant the scheduler's alert as "open and delivered" (raise_alert would then send nothing)."""
+    from drkit.platform.notify import CHANNELS
+    from drkit.storage import outbox
+
+    env = {k: v for k, v in app.items() if not k.startswith("DRKIT_SIGNING_KEY")} | per_function_env()
+    now = dt.datetime.now(dt.UTC)
+    mine, stolen = store_of(env, "scheduler"), store_of(env, "dns-failover")
+    condition = "schedule.overdue:db-backup/app"
+    key = outbox.key_of(mine, condition)
+    records.write(stolen, key, outbox.Alert(condition, {"event": "x"}, now, delivered={"open": tuple(CHANNELS)}), now)
+    assert condition not in outbox.open_conditions(mine, now)  # not believed (and removed)
+    records.write(stolen, key, outbox.Alert(condition, {"event": "x"}, now, delivered={"open": tuple(CHANNELS)}), now)
+    assert outbox.raise_alert(mine, condition, {"event": "schedule.overdue"}, now)  # the real alert is raised
+    got = records.read(mine, key, outbox.Alert, now)
+    assert got is not None and got.writer == "scheduler" and got.value.delivered == {}

@@ -109,12 +109,18 @@ def key_of(store: Store, condition: str) -> str:
     return f"{PREFIX}{store.identity.role or 'unknown'}/{_id(condition)}.json"
 
 
+def _mine(store: Store) -> tuple[str, ...]:
+    """Each role's alerts are believed only from that role: another function's key cannot mark this
+    role's alert delivered or resolved (which would silence it)."""
+    return (store.identity.role or "unknown",)
+
+
 def raise_alert(store: Store, condition: str, event: dict[str, Any], now: dt.datetime) -> bool:
     """Store an alert for `condition` unless one is open already (True: this call raised it). A condition
     that was resolved and comes back is a new alert."""
     key = key_of(store, condition)
     alert = Alert(condition, event, now)
-    got = records.claim(store, key, alert, now)
+    got = records.claim(store, key, alert, now, writers=_mine(store))
     if got.ours:
         return True
     holder = got.holder.value if got.holder else None
@@ -128,7 +134,7 @@ def resolve(store: Store, condition: str, message: dict[str, Any], now: dt.datet
     """Mark `condition`'s open alert resolved (one "resolved" message follows); False when none is open."""
     key = key_of(store, condition)
     try:
-        got = records.read(store, key, Alert, now)
+        got = records.read(store, key, Alert, now, _mine(store))
     except RecordError as exc:
         log.error("alert record not believed; removed", key=key, error=exc.reason)
         store.delete(key)
@@ -156,7 +162,7 @@ def _alerts(store: Store, now: dt.datetime) -> list[tuple[str, Alert]]:
         if obj.key.count("/") != prefix.count("/") or not obj.key.endswith(".json"):
             continue  # send tokens live one level down
         try:
-            got = records.read(store, obj.key, Alert, now)
+            got = records.read(store, obj.key, Alert, now, _mine(store))
         except RecordError as exc:
             log.error("alert record not believed; removed", key=obj.key, error=exc.reason)
             store.delete(obj.key)
@@ -187,7 +193,8 @@ def flush(store: Store, notifier: Notifier, now: dt.datetime, deadline: Deadline
             continue
         phase = alert.phase()
         n = alert.attempts.get(phase, 0) + 1
-        token = records.claim(store, f"{key.removesuffix('.json')}/{phase}-{n}.json", SendToken(owner, now), now)
+        token = records.claim(store, f"{key.removesuffix('.json')}/{phase}-{n}.json", SendToken(owner, now), now,
+                              writers=_mine(store))
         if not token.ours:
             held = token.holder.value if token.holder else None
             if held is not None and now - held.at > STALE:  # that run died mid-send: count the attempt as failed

@@ -185,17 +185,18 @@ class Claimed(Generic[R]):
     forged: str | None = None
 
 
-def claim(store: Store, key: str, record: R, now: dt.datetime,
-          is_ours: Callable[[R], bool] | None = None) -> Claimed[R]:
+def claim(store: Store, key: str, record: R, now: dt.datetime, is_ours: Callable[[R], bool] | None = None,
+          writers: Sequence[str] | None = None) -> Claimed[R]:
     """Create `record` at `key` once across concurrent runs (a conditional create). A record there that is not
     believed never blocks the claim: it is removed and the claim made again. `is_ours`: recognises this run's
-    own record (an owner token inside it) when a retried request finds it already written."""
+    own record (an owner token inside it) when a retried request finds it already written; `writers`: as for
+    `read`, when only some of the type's writers may hold this key."""
     forged = None
     for _ in range(3):
         if create(store, key, record, now):
             return Claimed(True, None, forged)
         try:
-            got = read(store, key, type(record), now)
+            got = read(store, key, type(record), now, writers)
         except RecordError as exc:
             forged = exc.reason
             store.delete(key)
