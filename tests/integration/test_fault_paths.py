@@ -20,6 +20,7 @@ from conftest import keys
 from drkit.core.deadline import Deadline
 from drkit.core.secret import Secret
 from drkit.functions import health_probe, scheduler
+from drkit.scheduling import tick as tick_mod
 from drkit.scheduling.openwhisk import FunctionsApi
 from drkit_dev.fakedo import FakeDO
 from drkit_dev.fakewhisk import FakeWhisk
@@ -141,7 +142,10 @@ def test_the_tick_stops_dispatching_before_its_deadline_and_the_next_one_goes_on
     at = DAY.replace(hour=3, minute=7)
     first = tick(env, at, deadline=40)
     started = [d for d in first["dispatched"] if d["state"] == "dispatched"]
-    assert 1 <= len(started) < 8 and len(first["deferred"]) == 8 - len(started), first
+    # a dispatch starts only while reserve + one invoke timeout (20 + 10 s) are left of the 40 s: at 0, 4 and 8 s
+    assert FunctionsApi.timeout_s == 10.0 and tick_mod.DISPATCH_RESERVE_S == 20.0
+    assert len(started) == 3, first
+    assert sorted(first["deferred"] + [d["name"] for d in started]) == sorted(f"db-backup/{n}" for n in names)
     assert receiver.events("heartbeat")  # the tick finished its work: status written, heartbeat sent
     whisk.hang_s = 0.0
     second = tick(env, at + dt.timedelta(minutes=1))

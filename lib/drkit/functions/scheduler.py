@@ -160,7 +160,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                 "decision": f"dry run: {len(now_plan)} due now" + (f": {', '.join(due_names)}" if due_names else "")
                             + (f"; {len(deferred)} would wait for the next tick" if deferred else "")}
     for n, (s, d, manual) in enumerate(now_plan):
-        if deadline.remaining() < tick.DISPATCH_RESERVE_S + settings.api.timeout_s:
+        if not tick.can_dispatch(t):
             log.warning("dispatching stopped before the deadline; the rest wait for the next tick",
                         left=len(now_plan) - n)
             deferred += now_plan[n:]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -24,7 +23,7 @@ from drkit.core.errors import DrkitError
 from drkit.core.fields import Fields
 from drkit.policy.schedule import Slot, stamp
 from drkit.storage import records
-from drkit.storage.records import Record, RecordError
+from drkit.storage.records import Record
 from drkit.storage.store import ObjectInfo, Store
 
 CLAIMS = "state/schedule/claims/"
@@ -198,27 +197,18 @@ def load(store: Store, now: dt.datetime, cache: dict[str, Any] | None = None) ->
                 pass
         stale.append(key)
 
-    def read(key: str) -> tuple[str, Any, str | None]:
-        cls: type[Record] = Attempt if key.startswith(CLAIMS) else JobRecord
-        try:
-            got = records.read(store, key, cls, now)
-        except RecordError as exc:
-            return key, None, exc.reason
-        except DrkitError as exc:
-            return key, None, f"unreadable: {exc}"
-        return key, got.value if got else None, None
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        for key, value, problem in pool.map(read, stale):
-            if problem:
-                out.problems[key] = problem
-            elif isinstance(value, Attempt):
-                if _placed(key, value):
-                    out.attempts[key] = value
-                else:
-                    out.problems[key] = "a signed attempt copied under another slot's key"
-            elif isinstance(value, JobRecord):
-                out.jobs[key[len(RUNS):-len(".json")]] = value
+    wanted: list[tuple[str, type[Record]]] = [(k, Attempt if k.startswith(CLAIMS) else JobRecord) for k in stale]
+    for o in records.read_many(store, wanted, now):
+        value = o.got.value if o.got else None
+        if o.problem:
+            out.problems[o.key] = o.problem
+        elif isinstance(value, Attempt):
+            if _placed(o.key, value):
+                out.attempts[o.key] = value
+            else:
+                out.problems[o.key] = "a signed attempt copied under another slot's key"
+        elif isinstance(value, JobRecord):
+            out.jobs[o.key[len(RUNS):-len(".json")]] = value
     return out
 
 

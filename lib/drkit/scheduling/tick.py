@@ -87,6 +87,11 @@ class Tick:
         return next((s for s in self.slots if s.name == a.name), None)
 
 
+def can_dispatch(t: Tick) -> bool:
+    """Room left for one more invoke (its timeout) and the tick's reporting after it."""
+    return t.deadline.remaining() >= DISPATCH_RESERVE_S + t.api.timeout_s
+
+
 def limit_of(a: Attempt) -> dt.timedelta:
     return schedule.LIMITS.get(a.job, dt.timedelta(minutes=15))
 
@@ -197,7 +202,7 @@ def retry(t: Tick) -> None:
                                                              f"({a.attempt} attempt(s))")
             _ended(t, done)
             continue
-        if t.deadline.remaining() < DISPATCH_RESERVE_S + t.api.timeout_s:
+        if not can_dispatch(t):
             return
         _again(t, slot, a, a.error or "retry")
 

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from drkit import __version__
 from drkit.core import log
-from drkit.core.errors import DrkitError, StoreError
+from drkit.core.errors import DrkitError
 from drkit.core.fields import Fields
 from drkit.policy import layout
 from drkit.storage import audit, records, state
-from drkit.storage.records import Record, RecordError
+from drkit.storage.records import Record
 from drkit.storage.state import RunInfo, VerifyState
 from drkit.storage.store import Store
-
-READERS = 16
 
 
 @dataclass(frozen=True)
@@ -112,39 +109,32 @@ class Markers:
 def read_markers(store: Store, entries: Sequence[Any], now: dt.datetime) -> Markers:
     """The `.verified` and `.pinned` markers of `entries` (storage/catalog.Entry or config entries), each read
     and checked against its writer; `database` None for config backups (pins only)."""
-    jobs: list[tuple[str, str, type[Record], str]] = []
+    jobs: list[tuple[str, str]] = []  # (backup id, kind) of each marker read
+    wanted: list[tuple[str, type[Record]]] = []
     for e in entries:
         base = layout.backup_base(e.database, e.id) if getattr(e, "database", None) else layout.config_base(e.id)
         if layout.VERIFIED_SUFFIX in e.objects:
-            jobs.append((e.id, base + layout.VERIFIED_SUFFIX, VerifiedMarker, "verified"))
+            jobs.append((e.id, "verified"))
+            wanted.append((base + layout.VERIFIED_SUFFIX, VerifiedMarker))
         if layout.PINNED_SUFFIX in e.objects:
-            jobs.append((e.id, base + layout.PINNED_SUFFIX, PinMarker, "pinned"))
+            jobs.append((e.id, "pinned"))
+            wanted.append((base + layout.PINNED_SUFFIX, PinMarker))
     out = Markers()
-
-    def read(job: tuple[str, str, type[Record], str]) -> tuple[str, str, str | None]:
-        backup_id, key, cls, kind = job
-        try:
-            got = records.read(store, key, cls, now)
-        except RecordError as exc:
-            return backup_id, kind, exc.reason
-        except StoreError as exc:
-            return backup_id, kind, f"unreadable: {exc}"
-        if got is None:
-            return backup_id, kind, "listed, but gone when read"
-        said = getattr(got.value, "backup_id", backup_id)
-        return backup_id, kind, None if said == backup_id else f"names backup {said!r}, not this one"
-
-    with ThreadPoolExecutor(max_workers=READERS) as pool:
-        for backup_id, kind, why in pool.map(read, jobs):
-            if why is None:
-                (out.verified if kind == "verified" else out.pinned).add(backup_id)
-                continue
-            if kind == "pinned":  # keeping cannot lose data: an unbelieved pin still keeps its backup
-                out.pinned.add(backup_id)
-                out.problems.append(f"{backup_id}: pin not signed by an operator ({why}); it still keeps the "
-                                    "backup: re-pin it (drkit backups pin) or remove it")
-            else:
-                out.problems.append(f"{backup_id}: .verified marker not believed ({why}); not counted as verified")
+    for (backup_id, kind), o in zip(jobs, records.read_many(store, wanted, now), strict=True):
+        why = o.problem
+        if why is None and o.got is None:
+            why = "listed, but gone when read"
+        elif why is None and o.got is not None and o.got.value.backup_id != backup_id:
+            why = f"names backup {o.got.value.backup_id!r}, not this one"
+        if why is None:
+            (out.verified if kind == "verified" else out.pinned).add(backup_id)
+            continue
+        if kind == "pinned":  # keeping cannot lose data: an unbelieved pin still keeps its backup
+            out.pinned.add(backup_id)
+            out.problems.append(f"{backup_id}: pin not signed by an operator ({why}); it still keeps the "
+                                "backup: re-pin it (drkit backups pin) or remove it")
+        else:
+            out.problems.append(f"{backup_id}: .verified marker not believed ({why}); not counted as verified")
     return out
 
 

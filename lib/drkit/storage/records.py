@@ -24,10 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from drkit.core.errors import IntegrityError
+from drkit.core.errors import DrkitError, IntegrityError
 from drkit.core.fields import FieldError, Fields
 from drkit.crypto import signing, trust
 from drkit.crypto.trust import Signer, Trust
@@ -37,6 +38,7 @@ from drkit.storage.store import Store
 FORMAT = "drkit.record/1"
 MAX_BYTES = 4 * 1024 * 1024
 FUTURE_SKEW = dt.timedelta(minutes=5)  # clocks of two activations may differ this much
+READERS = 16  # records are small objects: read many at once
 
 
 class RecordError(IntegrityError):
@@ -162,6 +164,34 @@ def read(store: Store, key: str, cls: type[R], now: dt.datetime,
     if data is None:
         return None
     return decode(data, key, cls, store.identity.trust, now, writers)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One record of `read_many`: `got` None and `problem` None when it is gone; `problem` says why it was
+    not believed (RecordError) or could not be read (the bucket's error)."""
+
+    key: str
+    got: Signed[Any] | None
+    problem: str | None = None
+
+
+def read_many(store: Store, wanted: Sequence[tuple[str, type[Record]]], now: dt.datetime) -> list[Outcome]:
+    """Each (key, record type) read concurrently, in the order asked; never raises for one bad record."""
+
+    def one(item: tuple[str, type[Record]]) -> Outcome:
+        key, cls = item
+        try:
+            return Outcome(key, read(store, key, cls, now))
+        except RecordError as exc:
+            return Outcome(key, None, exc.reason)
+        except DrkitError as exc:
+            return Outcome(key, None, f"unreadable: {exc}")
+
+    if not wanted:
+        return []
+    with ThreadPoolExecutor(max_workers=min(READERS, len(wanted))) as pool:
+        return list(pool.map(one, wanted))
 
 
 def write(store: Store, key: str, record: Record, now: dt.datetime) -> bytes:
