@@ -142,8 +142,9 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         results += _guarded(f"backup-age:{prot.database}", "backup", partial(data_protection, store, prot, now, seen))
     results += _guarded("config-age", "backup", lambda: config_protection(store, settings.config_max_age, now, seen))
     results += _guarded("scheduler", "schedule", lambda: schedule_protection(store, now, seen))
+    page_notices: list[dict[str, Any]] = []  # read once: checked here, shown on the page below
     if settings.page is not None:
-        results += _guarded(f"record:{notices.KEY}", "integrity", lambda: _notices_believed(store, now))
+        results += _guarded(f"record:{notices.KEY}", "integrity", lambda: _notices_believed(store, now, page_notices))
     if memory_problem:
         results.append(probe.Result(f"record:{STATE_KEY}", "integrity", False, memory_problem, 0.0, threshold=1))
     old_states = memory.targets if memory else {}
@@ -188,7 +189,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     if settings.page is not None:
         try:
             page = publish(store, settings.page, now, states, now.isoformat(),
-                           failover=watched.site if watched.moved else None)
+                           failover=watched.site if watched.moved else None, items=page_notices)
             out["status_page"] = {"status": page["status"], "summary": page["summary"],
                                   "notices": len([n for n in page["notices"] if not n["resolved_at"]])}
         except StoreError as exc:  # the probes ran and alerted; the page is late by one cycle
@@ -225,10 +226,10 @@ def _failover_results(w: watch.Watch) -> list[probe.Result]:
     return [probe.Result("failover", "failover", f.done, detail, 0.0, threshold=1)]
 
 
-def _notices_believed(store: Store, now: dt.datetime) -> list[probe.Result]:
-    """The public page's notices: one not believed never reaches the page, and is an alert."""
+def _notices_believed(store: Store, now: dt.datetime, into: list[dict[str, Any]]) -> list[probe.Result]:
+    """The public page's notices, added to `into`: ones not believed never reach the page, and are an alert."""
     try:
-        notices.load(store, now)
+        into.extend(notices.load(store, now))
     except RecordError as exc:
         return [probe.Result(f"record:{notices.KEY}", "integrity", False, f"record not believed: {exc}", 0.0,
                              threshold=1)]

@@ -31,17 +31,19 @@ def saved_states(store: Store, now: dt.datetime) -> tuple[dict[str, Any], str | 
 
 def publish(store: Store, config: statuspage.PageConfig, now: dt.datetime,
             states: Mapping[str, Mapping[str, Any]] | None = None, updated_at: str | None = None,
-            failover: str | None = None) -> dict[str, Any]:
+            failover: str | None = None, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Render from the given states (health-probe's run) or the saved ones (the CLI), and write both objects.
-    `failover`: the site traffic was moved to, when it is not the primary (the banner says so)."""
+    `failover`: the site traffic was moved to, when it is not the primary (the banner says so); `items`: the
+    believed notices, when the caller has read them already (else they are read here)."""
     if states is None:
         states, updated_at = saved_states(store, now)
     problem = None
-    try:
-        items = notices.load(store, now)
-    except RecordError as exc:  # a planted notice never reaches the public page
-        log.error("status notices not believed; publishing without them", error=exc.reason)
-        items, problem = [], exc.reason
+    if items is None:
+        try:
+            items = notices.load(store, now)
+        except RecordError as exc:  # a planted notice never reaches the public page
+            log.error("status notices not believed; publishing without them", error=exc.reason)
+            items, problem = [], exc.reason
     doc = statuspage.build(config, states, items, now, updated_at, failover)
     store.put_bytes(PUBLIC_JSON, (json.dumps(doc, indent=1) + "\n").encode(), "application/json",
                     public=True, cache_control=CACHE)
