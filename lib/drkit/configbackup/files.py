@@ -32,6 +32,7 @@ from drkit.core.errors import DrkitError, StoreError
 from drkit.crypto import encryption
 from drkit.crypto.signing import SignatureError
 from drkit.platform.config import SpacesConfig
+from drkit.policy import layout
 from drkit.storage import signed
 from drkit.storage.store import Store, explain, make_client
 from drkit.storage.transfer import open_upload
@@ -43,16 +44,9 @@ SMALL = 8 << 20  # objects up to this size are encrypted in memory and stored in
 CATALOG_FORMAT = "drkit.files.catalog/1"
 
 
-def prefix(source_name: str) -> str:
-    return f"files/{source_name}/"
-
-
-def blob_key(source_name: str, blob: str) -> str:
-    return f"{prefix(source_name)}blobs/{blob}"
-
-
-def catalog_key(source_name: str) -> str:
-    return f"{prefix(source_name)}catalog.json"
+prefix = layout.files_prefix
+blob_key = layout.files_blob_key
+catalog_key = layout.files_catalog_key
 
 
 def blob_id(secret: str, bucket: str, key: str, etag: str, size: int) -> str:

@@ -131,34 +131,56 @@ def secure_url(url: str) -> bool:
     return url.startswith("https://") or bool(LOOPBACK_HTTP.match(url))
 
 
-def _spaces_from_env(environ: Mapping[str, str], problems: list[str]) -> SpacesConfig | None:
-    bucket = environ.get("DRKIT_SPACES_BUCKET", "").strip()
+@dataclass(frozen=True)
+class BucketVars:
+    """The variable names that configure one bucket (the primary, the off-site copy, a reader of the copy)."""
+
+    bucket: str = "DRKIT_SPACES_BUCKET"
+    endpoint: str = "DRKIT_SPACES_ENDPOINT"
+    region: str = "DRKIT_SPACES_REGION"
+    key: str = "DRKIT_SPACES_KEY"
+    secret: str = "DRKIT_SPACES_SECRET"
+    prefix: str = "DRKIT_PREFIX"
+    what: str = "the Spaces bucket that holds all drkit state"
+
+    @classmethod
+    def named(cls, stem: str, what: str, key: str = "KEY", secret: str = "SECRET") -> BucketVars:
+        return cls(f"{stem}_BUCKET", f"{stem}_ENDPOINT", f"{stem}_REGION", f"{stem}_{key}", f"{stem}_{secret}",
+                   f"{stem}_PREFIX", what)
+
+
+PRIMARY = BucketVars()
+
+
+def _spaces_from_env(environ: Mapping[str, str], problems: list[str], names: BucketVars = PRIMARY) -> SpacesConfig | None:
+    n = names
+    bucket = environ.get(n.bucket, "").strip()
     if not bucket:
-        problems.append("DRKIT_SPACES_BUCKET is not set (the Spaces bucket that holds all drkit state)")
+        problems.append(f"{n.bucket} is not set ({n.what})")
     elif not BUCKET_RE.match(bucket):
-        problems.append(f"DRKIT_SPACES_BUCKET {bucket!r} is not a valid bucket name (3-63 of a-z 0-9 . -)")
-    endpoint = environ.get("DRKIT_SPACES_ENDPOINT", "").strip()
-    region = environ.get("DRKIT_SPACES_REGION", "").strip()
+        problems.append(f"{n.bucket} {bucket!r} is not a valid bucket name (3-63 of a-z 0-9 . -)")
+    endpoint = environ.get(n.endpoint, "").strip()
+    region = environ.get(n.region, "").strip()
     if not endpoint and not region:
-        problems.append("set DRKIT_SPACES_REGION (e.g. fra1) or DRKIT_SPACES_ENDPOINT (a full https:// URL)")
+        problems.append(f"set {n.region} (e.g. fra1) or {n.endpoint} (a full https:// URL)")
     if endpoint and not re.match(r"^https?://[^/\s]+/?$", endpoint):
-        problems.append(f"DRKIT_SPACES_ENDPOINT {endpoint!r} must look like https://fra1.digitaloceanspaces.com")
+        problems.append(f"{n.endpoint} {endpoint!r} must look like https://fra1.digitaloceanspaces.com")
     elif endpoint and not secure_url(endpoint):
-        problems.append(f"DRKIT_SPACES_ENDPOINT {endpoint!r} must be https:// (plain http:// would send the keys and "
+        problems.append(f"{n.endpoint} {endpoint!r} must be https:// (plain http:// would send the keys and "
                         "every backup in clear text; it is allowed only to this machine, for local tests)")
     if region and not re.match(r"^[a-z0-9-]{2,32}$", region):
-        problems.append(f"DRKIT_SPACES_REGION {region!r} is not a region slug like fra1 or nyc3")
+        problems.append(f"{n.region} {region!r} is not a region slug like fra1 or nyc3")
     if not endpoint and region:
         endpoint = f"https://{region}.digitaloceanspaces.com"
-    key = environ.get("DRKIT_SPACES_KEY", "").strip()
-    secret = environ.get("DRKIT_SPACES_SECRET", "").strip()
+    key = environ.get(n.key, "").strip()
+    secret = environ.get(n.secret, "").strip()
     if not key:
-        problems.append("DRKIT_SPACES_KEY is not set (a Spaces access key id)")
+        problems.append(f"{n.key} is not set (a Spaces or S3 access key id)")
     if not secret:
-        problems.append("DRKIT_SPACES_SECRET is not set (the Spaces secret key)")
-    prefix = environ.get("DRKIT_PREFIX", "").strip().strip("/")
+        problems.append(f"{n.secret} is not set (the Spaces or S3 secret key)")
+    prefix = environ.get(n.prefix, "").strip().strip("/")
     if prefix and not re.match(r"^[A-Za-z0-9._/-]+$", prefix):
-        problems.append(f"DRKIT_PREFIX {prefix!r} may only contain letters, digits and . _ - /")
+        problems.append(f"{n.prefix} {prefix!r} may only contain letters, digits and . _ - /")
     attempts = _int_env(environ, "DRKIT_S3_MAX_ATTEMPTS", 6, 1, 10, problems)
     if problems:
         return None
@@ -171,6 +193,44 @@ def _spaces_from_env(environ: Mapping[str, str], problems: list[str]) -> SpacesC
         secret_key=Secret(secret),
         prefix=prefix,
     )
+
+
+COPY = BucketVars.named("DRKIT_COPY", "the off-site copy's bucket, another region or provider (dr/backup-copy)")
+COPY_READER = BucketVars.named("DRKIT_OFFSITE", "the off-site copy, read with a Read-only key (restore-verify)")
+LOCK_DAYS_MAX = 3650
+
+
+@dataclass(frozen=True)
+class CopyConfig:
+    """The off-site copy: its bucket (another region or provider) and how long each object is locked there."""
+
+    spaces: SpacesConfig
+    lock_days: int | None = None  # None: the retention window plus a margin (offsite/policy.py)
+
+
+def copy_configured(environ: Mapping[str, str], names: BucketVars = COPY) -> bool:
+    return bool(environ.get(names.bucket, "").strip())
+
+
+def copy_from_env(environ: Mapping[str, str], problems: list[str], names: BucketVars = COPY) -> CopyConfig | None:
+    """The off-site copy's settings, or None with every problem appended. The copy must be another bucket
+    than the primary one (at the same endpoint it would be no copy at all)."""
+    spaces = _spaces_from_env(environ, problems, names)
+    lock_raw = environ.get("DRKIT_COPY_LOCK_DAYS", "").strip() if names is COPY else ""
+    lock: int | None = None
+    if lock_raw:
+        lock = _int_env(environ, "DRKIT_COPY_LOCK_DAYS", 0, 1, LOCK_DAYS_MAX, problems)
+    if spaces is None:
+        return None
+    primary_bucket = environ.get("DRKIT_SPACES_BUCKET", "").strip()
+    primary_endpoint = (environ.get("DRKIT_SPACES_ENDPOINT", "").strip().rstrip("/") or
+                        (f"https://{environ.get('DRKIT_SPACES_REGION', '').strip()}.digitaloceanspaces.com"))
+    if spaces.bucket == primary_bucket and spaces.endpoint_url == primary_endpoint and \
+            spaces.prefix == environ.get("DRKIT_PREFIX", "").strip().strip("/"):
+        problems.append(f"{names.bucket} names the primary bucket itself ({primary_bucket} at {primary_endpoint}): "
+                        "the off-site copy must be another bucket, in another region or with another provider")
+        return None
+    return CopyConfig(spaces, lock or None)
 
 
 def signing_key_from_env(environ: Mapping[str, str], problems: list[str]) -> Secret | None:

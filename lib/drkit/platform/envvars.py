@@ -1,6 +1,6 @@
-"""Every environment variable each function reads: the contract with project.yml (pure data).
+"""Every environment variable each function reads: the contract with project.yml, and the deploy env file.
 
-`project.yml` gives each function exactly `VARIABLES` for that function (a test holds
+`project.yml` gives each function exactly `VARIABLES` (platform/variables.py) for that function (a test holds
 both to this table, and to what the functions really read). The DigitalOcean deployer
 refuses a deploy when any `${VAR}` in project.yml is empty, so `scripts/deploy` writes a
 complete deploy env file (`deploy_env`): required variables must be set, and every unset
@@ -12,145 +12,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from drkit.core.errors import ConfigError
-
-UNSET = "unset"  # the deploy-time stand-in for "not set" (the deployer refuses empty values)
-DB = "<NAME>"    # per-database variables: DRKIT_DB_<NAME>_URL for each name in DRKIT_DATABASES
-
-DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG, SCHEDULER, REPORT = (
-    "db-backup", "restore-verify", "health-probe", "dns-failover", "snapshot-rotate", "config-backup", "scheduler",
-    "report")
-ALL = (DB_BACKUP, RESTORE_VERIFY, HEALTH, FAILOVER, SNAPSHOTS, CONFIG, SCHEDULER, REPORT)
-DO_CALLERS = (FAILOVER, SNAPSHOTS, CONFIG, HEALTH)  # health-probe: only for DRKIT_AUTO_FAILOVER=true
-
-
-@dataclass(frozen=True)
-class Var:
-    name: str
-    functions: tuple[str, ...]
-    required: tuple[str, ...]  # the functions for which it must be set
-    default: str
-    meaning: str
-
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile("^" + re.escape(self.name).replace(re.escape(DB), "[A-Z0-9_]+") + "$")
-
-
-def _v(name: str, functions: Iterable[str], meaning: str, *, default: str = "", required: Iterable[str] = ()) -> Var:
-    return Var(name, tuple(functions), tuple(required), default, meaning)
-
-
-VARIABLES: tuple[Var, ...] = (
-    # the bucket: every function
-    _v("DRKIT_SPACES_BUCKET", ALL, "the Spaces bucket that holds all drkit state", required=ALL),
-    _v("DRKIT_SPACES_REGION", ALL, "Spaces region slug (fra1, nyc3, …); required unless DRKIT_SPACES_ENDPOINT is set"),
-    _v("DRKIT_SPACES_ENDPOINT", ALL, "full Spaces endpoint URL, instead of the region",
-       default="https://<region>.digitaloceanspaces.com"),
-    _v("DRKIT_SPACES_KEY", ALL, "Spaces access key id", required=ALL),
-    _v("DRKIT_SPACES_SECRET", ALL, "Spaces secret key", required=ALL),
-    _v("DRKIT_PREFIX", ALL, "key prefix inside the bucket (several installations in one bucket)", default="(none)"),
-    _v("DRKIT_S3_MAX_ATTEMPTS", ALL, "attempts per S3 request (botocore standard retries)", default="6"),
-    _v("DRKIT_LOG_LEVEL", ALL, "debug, info, warning or error", default="info"),
-    _v("DRKIT_NOTIFY_SLACK_URL", ALL, "Slack incoming-webhook URL for failures and alerts", default="(none)"),
-    _v("DRKIT_NOTIFY_WEBHOOK_URL", ALL, "generic JSON webhook for failures and alerts", default="(none)"),
-    _v("DRKIT_NOTIFY_SECRET", ALL, "HMAC-SHA256 key signing generic webhook notifications (16+ chars)",
-       default="(unsigned)"),
-    # signed records: each function its own key (project.yml: DRKIT_SIGNING_KEY_<FUNCTION>), and whom it believes
-    _v("DRKIT_SIGNING_KEY", ALL, "this function's own signing key: it signs every record the function writes "
-       "(drkit keygen --signing --for FN)", required=ALL),
-    _v("DRKIT_TRUSTED_KEYS", ALL, "role=RW… public keys whose signatures drkit believes, each for its role "
-       "(docs/storage.md: trust)", required=ALL),
-    # writers of encrypted archives
-    _v("DRKIT_AGE_RECIPIENTS", (DB_BACKUP, CONFIG), "age public keys (age1…) every backup is encrypted to",
-       required=(DB_BACKUP, CONFIG)),
-    _v("DRKIT_ZSTD_LEVEL", (DB_BACKUP, CONFIG), "zstd level 1-19", default="1"),
-    _v("DRKIT_ZSTD_THREADS", (DB_BACKUP, CONFIG), "zstd worker threads (0: none)", default="0"),
-    _v("DRKIT_PART_SIZE_MB", (DB_BACKUP, CONFIG), "multipart upload part size, MB (5-512)", default="8"),
-    _v("DRKIT_UPLOAD_CONCURRENCY", (DB_BACKUP, CONFIG), "parts uploaded at once (1-10)", default="3"),
-    # databases
-    _v("DRKIT_DATABASES", (DB_BACKUP, RESTORE_VERIFY, HEALTH, SCHEDULER, REPORT), "database names, comma separated (lower-case)",
-       required=(DB_BACKUP, RESTORE_VERIFY), default="(none: health-probe checks no backups)"),
-    _v("DRKIT_RETENTION", (DB_BACKUP,), "default retention policy", default="keep_within_hourly=7d keep_within_daily=30d"),
-    _v(f"DRKIT_DB_{DB}_URL", (DB_BACKUP,), "postgresql:// URL of the database to back up", required=(DB_BACKUP,)),
-    _v(f"DRKIT_DB_{DB}_COUNT_TABLES", (DB_BACKUP,), "tables whose exact row counts go into the manifest",
-       default="(estimates only)"),
-    _v(f"DRKIT_DB_{DB}_PG_DUMP_ARGS", (DB_BACKUP,), "extra pg_dump arguments (e.g. --exclude-schema)",
-       default="(none)"),
-    _v(f"DRKIT_DB_{DB}_RETENTION", (DB_BACKUP,), "retention policy for this database", default="DRKIT_RETENTION"),
-    # restore-verify
-    _v("DRKIT_AGE_IDENTITY", (RESTORE_VERIFY,), "age identity (AGE-SECRET-KEY-1…) that decrypts backups",
-       required=(RESTORE_VERIFY,)),
-    _v("DRKIT_STAGING_URL", (RESTORE_VERIFY,), "server where scratch databases are created and dropped",
-       required=(RESTORE_VERIFY,)),
-    _v(f"DRKIT_DB_{DB}_CHECKS", (RESTORE_VERIFY,), "JSON list of SQL checks run on the restored copy",
-       default="(tables and rows only)"),
-    # health-probe
-    _v("DRKIT_PROBES", (HEALTH,), "JSON list of HTTP/TLS/DNS/TCP probe targets", default="(none)"),
-    _v("DRKIT_RPO", (HEALTH, REPORT), "newest backup older than this is an alert", default="75m"),
-    _v("DRKIT_VERIFY_MAX_AGE", (HEALTH, REPORT), "newest passed verification older than this is an alert", default="8d"),
-    _v("DRKIT_RTO", (HEALTH, REPORT), "measured restore time above this is an alert", default="4h"),
-    _v(f"DRKIT_DB_{DB}_RPO", (HEALTH, REPORT), "per-database DRKIT_RPO", default="DRKIT_RPO"),
-    _v(f"DRKIT_DB_{DB}_VERIFY_MAX_AGE", (HEALTH, REPORT), "per-database DRKIT_VERIFY_MAX_AGE",
-       default="DRKIT_VERIFY_MAX_AGE"),
-    _v(f"DRKIT_DB_{DB}_RTO", (HEALTH, REPORT), "per-database DRKIT_RTO", default="DRKIT_RTO"),
-    _v("DRKIT_ALERT_REMINDER", (HEALTH,), "repeat an open alert this often", default="1h"),
-    _v("DRKIT_CONFIG_MAX_AGE", (HEALTH,), "config backups older than this are an alert", default="(not checked)"),
-    _v("DRKIT_AUTO_FAILOVER", (HEALTH,), "true: a failing probe starts dns-failover in-process", default="false"),
-    _v("DRKIT_STATUS_PAGE", (HEALTH,), "JSON: the public status page's title, services (probe targets) and private "
-       "strings (docs/status-page.md)", default="(no public page)"),
-    # report
-    _v("DRKIT_METRICS_BEARER", (REPORT,), "Bearer tokens Prometheus sends to GET /metrics (16+ chars, comma separated)",
-       default="(metrics endpoint off)"),
-    # the DigitalOcean API
-    _v("DRKIT_DO_TOKEN", DO_CALLERS, "DigitalOcean API token (scopes: see docs/configuration.md)",
-       required=(FAILOVER, SNAPSHOTS)),
-    _v("DRKIT_DO_ENDPOINT", DO_CALLERS, "DigitalOcean API base URL", default="https://api.digitalocean.com"),
-    _v("DRKIT_DO_CA_FILE", DO_CALLERS, "CA bundle for the DO API endpoint", default="(system CAs)"),
-    # dns-failover
-    _v("DRKIT_FAILOVER_PLAN", (FAILOVER, HEALTH), "the failover plan as JSON (instead of a bucket object)",
-       default="(none)"),
-    _v("DRKIT_FAILOVER_PLAN_KEY", (FAILOVER, HEALTH), "bucket key of the failover plan",
-       default="(none: set this or DRKIT_FAILOVER_PLAN)"),
-    _v("DRKIT_WEBHOOK_BEARER", (FAILOVER,), "Bearer tokens accepted on the webhook (16+ chars, comma separated)",
-       default="(none)"),
-    _v("DRKIT_WEBHOOK_BASIC", (FAILOVER,), "user:password pairs accepted as HTTP Basic", default="(none)"),
-    _v("DRKIT_WEBHOOK_HMAC", (FAILOVER,), "keys for signed operator commands", default="(none)"),
-    _v("DRKIT_GRAFANA_HMAC", (FAILOVER,), "Grafana webhook HMAC signing secrets", default="(none)"),
-    _v("DRKIT_GRAFANA_SIGNATURE_HEADER", (FAILOVER,), "header holding Grafana's signature",
-       default="x-grafana-alerting-signature"),
-    _v("DRKIT_GRAFANA_TIMESTAMP_HEADER", (FAILOVER,), "header holding Grafana's signed timestamp",
-       default="(timestamps not signed)"),
-    _v("DRKIT_WEBHOOK_MAX_BODY", (FAILOVER,), "largest webhook body accepted, in bytes (16 KiB to 16 MiB)",
-       default="1048576 (1 MiB)"),
-    # snapshot-rotate
-    _v("DRKIT_SNAPSHOT_POLICIES", (SNAPSHOTS, SCHEDULER), "JSON list of snapshot policies (tag, schedule, retention)",
-       required=(SNAPSHOTS,), default="(none: the scheduler runs no snapshots)"),
-    # scheduler
-    _v("DRKIT_FUNCTIONS_KEY", (SCHEDULER,), "namespace access key <id>:<secret> (doctl serverless key create)",
-       required=(SCHEDULER,)),
-    _v("DRKIT_FUNCTIONS_API_HOST", (SCHEDULER,), "the namespace's API host (https://faas-…doserverless.co)",
-       default="__OW_API_HOST (set by DigitalOcean)"),
-    _v("DRKIT_FUNCTIONS_NAMESPACE", (SCHEDULER,), "the namespace (fn-…)", default="__OW_NAMESPACE (set by DigitalOcean)"),
-    _v("DRKIT_SCHEDULE", (SCHEDULER,), "JSON list of schedule changes {job, cron, within, enabled, databases}",
-       default="(the DR plan's: docs/scheduler.md)"),
-    _v("DRKIT_HEARTBEAT_URL", (SCHEDULER,), "https URL the scheduler GETs after every tick (dead man's switch)",
-       default="(none)"),
-    # config-backup
-    _v("DRKIT_CONFIG_SOURCES", (CONFIG,), "JSON list of config sources", required=(CONFIG,)),
-    _v("DRKIT_CONFIG_RETENTION", (CONFIG,), "retention of config archives", default="keep_within=90d"),
-    _v("DRKIT_CONFIG_NOTIFY_ON", (CONFIG,), "what notifies: failures, dns, firewalls, all or none",
-       default="failures,dns,firewalls"),
-    _v("DRKIT_GITHUB_TOKEN", (CONFIG,), "GitHub token for repository sources (token_env default)",
-       default="(public repositories only)"),
-    _v("DRKIT_GRAFANA_TOKEN", (CONFIG,), "Grafana service-account token (token_env default)", default="(none)"),
-    _v("DRKIT_STORAGE_S3_KEY", (CONFIG,), "S3 access key id of a storage source, e.g. Supabase Storage's "
-       "(key_env default)", default="(none)"),
-    _v("DRKIT_STORAGE_S3_SECRET", (CONFIG,), "its S3 secret key (secret_env default)", default="(none)"),
+from drkit.platform.variables import (
+    ALL,
+    CONFIG,
+    COPY,
+    DB,
+    DB_BACKUP,
+    DO_CALLERS,
+    FAILOVER,
+    HEALTH,
+    REPORT,
+    RESTORE_VERIFY,
+    SCHEDULER,
+    SNAPSHOTS,
+    UNSET,
+    VARIABLES,
+    Var,
 )
 
+__all__ = ["ALL", "CONFIG", "COPY", "DB", "DB_BACKUP", "DO_CALLERS", "FAILOVER", "HEALTH", "REPORT", "RESTORE_VERIFY",
+           "SCHEDULER", "SNAPSHOTS", "UNSET", "VARIABLES", "Var", "as_deployed", "copy_leaks", "database_names",
+           "deploy_env", "falls_back", "find", "for_function", "function_environment", "markdown_table", "missing",
+           "own_value", "own_variables", "per_function_name", "scheduled_functions", "scheduler_jobs",
+           "spaces_key_of", "split_per_function"]
 
 # Credentials each function may get its own value of at deploy time: project.yml substitutes
 # `${DRKIT_SPACES_KEY_DNS_FAILOVER}` into dns-failover's DRKIT_SPACES_KEY, and `deploy_env` falls back to
@@ -271,9 +158,40 @@ def deploy_env(project_yml: str, values: Mapping[str, str]) -> tuple[dict[str, s
                 if var not in given:
                     problems.append(f"DRKIT_DATABASES names {n!r}, but project.yml gives dr/db-backup no "
                                     f"{var}: add `{var}: \"${{{var}}}\"` to its environment")
+    problems += copy_leaks(project_yml, values)
     if problems:
         raise ConfigError(sorted(set(problems)))
     return out, sorted(set(warnings))
+
+
+COPY_CREDENTIALS = ("DRKIT_COPY_KEY", "DRKIT_COPY_SECRET")
+
+
+def copy_leaks(project_yml: str, values: Mapping[str, str]) -> list[str]:
+    """Only dr/backup-copy may hold the off-site copy's settings and write key (a stolen web-facing key must
+    not reach the copy): project.yml may give no other function a DRKIT_COPY_* variable or substitute one, and
+    no other function may be deployed with the copy's key or secret under another name (values are compared,
+    never printed)."""
+    import yaml
+
+    project = yaml.safe_load(project_yml)
+    common = dict(project.get("environment") or {})
+    secret = {str(values.get(v, "")).strip() for v in COPY_CREDENTIALS} - {"", UNSET}
+    problems = []
+    for fn in project["packages"][0]["functions"]:
+        if fn["name"] == COPY:
+            continue
+        env = {**common, **(fn.get("environment") or {})}
+        for name, text in env.items():
+            if name.startswith("DRKIT_COPY_") or "${DRKIT_COPY_" in str(text):
+                problems.append(f"project.yml gives dr/{fn['name']} {name} ({text}): only dr/backup-copy may hold "
+                                "the off-site copy's settings and key")
+        for name, value in function_environment(project_yml, fn["name"], values).items():
+            if value in secret:
+                problems.append(f"dr/{fn['name']} would be deployed with the off-site copy's write credentials as "
+                                f"{name}: give it its own key (restore-verify reads the copy with a Read key, "
+                                "DRKIT_OFFSITE_KEY/SECRET)")
+    return problems
 
 
 def _upper(name: str) -> str:
@@ -292,7 +210,8 @@ def markdown_table() -> str:
 
 ONE_OF: dict[str, tuple[tuple[str, str], ...]] = {
     fn: (("DRKIT_SPACES_REGION", "DRKIT_SPACES_ENDPOINT"),) for fn in ALL
-} | {FAILOVER: (("DRKIT_SPACES_REGION", "DRKIT_SPACES_ENDPOINT"), ("DRKIT_FAILOVER_PLAN", "DRKIT_FAILOVER_PLAN_KEY"))}
+} | {FAILOVER: (("DRKIT_SPACES_REGION", "DRKIT_SPACES_ENDPOINT"), ("DRKIT_FAILOVER_PLAN", "DRKIT_FAILOVER_PLAN_KEY")),
+     COPY: (("DRKIT_SPACES_REGION", "DRKIT_SPACES_ENDPOINT"), ("DRKIT_COPY_REGION", "DRKIT_COPY_ENDPOINT"))}
 
 
 def missing(function: str, environ: Mapping[str, str]) -> list[str]:

@@ -13,7 +13,15 @@
     state/config.json                              last run / last success of config-backup
     state/catalog/config.json                      config-backup's signed catalog head
     state/verify/<name>.json                       last run / last pass of restore-verify (RTO figures)
+    state/verify/copy/<name>.json                  the same for its proofs of the off-site copy
     audit/<YYYY>/<MM>/<DD>/<stamp>-<function>-<action>-<rand>.json   one event per state change
+    state/copy/status.json                         dr/backup-copy's signed report on the off-site copy
+                                                   (in the primary and in the copy)
+    state/copy/ledger.json                         (in the copy) every object copied: size, SHA-256,
+                                                   version, locked until
+
+Keys under `state/`, `status/` and a files source's `catalog.json` change in place; every other key
+is written once (storage/versioned.py reads a versioned copy by that rule).
 
 `<id>` is `<YYYYMMDDTHHMMSSZ>-<6 hex>`: sortable by time, unique across
 overlapping runs. Retention needs only a LIST of `db/<name>/`: the id carries
@@ -74,8 +82,9 @@ def state_key(name: str) -> str:
     return f"state/db/{name}.json"
 
 
-def verify_state_key(name: str) -> str:
-    return f"state/verify/{name}.json"
+def verify_state_key(name: str, repo: str = "primary") -> str:
+    """restore-verify's state of a database; a proof of the off-site copy keeps its own."""
+    return f"state/verify/{name}.json" if repo == "primary" else f"state/verify/{repo}/{name}.json"
 
 
 def catalog_key(name: str) -> str:
@@ -83,6 +92,17 @@ def catalog_key(name: str) -> str:
 
 
 CONFIG_CATALOG_KEY = "state/catalog/config.json"
+CATALOG_PREFIX = "state/catalog/"
+COPY_STATUS_KEY = "state/copy/status.json"
+COPY_LEDGER_KEY = "state/copy/ledger.json"
+FILES_PREFIX = "files/"
+
+
+def changes_in_place(key: str) -> bool:
+    """Records rewritten under the same key (heads, state, status, files catalogs); everything else is
+    written once: a backup, a manifest, a signature, an archive, a blob, an audit event."""
+    return key.startswith(("state/", "status/")) or (
+        key.startswith(FILES_PREFIX) and key.endswith(("/catalog.json", "/catalog.json.minisig")))
 
 
 def audit_key(now: dt.datetime, function: str, action: str) -> str:
@@ -126,3 +146,16 @@ def parse_config_key(key: str) -> tuple[str, str] | None:
             if ID_RE.match(backup_id):
                 return backup_id, suffix
     return None
+
+
+def files_prefix(source_name: str) -> str:
+    """`files/<source>/`: a storage source's encrypted blobs and its signed catalog (configbackup/files.py)."""
+    return f"{FILES_PREFIX}{source_name}/"
+
+
+def files_blob_key(source_name: str, blob: str) -> str:
+    return f"{files_prefix(source_name)}blobs/{blob}"
+
+
+def files_catalog_key(source_name: str) -> str:
+    return f"{files_prefix(source_name)}catalog.json"
