@@ -11,6 +11,7 @@ the DR plan (times in UTC):
 | snapshot-rotate | each policy's own `schedule` | each snapshot policy (tag) | its period + 6 hours |
 | restore-verify | `17 3 * * 1` (Mondays 03:17, the newest backup) | each database | 8 days |
 | report | `40 5 * * *` (daily: the DR report, after the night's backups) | one | 26 hours |
+| backup-copy | after each db-backup slot that succeeded, and `37 */6 * * *` (catch-up) | one | 13 hours |
 
 `DRKIT_SCHEDULE` (JSON list) changes a job: `{"job": "db-backup", "cron": "*/30 * * * *",
 "within": "90m", "enabled": true, "databases": ["odoo"]}`; every key but `job` is optional, unknown
@@ -35,7 +36,9 @@ from drkit.core import suggest
 from drkit.core.errors import ConfigError
 from drkit.policy.durations import parse_interval
 
-JOBS = ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report")  # dispatch order
+JOBS = ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report",
+        "backup-copy")  # dispatch order
+AFTER = {"db-backup": "backup-copy"}  # a success of the first starts the second (one run per slot of the first)
 PER_DATABASE = ("db-backup", "restore-verify")
 DEFAULTS: dict[str, tuple[str, dt.timedelta]] = {
     "health-probe": ("* * * * *", dt.timedelta(minutes=10)),
@@ -44,12 +47,14 @@ DEFAULTS: dict[str, tuple[str, dt.timedelta]] = {
     "snapshot-rotate": ("", dt.timedelta(hours=6)),  # cron: each policy's; within: its period + this
     "restore-verify": ("17 3 * * 1", dt.timedelta(days=8)),
     "report": ("40 5 * * *", dt.timedelta(hours=26)),
+    "backup-copy": ("37 */6 * * *", dt.timedelta(hours=13)),
 }
 # each job's own time limit (project.yml's `timeout`): a run younger than this may still be going
 LIMITS: dict[str, dt.timedelta] = {
     "health-probe": dt.timedelta(seconds=55), "db-backup": dt.timedelta(minutes=15),
     "config-backup": dt.timedelta(minutes=15), "snapshot-rotate": dt.timedelta(minutes=5),
     "restore-verify": dt.timedelta(minutes=15), "report": dt.timedelta(minutes=5),
+    "backup-copy": dt.timedelta(minutes=15),
 }
 KEYS = ("job", "cron", "within", "enabled", "databases")
 MAX_CATCH_UP_SCAN = 10_000  # slots counted back when saying how many were missed

@@ -187,6 +187,28 @@ def _ended(t: Tick, a: Attempt) -> None:
                       "duration_ms": a.duration_ms, "attempt": a.attempt})
     if a.state == "lost" and slot is not None and not a.manual and t.now < schedule.window_end(slot, a.slot):
         _again(t, slot, a, "its earlier attempt was lost")
+    if a.state == "succeeded":
+        follow(t, a)
+
+
+def follow(t: Tick, a: Attempt) -> None:
+    """After a job that another one follows (db-backup -> backup-copy): start the follower once for that slot.
+    Every database's success of one slot claims the same key, so one copy runs per backup slot; while a copy
+    is still running, or with no room left in this tick, the follower's own hourly slot catches up."""
+    job = schedule.AFTER.get(a.job)
+    s = next((x for x in t.slots if x.job == job), None) if job else None
+    if s is None:
+        return
+    if any(x.name == s.name and x.state in runs.ACTIVE and t.now - (x.dispatched_at or x.claimed_at) < limit_of(x)
+           for x in current(t.loaded).values()) or not can_dispatch(t):
+        return
+    ref = f"{s.name}@{runs.slot_stamp(a.slot)}-after-{a.job}"
+    nxt = Attempt(s.job, s.subject, a.slot, 1, t.owner, "claimed", t.now, False, 0, ref)
+    got = runs.claim(t.store, _key(nxt), nxt, t.now)
+    if got.ours and got.holder is None:
+        log.info("follower started", job=s.name, after=a.name, slot=a.slot.isoformat())
+        _job_slot(t, s, nxt)
+        _dispatch(t, s, nxt)
 
 
 def retry(t: Tick) -> None:
