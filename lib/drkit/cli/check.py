@@ -75,6 +75,15 @@ def _connect(function: str, fenv: Mapping[str, str]) -> str:
         reached.append(f"staging {settings.staging.display}")
     elif function == envvars.FAILOVER:
         reached.append(dns_failover.check(fenv, store))
+    elif function == envvars.COPY:
+        from drkit.functions.backup_copy import Settings as CopySettings
+        from drkit.offsite.target import Target
+
+        copy = CopySettings.from_env(fenv)
+        target = Target(copy.copy, Store(copy.copy.spaces), copy.lock_days)
+        target.store.check_access()
+        reached.append(f"the off-site copy {target.describe()} with its key "
+                       f"({target.capabilities().describe(copy.lock_days)})")
     elif function == envvars.SCHEDULER and "DRKIT_FUNCTIONS_API_HOST" in fenv:
         from drkit.scheduling.openwhisk import FunctionsApi
 

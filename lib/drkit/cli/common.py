@@ -110,7 +110,55 @@ def open_store(env: Mapping[str, str], args: argparse.Namespace | None = None,
 
         print("warning: " + "; ".join(problems) + "; nothing this command writes is signed", file=sys.stderr)
         me = identity.Identity.of(None, trust) if trust else me
-    return cfg, Store(cfg.spaces, identity=me)
+    primary = Store(cfg.spaces, identity=me)
+    if getattr(args, "repo", "primary") == "copy":
+        return cfg, open_copy(env, primary, getattr(args, "as_of", None))
+    if getattr(args, "as_of", None):
+        raise ConfigError("--as-of reads the off-site copy's older versions: add --from copy")
+    return cfg, primary
+
+
+def add_repo_args(p: argparse.ArgumentParser) -> None:
+    """`--from primary|copy` and `--as-of`: where a listing or a restore reads its backups."""
+    p.add_argument("--from", dest="repo", choices=("primary", "copy"), default="primary",
+                   help="read the primary bucket (default) or the off-site copy (DRKIT_COPY_*: its Read key "
+                        "DRKIT_COPY_READ_KEY/SECRET when set)")
+    p.add_argument("--as-of", metavar="TIME", help="with --from copy: the copy as it was at this UTC time "
+                   "(2026-12-01T03:00Z), behind later overwrites, forged heads and delete markers")
+
+
+def open_copy(env: Mapping[str, str], primary: Store, as_of_text: str | None) -> Store:
+    """The off-site copy, read-only, as this operator sees it: versioned reads (storage/versioned.py) when the
+    bucket keeps versions; what a restore records goes to the primary."""
+    from drkit.platform.config import COPY, copy_from_env
+    from drkit.storage.versioned import open_view
+
+    reader = dict(env)
+    if env.get("DRKIT_COPY_READ_KEY", "").strip():  # least privilege: a Read key is all a restore needs
+        reader["DRKIT_COPY_KEY"] = env["DRKIT_COPY_READ_KEY"]
+        reader["DRKIT_COPY_SECRET"] = env.get("DRKIT_COPY_READ_SECRET", "")
+    problems: list[str] = []
+    cfg = copy_from_env(reader, problems, COPY)
+    if cfg is None:
+        raise ConfigError(["--from copy needs the off-site copy's settings:", *problems])
+    as_of = _utc(as_of_text) if as_of_text else None
+    from drkit.core.errors import StoreError
+
+    try:
+        return open_view(cfg.spaces, primary.identity, as_of=as_of, writes_to=primary)
+    except StoreError as exc:
+        if as_of is not None and "keeps versions" in str(exc):
+            raise ConfigError(f"--as-of needs a copy bucket that keeps versions; {cfg.spaces.bucket} does not "
+                              "(enable Object Lock or versioning on the copy)") from None
+        raise
+
+
+def _utc(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--as-of {text!r} is not a time like 2026-12-01T03:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def load_identities(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:

@@ -177,11 +177,16 @@ def cmd_dns_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from drkit.core.deadline import Deadline
     from drkit.digitalocean.api import DoApi
 
+    if args.repo not in ("primary", "copy"):  # `--from <backup id>`, the older form of --backup
+        if args.backup:
+            raise ConfigError("give the backup once: --backup ID (--from is primary or copy)")
+        args.backup, args.repo = args.repo, "primary"
+    args.backup = args.backup or "latest"
     _, store = common.open_store(env, args)
     identities = common.load_identities(args, env)
     api = DoApi.from_env(env, Deadline(None))
     domain = args.domain.strip().lower().rstrip(".")
-    backup_id, records = dns_restore.backed_up_records(store, args.from_, domain, identities)
+    backup_id, records = dns_restore.backed_up_records(store, args.backup, domain, identities)
     plan = dns_restore.make_plan(api, backup_id, domain, records, delete_extra=args.delete_extra)
     con = common.console()
     con.print(f"[bold]DNS restore plan[/bold]: {plan.summary()}")
@@ -249,18 +254,21 @@ def register(config_group: Any, root: Any) -> None:
     c = config_group.add_parser("list", help="config backups: status, size, files, drift")
     c.add_argument("--limit", type=int, default=30, help="the newest N, manifests read (default: %(default)s)")
     c.add_argument("--json", action="store_true")
+    common.add_repo_args(c)
     c.set_defaults(fn=cmd_config_list)
     c = config_group.add_parser("show", help="one config backup: sources, drift, files")
     c.add_argument("backup", nargs="?", default=None, help="latest (default), an id, or a key")
     c.add_argument("--backup", dest="backup_opt", metavar="BACKUP", help="the same, as an option")
     c.add_argument("--files", type=int, default=0, help="also list this many files")
     c.add_argument("--json", action="store_true", help="print the manifest as stored")
+    common.add_repo_args(c)
     c.set_defaults(fn=cmd_config_show)
     c = config_group.add_parser("extract", help="decrypt a config backup into a directory (checked file by file)",
                                 description="Decrypt, verify and unpack a config backup into a new or empty "
                                             "directory. Nothing is written to DIR unless the whole archive "
                                             "matches its manifest.")
     c.add_argument("--backup", default="latest", help="latest (default), an id, or a key")
+    common.add_repo_args(c)
     c.add_argument("--to", required=True, metavar="DIR", help="a new or empty directory")
     c.add_argument("--only", action="append", metavar="PATH", help="only files under this path (repeatable), "
                                                                    "e.g. digitalocean/domains")
@@ -273,8 +281,11 @@ def register(config_group: Any, root: Any) -> None:
                                  "are updated; missing ones created; records not in the backup are kept unless "
                                  "--delete-extra. SOA and apex NS stay DigitalOcean's.")
     c.add_argument("--domain", required=True, help="the domain, e.g. example.com")
-    c.add_argument("--from", dest="from_", default="latest", metavar="BACKUP",
-                   help="latest (default), a config backup id, or a key")
+    c.add_argument("--backup", default=None, help="latest (default), a config backup id, or a key")
+    c.add_argument("--from", dest="repo", default="primary", metavar="primary|copy|BACKUP",
+                   help="read the primary bucket (default) or the off-site copy; a backup id here (the older "
+                        "form) means --backup")
+    c.add_argument("--as-of", metavar="TIME", help="with --from copy: the copy as it was at this UTC time")
     c.add_argument("--identity", help="age identity file (default: DRKIT_AGE_IDENTITY)")
     c.add_argument("--dry-run", action="store_true", help="show the plan only")
     c.add_argument("--delete-extra", action="store_true", help="also delete live records the backup does not have")

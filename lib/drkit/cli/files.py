@@ -102,6 +102,7 @@ def register(root: Any) -> None:
         c.add_argument("--bucket", action="append", help="only this bucket (repeatable)")
         c.add_argument("--prefix", default="", help="only keys that start with this")
         c.add_argument("--identity", help="age identity file (default: DRKIT_AGE_IDENTITY)")
+        common.add_repo_args(c)
         c.set_defaults(fn=fn)
         if name == "list":
             c.add_argument("--limit", type=int, default=50, help="how many to list (default: %(default)s)")

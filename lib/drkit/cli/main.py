@@ -26,7 +26,7 @@ from drkit.cli.backups import (
     cmd_swap_back,
 )
 from drkit.cli.check import cmd_config_check
-from drkit.cli.common import environment
+from drkit.cli.common import add_repo_args, environment
 from drkit.cli.setup import cmd_init, cmd_keygen
 from drkit.cli.snapshots import cmd_droplet_rebuild
 from drkit.core import log
@@ -69,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--notify", action="store_true", help="also send one test message to each notification URL")
     c.add_argument("--project", help="the project file (default: the checkout's project.yml)")
     c.set_defaults(fn=cmd_config_check)
-    from drkit.cli import config, failover, files, schedule, status
+    from drkit.cli import config, failover, files, offsite, schedule, status
 
     config.register(g, sub)
+    offsite.register(sub)
     files.register(sub)
     failover.register(sub)
     schedule.register(sub)
@@ -89,12 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--db", action="append", help="database name (repeatable; default: all in the bucket)")
     c.add_argument("--limit", type=int, default=None, help="the newest N of each database (default: all)")
     c.add_argument("--json", action="store_true")
+    add_repo_args(c)
     c.set_defaults(fn=cmd_backups_list)
     c = g.add_parser("show", help="a backup's manifest: source, sizes, checksum, tables")
     c.add_argument("backup", help="`latest`, a backup id, or a key")
     c.add_argument("--db", help="database name (needed unless a full key is given)")
     c.add_argument("--tables", type=int, default=30, help="how many tables to list (default: %(default)s)")
     c.add_argument("--json", action="store_true", help="print the manifest as stored")
+    add_repo_args(c)
     c.set_defaults(fn=cmd_backups_show)
     for verb, text in (("pin", "never delete this backup (e.g. before a migration)"), ("unpin", "remove a pin")):
         c = g.add_parser(verb, help=text)
@@ -124,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes-i-know", metavar="NAME", help="confirm --force without a prompt (the target's name)")
     p.add_argument("--accept-rollback", action="store_true", help="restore `latest` although the catalog's newest "
                    "backup is missing from the bucket (restores the newest one still there)")
+    add_repo_args(p)
     p.set_defaults(fn=cmd_restore)
     p = sub.add_parser("swap-back", help="undo a restore that replaced a database: the kept one comes back",
                        description="After `restore --force` replaced a database, put the kept one "
@@ -176,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except DrkitError as exc:
         print(f"error: {_where(str(exc), args)}", file=sys.stderr)
+        hint = _copy_hint(exc, args, argv)
+        if hint:
+            print(hint, file=sys.stderr)
         return 1
     except BrokenPipeError:  # `drkit … | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -184,6 +191,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: stopped and cleaned up (a restore leaves its target as it was)", file=sys.stderr)
         _record_interruption(args, env)
         return 130
+
+
+def _copy_hint(exc: DrkitError, args: argparse.Namespace, argv: Sequence[str] | None) -> str | None:
+    """The primary bucket unreachable on a command that can read the off-site copy: name the command that does."""
+    if getattr(args, "repo", None) != "primary" or "cannot reach" not in str(exc):
+        return None
+    words = list(sys.argv[1:] if argv is None else argv)
+    shown = " ".join(w if " " not in w else repr(w) for w in words)
+    return ("the primary bucket is unreachable (a regional outage?): read the off-site copy instead:\n"
+            f"  drkit {shown} --from copy")
 
 
 def _where(message: str, args: argparse.Namespace) -> str:

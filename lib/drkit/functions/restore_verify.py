@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,24 +38,22 @@ from drkit.core.secret import Secret
 from drkit.crypto import encryption
 from drkit.crypto.trust import Identity
 from drkit.platform import identity
-from drkit.platform.config import Config
+from drkit.platform.config import COPY_READER, Config, SpacesConfig, copy_configured, copy_from_env
 from drkit.platform.databases import DatabaseConfig, database_names, env_name, parse_db_url
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
 from drkit.policy import checks, layout
 from drkit.postgres import binaries, dbadmin, restore
-from drkit.postgres.verify import content_checks, skip_check, staging_placement
+from drkit.postgres.verify import cleanup_leftovers, content_checks, scratch_name, skip_check, staging_placement
 from drkit.storage import audit, catalog, markers, state
 from drkit.storage.records import RecordError
 from drkit.storage.state import RunInfo, VerifyState
 from drkit.storage.store import Store
 
 FUNCTION = "restore-verify"
-SCRATCH_PREFIX = "drkit_verify_"
-SCRATCH_RE = re.compile(r"^drkit_verify_(\d{14})_[0-9a-f]{4}_")
-LEFTOVER_AGE = dt.timedelta(hours=1)
 DEFAULT_MB_S = 20.0  # assumed restore throughput before the first measurement
 MARGIN_S = 45.0  # drop the scratch database and write the report after a stop
+REPOS = ("auto", "primary", "copy")
 
 @dataclass(frozen=True)
 class Request:
@@ -66,17 +62,21 @@ class Request:
     window_days: int = 7
     dry_run: bool = False
     accept_skips: bool = False  # take this run's skip list as the new baseline
+    repo: str = "auto"  # primary | copy | auto: the one whose last proof is older (the copy when configured)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Request:
-        p = Params(params, known=("database", "backup", "window_days", "dry_run", "accept_skips"))
+        p = Params(params, known=("database", "backup", "window_days", "dry_run", "accept_skips", "repo"))
+        repo = p.string("repo", "auto") or "auto"
+        if repo not in REPOS:
+            p.problems.append(f"parameter 'repo' must be {', '.join(REPOS)}, not {repo[:20]!r}")
         names = p.databases()
         backup = p.string("backup", "latest") or "latest"
         window = p.string("window_days", "7")
         if not window.isdigit() or not 1 <= int(window) <= 3650:
             p.problems.append(f"parameter 'window_days' must be a whole number of days, not {window!r}")
             window = "7"
-        request = cls(names, backup, int(window), p.boolean("dry_run", False), p.boolean("accept_skips", False))
+        request = cls(names, backup, int(window), p.boolean("dry_run", False), p.boolean("accept_skips", False), repo)
         p.finish()
         if names and len(names) > 1 and backup not in ("latest", "random"):
             raise ConfigError("a specific backup can only be verified for one database")
@@ -90,6 +90,7 @@ class Settings:
     checks: dict[str, list[checks.Check]] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
     identity: Identity = field(default_factory=Identity)  # its signing key, and whose records it believes
+    copy: SpacesConfig | None = None  # the off-site copy, read with a Read key (DRKIT_OFFSITE_*)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], names: list[str]) -> Settings:
@@ -122,9 +123,10 @@ class Settings:
                 problems.append(str(exc))
         notifier = Notifier.collect(environ, problems)
         me = identity.collect(environ, FUNCTION, problems)
+        copy = copy_from_env(environ, problems, COPY_READER) if copy_configured(environ, COPY_READER) else None
         if problems or staging is None:
             raise ConfigError(problems)
-        return cls(staging, identities, parsed, notifier, me)
+        return cls(staging, identities, parsed, notifier, me, copy.spaces if copy else None)
 
 
 def _startup(environ: Mapping[str, str]) -> tuple[Config, list[str], Settings]:
@@ -163,7 +165,8 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         raise ConfigError(suggest.unknown("database", unknown, names))
     selected = list(request.databases or names)
     store = (store or Store(cfg.spaces)).with_identity(settings.identity)
-    store.check_access()
+    if request.repo != "copy":  # a proof of the copy runs with the primary down too (a regional outage)
+        store.check_access()
     binaries.tool_version("pg_restore")
     cleaned: list[str] = []
     staging_error: PgError | None = None
@@ -173,12 +176,19 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
         except PgError as exc:  # reported per database below, and notified
             staging_error = PgError(f"staging server: {exc}")
     rng = rng or random.Random()
-    results = [verify_one(name, settings, store, request, deadline, clock, rng, staging_error) for name in selected]
+    results = []
+    for name in selected:
+        repo = _repo(request, settings, store, name, clock())
+        source = store if repo == "primary" else _copy_view(settings, store)
+        one = verify_one(name, settings, source, request, deadline, clock, rng, staging_error, repo)
+        results.append(one | {"repo": repo})
     statuses = {r["status"] for r in results}
     ok = statuses <= {"passed", "dry_run"}
     status = "ok" if ok else ("failed" if statuses.isdisjoint({"passed"}) else "partial")
     out: dict[str, Any] = {"ok": ok, "status": "dry_run" if request.dry_run and ok else status,
                            "decision": "; ".join(r["decision"] for r in results), "databases": results}
+    if len({r["repo"] for r in results}) == 1:
+        out["repo"] = results[0]["repo"]
     if cleaned:
         out["leftovers_dropped"] = cleaned
     failures = [r for r in results if r["status"] not in ("passed", "dry_run")]
@@ -191,22 +201,29 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     return out
 
 
-def cleanup_leftovers(staging: DatabaseConfig, now: dt.datetime) -> list[str]:
-    dropped = []
-    for name in dbadmin.list_databases(staging, SCRATCH_PREFIX):
-        m = SCRATCH_RE.match(name)
-        if not m:
-            continue
-        made = dt.datetime.strptime(m.group(1), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
-        if now - made > LEFTOVER_AGE:
-            dbadmin.drop_database(staging, name)
-            dropped.append(name)
-            log.warning("dropped a scratch database left by an earlier run", database_name=name)
-    return dropped
+def _repo(request: Request, settings: Settings, store: Store, name: str, now: dt.datetime) -> str:
+    """Which copy this run proves: as asked, or (auto) the one whose last proof ran longer ago, the primary
+    first: the weekly proof alternates between them (a failing one does not starve the other)."""
+    if request.repo == "copy" and settings.copy is None:
+        raise ConfigError("repo=copy: the off-site copy is not configured for restore-verify (DRKIT_OFFSITE_BUCKET, "
+                          "DRKIT_OFFSITE_KEY/SECRET: a Read key of the copy bucket)")
+    if request.repo != "auto" or settings.copy is None:
+        return "primary" if request.repo == "auto" else request.repo
+
+    def ran(repo: str) -> dt.datetime | None:
+        got = _prior(store, name, now, repo)
+        return got.last_run.at if got and got.last_run else None
+
+    primary, copy = ran("primary"), ran("copy")
+    return "copy" if primary is not None and (copy is None or copy < primary) else "primary"
 
 
-def scratch_name(db: str, now: dt.datetime) -> str:
-    return f"{SCRATCH_PREFIX}{now:%Y%m%d%H%M%S}_{secrets.token_hex(2)}_{db}"[:63]
+def _copy_view(settings: Settings, primary: Store) -> Store:
+    """The off-site copy, read-only (behind overwrites and delete markers when versioned); records to the primary."""
+    from drkit.storage.versioned import open_view
+
+    assert settings.copy is not None
+    return open_view(settings.copy, settings.identity, writes_to=primary)
 
 
 def pick(store: Store, db: str, request: Request, now: dt.datetime, rng: random.Random) -> catalog.Entry:
@@ -220,7 +237,8 @@ def pick(store: Store, db: str, request: Request, now: dt.datetime, rng: random.
 
 
 def verify_one(name: str, settings: Settings, store: Store, request: Request, deadline: Deadline,
-               clock: Clock, rng: random.Random, staging_error: PgError | None = None) -> dict[str, Any]:
+               clock: Clock, rng: random.Random, staging_error: PgError | None = None,
+               repo: str = "primary") -> dict[str, Any]:
     log.bind(database=name)
     started = clock()
     result: dict[str, Any] = {"database": name, "status": "failed", "checks": []}
@@ -239,7 +257,8 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
         if staging_error is not None:
             result["infrastructure"] = True
             raise staging_error
-        prior = _prior(store, name, started)  # the last pass: throughput, skip list
+        records_at = getattr(store, "writes_to", None) or store  # a copy's proofs are recorded in the primary
+        prior = _prior(records_at, name, started, repo)  # the last pass: throughput, skip list
         estimate = _estimate_s(prior, manifest)
         result["estimate_s"] = round(estimate, 1)
         if request.dry_run:
@@ -268,16 +287,16 @@ def verify_one(name: str, settings: Settings, store: Store, request: Request, de
         # A staging problem is not evidence against the backup: keep its report and marker.
         now = clock()
         try:
-            state.record_run(store, layout.verify_state_key(name), VerifyState, name,
+            state.record_run(store, layout.verify_state_key(name, repo), VerifyState, name,
                              RunInfo("failed", now, id=entry.id, error=str(result.get("error"))[:3000]),
                              success=False, now=now)
         except DrkitError as exc:
             result["report_error"] = str(exc)
         audit.record(store, FUNCTION, "verify.failed", {"database": name, "backup_id": entry.id,
                                                         "status": "failed", "error": result.get("error"),
-                                                        "infrastructure": True})
+                                                        "infrastructure": True, "repo": repo})
     elif entry is not None and result["status"] in ("passed", "failed", "timed_out"):
-        markers.record_verification(store, FUNCTION, name, entry.id, result, started, clock())
+        markers.record_verification(store, FUNCTION, name, entry.id, result, started, clock(), repo)
     return _finish(result)
 
 
@@ -305,12 +324,15 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _prior(store: Store, name: str, now: dt.datetime) -> state.RunState | None:
+def _prior(store: Store, name: str, now: dt.datetime, repo: str = "primary") -> state.RunState | None:
     """The last verification's state; one this function cannot believe counts as none (no skip baseline)."""
     try:
-        return state.read(store, layout.verify_state_key(name), VerifyState, now)
+        return state.read(store, layout.verify_state_key(name, repo), VerifyState, now)
     except RecordError as exc:
         log.error("verification state not believed; verifying without its baseline", error=exc.reason)
+        return None
+    except StoreError as exc:  # the primary unreachable while the copy is proven: no baseline, still a proof
+        log.error("verification state unreadable; verifying without its baseline", error=str(exc))
         return None
 
 

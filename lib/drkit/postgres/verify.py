@@ -1,15 +1,21 @@
-"""Proof that a restored database holds what the backup's manifest says: rows, policies and triggers, operator checks."""
+"""Proof that a restored database holds what the backup's manifest says, in a scratch database on staging.
+
+Rows, policies and triggers, operator checks; and the scratch databases such proofs are restored into
+(named, and the ones a crashed run left cleaned up)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from drkit.core import log
 from drkit.core.errors import PgError
 from drkit.platform.databases import DatabaseConfig
 from drkit.policy import checks
-from drkit.postgres import connection, inventory
+from drkit.postgres import connection, dbadmin, inventory
 from drkit.postgres.placement import Placement
 
 CHECK_TIMEOUT_MS = 60_000
@@ -104,3 +110,28 @@ def skip_check(skipped: list[str], previous: list[str] | None, accepted: bool) -
                               str(len(skipped)))
     why = " (accepted by the operator)" if accepted and new else ""
     return checks.Outcome("skipped objects", True, f"{len(skipped)} skipped by name{why}: {named}", str(len(skipped)))
+
+
+# -- scratch databases on the staging server ---------------------------------------------------
+SCRATCH_PREFIX = "drkit_verify_"
+SCRATCH_RE = re.compile(r"^drkit_verify_(\d{14})_[0-9a-f]{4}_")
+LEFTOVER_AGE = dt.timedelta(hours=1)
+
+
+def cleanup_leftovers(staging: DatabaseConfig, now: dt.datetime) -> list[str]:
+    """Drop the scratch databases a crashed run left (stamped over an hour ago), never a concurrent run's."""
+    dropped = []
+    for name in dbadmin.list_databases(staging, SCRATCH_PREFIX):
+        m = SCRATCH_RE.match(name)
+        if not m:
+            continue
+        made = dt.datetime.strptime(m.group(1), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+        if now - made > LEFTOVER_AGE:
+            dbadmin.drop_database(staging, name)
+            dropped.append(name)
+            log.warning("dropped a scratch database left by an earlier run", database_name=name)
+    return dropped
+
+
+def scratch_name(db: str, now: dt.datetime) -> str:
+    return f"{SCRATCH_PREFIX}{now:%Y%m%d%H%M%S}_{secrets.token_hex(2)}_{db}"[:63]

@@ -139,30 +139,34 @@ def read_markers(store: Store, entries: Sequence[Any], now: dt.datetime) -> Mark
 
 
 def record_verification(store: Store, function: str, name: str, backup_id: str, result: dict[str, Any],
-                        started: dt.datetime, finished: dt.datetime) -> None:
+                        started: dt.datetime, finished: dt.datetime, repo: str = "primary") -> None:
     """restore-verify's records of one verification: the report, the `.verified` marker (written after a pass,
     removed after a failure), the state with the RTO figures, and the audit event; a failed write is noted in
-    `result["report_error"]`, never raised (the verification happened)."""
+    `result["report_error"]`, never raised (the verification happened). A proof of the off-site copy (`repo`
+    "copy") keeps its own state (`state/verify/copy/<name>.json`) and leaves the primary's markers alone."""
     report = VerifyReport(name, backup_id, result["status"], started, finished,
                           tuple(o.to_dict() for o in result.get("checks_objects", [])), result.get("restore"),
                           result.get("error"), __version__)
     try:
-        records.write(store, layout.marker_key(name, backup_id, layout.REPORT_SUFFIX), report, finished)
-        marker = layout.marker_key(name, backup_id, layout.VERIFIED_SUFFIX)
-        if result["status"] == "passed":
-            records.write(store, marker, VerifiedMarker(backup_id, finished), finished)
-        else:
-            store.delete(marker)  # a backup that fails now is no longer "verified"
+        if repo == "primary":
+            records.write(store, layout.marker_key(name, backup_id, layout.REPORT_SUFFIX), report, finished)
+            marker = layout.marker_key(name, backup_id, layout.VERIFIED_SUFFIX)
+            if result["status"] == "passed":
+                records.write(store, marker, VerifiedMarker(backup_id, finished), finished)
+            else:
+                store.delete(marker)  # a backup that fails now is no longer "verified"
         restore = result.get("restore") or {}
         info = RunInfo(result["status"], finished, id=backup_id, error=result.get("error"),
                        duration_s=restore.get("duration_s"), throughput_mb_s=restore.get("throughput_mb_s"),
                        target_version=restore.get("target_version"), bytes_restored=restore.get("bytes_restored"),
                        skipped=tuple(result["skipped"]) if "skipped" in result else None)
-        state.record_run(store, layout.verify_state_key(name), VerifyState, name, info,
+        state.record_run(store, layout.verify_state_key(name, repo), VerifyState, name, info,
                          success=result["status"] == "passed", now=finished)
     except DrkitError as exc:
         result["report_error"] = str(exc)
         log.error("verification report could not be written", error=str(exc))
     audit.record(store, function, "verify.passed" if result["status"] == "passed" else "verify.failed",
-                 {"database": name, "backup_id": backup_id, "status": result["status"], "error": result.get("error")})
-    result["report_key"] = layout.marker_key(name, backup_id, layout.REPORT_SUFFIX)
+                 {"database": name, "backup_id": backup_id, "status": result["status"], "error": result.get("error"),
+                  "repo": repo})
+    if repo == "primary":
+        result["report_key"] = layout.marker_key(name, backup_id, layout.REPORT_SUFFIX)
