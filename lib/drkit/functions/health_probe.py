@@ -36,6 +36,7 @@ from drkit.health.memory import HealthMetrics, HealthState, HealthStatus
 from drkit.health.protection import (
     Protection,
     config_protection,
+    copy_protection,
     data_protection,
     protections_from_env,
     schedule_protection,
@@ -68,6 +69,8 @@ class Settings:
     notifier: Notifier = field(default_factory=Notifier)
     config_max_age: dt.timedelta | None = None  # config-backup freshness (opt-in: it has no trigger of its own)
     page: PageConfig | None = None  # the public status page (DRKIT_STATUS_PAGE; none when unset)
+    copy_max_lag: dt.timedelta = dt.timedelta(hours=3)  # the off-site copy's lag (DRKIT_OFFSITE_MAX_LAG)
+    copy_expected: bool = False  # DRKIT_OFFSITE_MAX_LAG set: a missing copy status is an alert from the start
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -86,6 +89,8 @@ class Settings:
         reminder = interval("DRKIT_ALERT_REMINDER", "1h")
         config_max_age = interval("DRKIT_CONFIG_MAX_AGE", "1d") if environ.get("DRKIT_CONFIG_MAX_AGE", "").strip() \
             else None
+        copy_max_lag = interval("DRKIT_OFFSITE_MAX_LAG", "3h")
+        copy_expected = bool(environ.get("DRKIT_OFFSITE_MAX_LAG", "").strip())
         notifier = Notifier.collect(environ, problems)
         page = None
         try:
@@ -101,7 +106,7 @@ class Settings:
             problems.append("nothing to probe: set DRKIT_PROBES (JSON list of targets) and/or DRKIT_DATABASES")
         if problems:
             raise ConfigError(problems)
-        return cls(targets, protections, reminder, notifier, config_max_age, page)
+        return cls(targets, protections, reminder, notifier, config_max_age, page, copy_max_lag, copy_expected)
 
 
 # -- the function ----------------------------------------------------------------------------
@@ -138,8 +143,12 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     memory, memory_problem = _memory(store, now)
     seen = dict(memory.catalog) if memory else {}
     results = probe.run_all(settings.targets, budget_s=min(probe.PROBE_BUDGET_S, max(1.0, deadline.remaining() - 20)))
+    views: dict[str, Any] = {}
     for prot in settings.protections:
-        results += _guarded(f"backup-age:{prot.database}", "backup", partial(data_protection, store, prot, now, seen))
+        results += _guarded(f"backup-age:{prot.database}", "backup",
+                            partial(data_protection, store, prot, now, seen, views))
+    results += _guarded("copy", "backup", lambda: copy_protection(store, views, settings.copy_max_lag,
+                                                                  settings.copy_expected, now, seen))
     results += _guarded("config-age", "backup", lambda: config_protection(store, settings.config_max_age, now, seen))
     results += _guarded("scheduler", "schedule", lambda: schedule_protection(store, now, seen))
     page_notices: list[dict[str, Any]] = []  # read once: checked here, shown on the page below

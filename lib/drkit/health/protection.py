@@ -56,13 +56,17 @@ def protections_from_env(environ: Mapping[str, str], problems: list[str]) -> lis
 VERIFY_NEW = 8  # listed backups the catalog does not name yet, verified by their own signature each run
 
 
-def data_protection(store: Store, p: Protection, now: dt.datetime, seen: dict[str, int]) -> list[probe.Result]:
+def data_protection(store: Store, p: Protection, now: dt.datetime, seen: dict[str, int],
+                    views: dict[str, chain.View[Any]] | None = None) -> list[probe.Result]:
     """The database's backups read against db-backup's signed catalog, and the signed run states.
 
     `seen`: the highest catalog sequence number health-probe has seen per subject (updated here). Everything
-    that does not verify or parse is a failing result (alerted on its first run), never a crash."""
+    that does not verify or parse is a failing result (alerted on its first run), never a crash. `views`:
+    receives the catalog view (the off-site copy's lag is judged against it)."""
     db = p.database
     v = catalog.trusted_view(store, db, now, verify_limit=VERIFY_NEW)
+    if views is not None:
+        views[db] = v
     out = catalog_results(f"db:{db}", "db-backup", v, seen, now)
     newest = v.newest
     if newest is not None:
@@ -113,6 +117,45 @@ def data_protection(store: Store, p: Protection, now: dt.datetime, seen: dict[st
     else:
         out.append(probe.Result(f"verify-age:{db}", "verify", False, "no passed restore verification yet", 0.0,
                                 metrics={"verify_max_age_seconds": p.verify_max_age.total_seconds()}))
+    return out
+
+
+COPY_SEEN = "copy"  # in health-probe's memory: a copy status was seen once, so its absence is an alert
+
+
+def copy_protection(store: Store, views: Mapping[str, chain.View[Any]], max_lag: dt.timedelta, expected: bool,
+                    now: dt.datetime, seen: dict[str, int]) -> list[probe.Result]:
+    """The off-site copy, from backup-copy's signed status in the primary (health-probe holds no copy key):
+    its last run, and per database how long the oldest backup not yet in the copy has waited (the copy's lag).
+    Checked once backup-copy has run (remembered), or always when DRKIT_OFFSITE_MAX_LAG is set."""
+    from drkit.storage.copies import CopyStatus
+
+    try:
+        got = records.read(store, layout.COPY_STATUS_KEY, CopyStatus, now)
+    except RecordError as exc:
+        return [_distrust("copy", "backup", exc)]
+    if got is None:
+        if seen.get(COPY_SEEN) or expected:
+            return [probe.Result("copy", "backup", False, "no off-site copy status in the bucket: backup-copy has not "
+                                 "run, or its record was deleted (drkit copy status)", 0.0, threshold=1)]
+        return []
+    seen[COPY_SEEN] = 1
+    status = got.value
+    out = [probe.Result("copy", "backup", status.ok,
+                        f"last copy {_human(now - status.at)} ago to {status.target} ({status.immutability}): "
+                        f"{status.decision}"[:1000], 0.0, threshold=1,
+                        metrics={"copy_last_run_age_seconds": max((now - status.at).total_seconds(), 0.0)})]
+    for db, v in sorted(views.items()):
+        d = status.database(db)
+        newest = d.newest_copied if d else None
+        waiting = [e for e in v.trusted if newest is None or e.id > newest]
+        lag = max(now - min(e.time for e in waiting), dt.timedelta(0)) if waiting else dt.timedelta(0)
+        detail = (f"the copy holds the newest backup {newest}" if not waiting else
+                  f"the copy is {_human(lag)} behind: {len(waiting)} backup(s) not copied yet, the oldest "
+                  f"{min(e.id for e in waiting)} (newest copied: {newest or 'none'}; limit {_human(max_lag)})")
+        out.append(probe.Result(f"copy-lag:{db}", "backup", lag <= max_lag, detail, 0.0,
+                                metrics={"copy_lag_seconds": lag.total_seconds(),
+                                         "copy_max_lag_seconds": max_lag.total_seconds()}))
     return out
 
 

@@ -31,12 +31,14 @@ READERS = 16  # manifests and events are small objects: read many at once
 _AUDIT_RE = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-([a-z]+(?:-[a-z]+)*)-([a-z_.]+)-[0-9a-f]{6}\.json$")
 # the events the report reads in full (the rest are counted from their keys)
 READ_ACTIONS = ("backup.failed", "verify.failed", "verify.passed", "restore.completed", "restore.failed",
-                "snapshot.created", "snapshot.started", "snapshot.deleted", "config.backup.failed", "failover.")
+                "snapshot.created", "snapshot.started", "snapshot.deleted", "config.backup.failed", "failover.",
+                "copy.")
 # which role's event is evidence of each action (prefix -> writers)
 EVIDENCE_WRITERS: dict[str, tuple[str, ...]] = {
     "backup.": ("db-backup",), "verify.": ("restore-verify",), "restore.": ("operator",),
     "snapshot.": ("snapshot-rotate",), "config.backup.": ("config-backup",),
     "failover.": ("dns-failover", "health-probe", "operator"),
+    "copy.": ("backup-copy",),
 }
 
 
@@ -50,6 +52,7 @@ class Limits:
     rpo_s: float
     verify_max_age_s: float
     rto_s: float
+    copy_max_lag_s: float = 3 * 3600  # the off-site copy's lag (DRKIT_OFFSITE_MAX_LAG)
 
 
 def _read_all(store: Store, items: Sequence[Any], reader: Any) -> list[Any]:
@@ -148,11 +151,13 @@ def database(store: Store, name: str, limits: Limits, now: dt.datetime, untruste
     rows = _read_all(store, recent + ([before] if before else []),
                      lambda e: _backup(store, e, e.id in trusted, marks, now, untrusted))
     verify_state = _record(store, layout.verify_state_key(name), state.VerifyState, now, untrusted)
+    copy_verify = _record(store, layout.verify_state_key(name, "copy"), state.VerifyState, now, untrusted)
     backup_state = _record(store, layout.state_key(name), state.BackupState, now, untrusted)
     return {"name": name, "rpo_s": limits.rpo_s, "rto_s": limits.rto_s, "verify_max_age_s": limits.verify_max_age_s,
-            "backups": rows, "count_all": len(trusted),
+            "copy_max_lag_s": limits.copy_max_lag_s, "backups": rows, "count_all": len(trusted),
             "state": backup_state.to_json() if backup_state else {},
-            "verify_state": verify_state.to_json() if verify_state else {}}
+            "verify_state": verify_state.to_json() if verify_state else {},
+            "copy_verify_state": copy_verify.to_json() if copy_verify else {}}
 
 
 def config_backups(store: Store, now: dt.datetime, untrusted: list[str],
@@ -194,9 +199,21 @@ def gather(store: Store, limits: dict[str, Limits], now: dt.datetime, window: dt
            # the DR testing schedule looks further back: quarterly and annual tests
            "test_events": audit_events(store, now, untrusted, TESTS_WINDOW, only=("failover.", "restore.", "verify.passed")),
            "schedule": {k: v for k, v in schedule.to_json().items() if k != "cache"} if schedule else {},
-           "health": health.to_json() if health else {}}
+           "health": health.to_json() if health else {},
+           "copy": _copy(store, now, untrusted)}
     out["untrusted"] = sorted(set(untrusted))
     return out
+
+
+def _copy(store: Store, now: dt.datetime, untrusted: list[str]) -> dict[str, Any]:
+    """The off-site copy as backup-copy reported it (its signed status), and where the primary is."""
+    from urllib.parse import urlsplit
+
+    from drkit.storage.copies import CopyStatus
+
+    status = _record(store, layout.COPY_STATUS_KEY, CopyStatus, now, untrusted)
+    primary = f"{urlsplit(store.spaces.endpoint_url).netloc}/{store.bucket}"
+    return {"primary": primary, "status": status.to_json() if status else None}
 
 
 def of(events: Iterable[dict[str, Any]], *prefixes: str) -> list[dict[str, Any]]:

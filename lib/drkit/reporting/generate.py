@@ -47,7 +47,11 @@ class Evidence(Record):
 
 
 def limits_from_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, evidence.Limits]:
-    return {p.database: evidence.Limits(p.rpo.total_seconds(), p.verify_max_age.total_seconds(), p.rto.total_seconds())
+    from drkit.policy.durations import interval_or_default
+
+    lag = interval_or_default(environ, "DRKIT_OFFSITE_MAX_LAG", "3h", problems).total_seconds()
+    return {p.database: evidence.Limits(p.rpo.total_seconds(), p.verify_max_age.total_seconds(), p.rto.total_seconds(),
+                                        lag)
             for p in protections_from_env(environ, problems)}
 
 

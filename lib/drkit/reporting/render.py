@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from drkit.policy.durations import human
-from drkit.reporting import charts, testing
+from drkit.reporting import charts, scorecard, testing
 from drkit.reporting.charts import BAD, OK, Series
 
 e = html.escape
@@ -192,6 +192,9 @@ def render(evidence: Mapping[str, Any], now: dt.datetime) -> tuple[str, list[str
         body, found = database_section(db, events, start, now)
         sections.append(body)
         problems += found
+    body, found = scorecard.section(evidence, events, start, now)
+    sections.append(body)
+    problems += found
     body, found = config_section(evidence.get("config") or {})
     sections.append(body)
     problems += found
