@@ -22,6 +22,7 @@ from drkit.crypto import encryption
 from drkit_dev.keys import signing_env
 from drkit_dev.pgserver import PgServer, installed_bindirs
 from drkit_dev.s3server import S3Server
+from support.offsite import copy_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PGBIN = ROOT / "build" / "pgbin" / "bin"
@@ -101,6 +102,7 @@ def make_env(s3_server: S3Server, bucket: str, age_keys: tuple[str, str]) -> Any
             **signing_env(),
             "DRKIT_DATABASES": ",".join(databases),
             "DRKIT_PART_SIZE_MB": "5",
+            **copy_env(s3_server.endpoint, bucket, SPACES_SECRET),  # the off-site copy (its bucket: copy_bucket())
         }
         for name, url in databases.items():
             env[f"DRKIT_DB_{name.upper().replace('-', '_')}_URL"] = url

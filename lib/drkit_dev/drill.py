@@ -33,7 +33,7 @@ from drkit.platform.runtime import handle, handle_web
 from drkit.postgres import restore
 from drkit.storage import catalog
 
-from . import drill_pages, drill_schedule, probeservers, sampledb
+from . import drill_offsite, drill_pages, drill_schedule, probeservers, sampledb
 from .keys import signing_env, store_of
 from .pgserver import PgServer
 from .s3server import S3Server
@@ -106,6 +106,7 @@ def run(size_mb: int, keep: bool) -> int:
             backup_step(drill, env)
             restore_step(drill, env, pg, identity)
             verify_step(drill, env)
+            drill_offsite.offsite_step(drill, env, pg, identity, _Context(900_000))
             health_step(drill, env)
             failover_step(drill, env, web_port)
             snapshot_step(drill, env)

@@ -81,7 +81,8 @@ def compressed_day(drill: Any, env: dict[str, str]) -> None:
             whisk.wait_idle()
             at += TICK
         counts = {action: len(whisk.invoked(action)) for action in
-                  ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report")}
+                  ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report",
+                   "backup-copy")}
         # then the live tick, at the real now: the scheduler is not silent when the report step reads its
         # heartbeat, and whatever fell due since the simulated day is dispatched (not counted above)
         whisk.outcomes.pop("config-backup", None)
@@ -98,7 +99,7 @@ def compressed_day(drill: Any, env: dict[str, str]) -> None:
     drill.console.print(table)
     failed = [e for e in receiver.events if "config-backup" in json.dumps(e)]
     expected = {"health-probe": 97, "db-backup": 25, "config-backup": 2, "snapshot-rotate": 2, "restore-verify": 2,
-                "report": 2}
+                "report": 2, "backup-copy": 30}  # one after each backup slot, and 5 catch-ups (every 6 h)
     caught_up = sum(d["state"] == "dispatched" for d in live["dispatched"])
     ok = counts == expected and len(failed) == 1 and alerts == 1 and live["ok"] and not whisk.violations
     alert_text = failed[0].get("decision", "") if failed else "none"

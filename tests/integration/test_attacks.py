@@ -72,7 +72,7 @@ def test_planted_run_records_a_future_backup_and_a_fake_pass_stop_nothing(app: d
     whisk = FakeWhisk().start()
     try:
         env = {**app, **whisk.env(), "DRKIT_SCHEDULE": json.dumps(
-            [{"job": j, "enabled": False} for j in ("health-probe", "config-backup", "restore-verify", "report")])}
+            [{"job": j, "enabled": False} for j in ("health-probe", "config-backup", "restore-verify", "report", "backup-copy")])}
         at = dt.datetime(2026, 11, 30, 1, 10, tzinfo=dt.UTC)
         for name in ("db-backup/app", "config-backup", "restore-verify/app", "report"):
             plant(s3_client, bucket, f"state/schedule/runs/{name}.json",

@@ -17,6 +17,7 @@ from conftest import ROOT, keys
 from drkit.cli import main
 from drkit.policy import layout
 from drkit_dev.pgserver import PgServer
+from support.offsite import copy_bucket
 
 
 @pytest.fixture
@@ -118,8 +119,13 @@ def test_config_check(make_env: Any, age_keys: tuple[str, str], capsys: pytest.C
     # --connect: each function reaches its endpoints with its own credentials
     code, out = check(connect=True, DRKIT_DO_TOKEN="", DRKIT_CONFIG_SOURCES="",
                       DRKIT_SCHEDULE='[{"job": "config-backup", "enabled": false}]')
+    assert code == 1 and "dr/backup-copy: not reached" in out and "-copy' does not exist" in out, out
+    copy_bucket(make_env({}))  # the off-site copy's bucket, with Object Lock: now every endpoint answers
+    code, out = check(connect=True, DRKIT_DO_TOKEN="", DRKIT_CONFIG_SOURCES="",
+                      DRKIT_SCHEDULE='[{"job": "config-backup", "enabled": false}]')
     assert code == 0, out
     assert "PostgreSQL 18" in out and "compatible" in out and "staging" in out and "every endpoint answered" in out
+    assert "the off-site copy" in out and "Object Lock enforced" in out
     code, out = check(connect=True, DRKIT_DO_TOKEN="", DRKIT_CONFIG_SOURCES="",
                       DRKIT_SCHEDULE='[{"job": "config-backup", "enabled": false}]',
                       DRKIT_DB_APP_URL=pg.url(dbname, password="nope-Wrong-1"))

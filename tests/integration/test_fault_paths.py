@@ -31,7 +31,7 @@ from support.records import content
 
 DAY = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
 ONLY_BACKUPS = json.dumps([{"job": j, "enabled": False}
-                           for j in ("health-probe", "config-backup", "restore-verify", "report")])
+                           for j in ("health-probe", "config-backup", "restore-verify", "report", "backup-copy")])
 
 
 @pytest.fixture

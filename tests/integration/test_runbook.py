@@ -25,6 +25,7 @@ from drkit_dev.fakedo import FakeDO
 from drkit_dev.fakewhisk import FakeWhisk
 from drkit_dev.pgserver import PgServer
 from drkit_dev.probeservers import Behaviour, serve, stop
+from support.offsite import copy_bucket
 from support.scenarios import base_env
 
 RUNBOOK = ROOT / "docs" / "runbook.md"
@@ -75,6 +76,7 @@ def test_the_runbook_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3
                   "DRKIT_STATUS_PAGE": json.dumps({"title": "Example status", "private": ["127.0.0.1"],
                                                    "services": [{"name": "ERP", "targets": ["db"]}]}),
                   "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "digitalocean", "include": ["domains"]}])}
+        copy_bucket(dotenv)  # the off-site copy's bucket, with Object Lock
         work = tmp_path / "ops"
         work.mkdir()
         (work / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))

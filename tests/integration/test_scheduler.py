@@ -59,7 +59,7 @@ def test_the_vendored_spec_is_the_shared_one() -> None:
 def test_a_day_of_ticks_dispatches_every_slot_exactly_once(env: dict[str, str], whisk: FakeWhisk) -> None:
     env = dict(env, DRKIT_SCHEDULE=json.dumps([{"job": "health-probe", "cron": "*/30 * * * *"}]))
     deployed = tick(env, DAY - dt.timedelta(minutes=1))  # a fresh deploy runs each job's latest slot at once
-    assert len(deployed["dispatched"]) == 8
+    assert len(deployed["dispatched"]) == 9
     whisk.wait_idle()
     before = Counter((i.action, json.dumps(params(i), sort_keys=True)) for i in whisk.invoked())
     seen: Counter[tuple[str, str]] = Counter()
@@ -75,9 +75,15 @@ def test_a_day_of_ticks_dispatches_every_slot_exactly_once(env: dict[str, str], 
     per_job = Counter(name for name, _ in seen)
     assert per_job == {"health-probe": 48, "db-backup/odoo": 24, "db-backup/superset": 24, "config-backup": 1,
                        "snapshot-rotate/dr:snapshot": 1, "restore-verify/odoo": 1, "restore-verify/superset": 1,
-                       "report": 1}
+                       "report": 1, "backup-copy": 29}
     hours = sorted(dt.datetime.fromisoformat(s).hour for n, s in seen if n == "db-backup/odoo")
     assert hours == list(range(24))
+    # the off-site copy: once after each backup slot (both databases' successes claim one run), from the one
+    # before the day's first tick on, and its own catch-up every 6 hours
+    copies = sorted(dt.datetime.fromisoformat(s) for n, s in seen if n == "backup-copy")
+    followed = {s for n, s in seen if n == "db-backup/odoo"} | {(DAY - dt.timedelta(minutes=53)).isoformat()}
+    assert {c.isoformat() for c in copies if c.minute == 7} == followed
+    assert [c.hour for c in copies if c.minute == 37] == [0, 6, 12, 18]
     invoked = Counter((i.action, json.dumps(params(i), sort_keys=True)) for i in whisk.invoked()) - before
     assert invoked[("dr/db-backup", '{"database": "odoo"}')] == 24
     assert invoked[("dr/restore-verify", '{"backup": "latest", "database": "superset"}')] == 1
@@ -103,7 +109,7 @@ def test_twenty_concurrent_duplicate_ticks_dispatch_each_slot_once(env: dict[str
     dispatched = [d for r in results for d in r["dispatched"] if d["state"] == "dispatched"]
     names = Counter(d["name"] for d in dispatched)
     assert set(names.values()) == {1}, names
-    assert len(whisk.invoked()) == len(names) == 8  # a first tick: the latest slot of each of the 8 job subjects
+    assert len(whisk.invoked()) == len(names) == 9  # a first tick: the latest slot of each of the 9 job subjects
 
 
 def test_after_six_hours_down_each_job_runs_once_and_says_what_it_replaced(env: dict[str, str],
@@ -122,7 +128,7 @@ def test_failed_timed_out_and_lost_activations_are_alerted_once(env: dict[str, s
                                                                s3_client: Any, bucket: str) -> None:
     env = dict(env, DRKIT_SCHEDULE=json.dumps([{"job": "health-probe", "enabled": False},
                                                 {"job": "restore-verify", "enabled": False},
-                                                {"job": "report", "enabled": False}]))
+                                                {"job": "report", "enabled": False}, {"job": "backup-copy", "enabled": False}]))
     whisk.outcomes.update({"db-backup": "failed", "config-backup": "timed_out", "snapshot-rotate": "lost"})
     at = DAY.replace(hour=4, minute=10)
     first = tick(env, at)
@@ -148,7 +154,7 @@ def test_failed_timed_out_and_lost_activations_are_alerted_once(env: dict[str, s
 def test_429_is_retried_after_retry_after_and_a_5xx_is_never_resent(env: dict[str, str], whisk: FakeWhisk) -> None:
     env = dict(env, DRKIT_DATABASES="odoo", DRKIT_SNAPSHOT_POLICIES="",
                DRKIT_SCHEDULE=json.dumps([{"job": j, "enabled": False}
-                                          for j in ("health-probe", "config-backup", "restore-verify", "report")]))
+                                          for j in ("health-probe", "config-backup", "restore-verify", "report", "backup-copy")]))
     whisk.fail_next(429, times=2, retry_after=1)
     at = DAY.replace(hour=1, minute=10)
     result = tick(env, at)
@@ -172,7 +178,7 @@ def test_a_hundred_databases_stay_inside_the_namespace_limits(env: dict[str, str
     env = dict(env, DRKIT_DATABASES=",".join(names), DRKIT_SNAPSHOT_POLICIES="",
                DRKIT_SCHEDULE=json.dumps([{"job": "config-backup", "enabled": False},
                                           {"job": "restore-verify", "enabled": False},
-                                          {"job": "report", "enabled": False}]))
+                                          {"job": "report", "enabled": False}, {"job": "backup-copy", "enabled": False}]))
     whisk.outcomes["db-backup"] = "lost"  # they stay in flight (no record) for the whole test
     at = DAY.replace(hour=1, minute=7)
     first = tick(env, at)
@@ -208,7 +214,7 @@ def test_a_two_database_backup_runs_as_two_activations(make_env: Any, whisk: Fak
     backup_env = make_env({"odoo": pg.url(dbname), "superset": pg.url(dbname)})
     whisk.runner = lambda action, params: handle(action, db_backup.run, params, None, backup_env)
     env = {**backup_env, **whisk.env(), "DRKIT_SCHEDULE": json.dumps(
-        [{"job": j, "enabled": False} for j in ("health-probe", "config-backup", "restore-verify", "report")])}
+        [{"job": j, "enabled": False} for j in ("health-probe", "config-backup", "restore-verify", "report", "backup-copy")])}
     at = dt.datetime.now(dt.UTC)
     first = scheduler.run({}, env, Deadline(50))
     assert sorted(d["name"] for d in first["dispatched"]) == ["db-backup/odoo", "db-backup/superset"]
@@ -229,7 +235,8 @@ def test_the_scheduler_holds_the_only_trigger() -> None:
     triggers = [(f["name"], t) for p in project["packages"] for f in p["functions"] for t in f.get("triggers", [])]
     assert [(name, t["sourceDetails"]["cron"]) for name, t in triggers] == [("scheduler", "* * * * *")]
     assert Path(ROOT / "packages" / "dr" / "scheduler" / "__main__.py").exists()
-    assert schedule.JOBS == ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report")
+    assert schedule.JOBS == ("health-probe", "db-backup", "config-backup", "snapshot-rotate", "restore-verify", "report",
+                             "backup-copy")
 
 
 def test_health_probe_counts_failed_jobs_and_a_silent_scheduler(env: dict[str, str], whisk: FakeWhisk) -> None:
@@ -237,7 +244,7 @@ def test_health_probe_counts_failed_jobs_and_a_silent_scheduler(env: dict[str, s
 
     env = dict(env, DRKIT_SCHEDULE=json.dumps([{"job": "health-probe", "enabled": False},
                                                 {"job": "restore-verify", "enabled": False},
-                                                {"job": "report", "enabled": False}]))
+                                                {"job": "report", "enabled": False}, {"job": "backup-copy", "enabled": False}]))
     whisk.outcomes["db-backup"] = "failed"
     at = DAY.replace(hour=4, minute=10)
     tick(env, at)
@@ -275,3 +282,32 @@ def test_the_cli_shows_the_schedule_and_runs_a_job_now(env: dict[str, str], whis
     out = capsys.readouterr().out
     assert "last tick" in out and "db-backup" in out and "odoo" in out and "dispatched" in out
     assert code == 0
+
+
+def test_each_backup_slot_is_followed_by_one_copy_and_a_failed_copy_is_alerted_once(env: dict[str, str],
+                                                                                     whisk: FakeWhisk) -> None:
+    """db-backup's success starts backup-copy at once (both databases' successes claim the same run); a copy
+    that fails is alerted once, and the next backup's copy resolves it."""
+    env = dict(env, DRKIT_SNAPSHOT_POLICIES="", DRKIT_SCHEDULE=json.dumps(
+        [{"job": j, "enabled": False} for j in ("health-probe", "config-backup", "restore-verify", "report")]))
+    at = DAY.replace(hour=1, minute=7)
+    tick(env, at)  # the backups of 01:07 start (and the copy's catch-up slot of 00:37)
+    whisk.wait_idle()
+    assert len(whisk.invoked("backup-copy")) == 1
+    whisk.outcomes["backup-copy"] = "failed"
+    after = tick(env, at + dt.timedelta(minutes=3))  # both backups succeeded: one copy for the slot
+    assert [d["name"] for d in after["dispatched"]] == ["backup-copy"]
+    assert after["dispatched"][0]["slot"] == at.isoformat()
+    whisk.wait_idle()
+    assert len(whisk.invoked("backup-copy")) == 2
+    failed = tick(env, at + dt.timedelta(minutes=6))
+    assert [(w["name"], w["state"]) for w in failed["watched"]] == [("backup-copy", "failed")] and failed["alerts"] == 1
+    assert tick(env, at + dt.timedelta(minutes=9))["alerts"] == 0  # once
+    whisk.outcomes["backup-copy"] = "succeeded"
+    tick(env, at + dt.timedelta(hours=1))  # the 02:07 backups
+    whisk.wait_idle()
+    tick(env, at + dt.timedelta(hours=1, minutes=3))  # their copy
+    whisk.wait_idle()
+    resolved = tick(env, at + dt.timedelta(hours=1, minutes=6))
+    assert ("backup-copy", "succeeded") in [(w["name"], w["state"]) for w in resolved["watched"]]
+    assert resolved["resolved"] >= 1, resolved

@@ -106,7 +106,7 @@ def test_built_function_runs_from_its_own_folder(function: str, tmp_path: Path, 
     assert not uncompiled, uncompiled[:5]
     pg.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g", dbname)
     dotenv = base_env(s3_server.endpoint, bucket, SPACES_SECRET, pg.url(dbname), pg.url("postgres"), age_keys, pg.port)
-    if function in ("restore-verify", "health-probe", "report"):
+    if function in ("restore-verify", "health-probe", "report", "backup-copy"):
         assert handle("db-backup", db_backup.run, {}, None, artifact.function_env("db-backup", dotenv))["ok"]
     with scenario(function, dotenv) as sc:
         env = artifact.function_env(function, sc.dotenv)

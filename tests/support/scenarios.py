@@ -16,6 +16,7 @@ from conftest import keys
 from drkit_dev.fakedo import FakeDO
 from drkit_dev.fakewhisk import FakeWhisk
 from drkit_dev.keys import signing_env
+from support.offsite import copy_bucket, copy_env, verify_copy_env
 
 WEBHOOK_TOKEN = "built-function-Token-0001"
 FAILOVER_PLAN = {"sites": ["primary", "dr"], "trigger": {"labels": {"alertname": "PrimarySiteDown"}},
@@ -38,6 +39,7 @@ EVENTS: dict[str, dict[str, Any]] = {
                               "fingerprint": "f1", "startsAt": "2026-11-26T03:00:00Z"}]})},
     "scheduler": {},  # the every-minute trigger's tick
     "report": {},  # the scheduler's daily invoke: the DR report
+    "backup-copy": {},  # the scheduler's dispatch after a backup: copy what is new
 }
 # The event of a run that must fail (with the failure `broken()` sets up).
 FAILING_EVENTS: dict[str, dict[str, Any]] = {
@@ -68,6 +70,8 @@ def base_env(s3_endpoint: str, bucket: str, secret: str, db_url: str, staging_ur
         # the scheduler runs config-backup daily, so a deploy needs its sources (config-backup's scenario sets its own)
         "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "digitalocean", "include": ["domains"]}]),
         "DRKIT_PROBES": json.dumps([{"name": "db", "type": "tcp", "host": "127.0.0.1", "port": probe_port}]),
+        # the off-site copy: a second bucket on the same stand-in (created with Object Lock by `copy_bucket`)
+        **copy_env(s3_endpoint, bucket, secret),
     }
 
 
@@ -109,6 +113,16 @@ def scenario(function: str, env: dict[str, str]) -> Iterator[Scenario]:
         assert fake is not None
         fake.add_record("example.net", "A", "erp", "203.0.113.10", 60)
         env.update({"DRKIT_WEBHOOK_BEARER": WEBHOOK_TOKEN, "DRKIT_FAILOVER_PLAN": json.dumps(FAILOVER_PLAN)})
+    if function == "backup-copy":
+        copy_bucket(env)
+    if function == "restore-verify":  # the copy configured and filled: the first proof is the primary's, the next
+        copy_bucket(env)                # the copy's (they alternate)
+        env.update(verify_copy_env(env))
+        from drkit.functions import backup_copy
+        from drkit.platform.runtime import handle
+        from drkit_dev import artifact
+
+        assert handle("backup-copy", backup_copy.run, {}, None, artifact.function_env("backup-copy", env))["ok"]
     whisk = None
     if function == "scheduler":  # the namespace API it dispatches through; every invoked function succeeds
         whisk = FakeWhisk().start()
@@ -132,6 +146,8 @@ def broken(sc: Scenario, closed_port: int) -> None:
         sc.dotenv["DRKIT_STAGING_URL"] = f"postgresql://postgres:pw@127.0.0.1:{closed_port}/postgres"
     elif sc.function == "scheduler":  # the namespace key was revoked: every invoke is refused (401)
         sc.dotenv["DRKIT_FUNCTIONS_KEY"] = "dof_v1_revoked:revoked-Secret-0123456789"
+    elif sc.function == "backup-copy":  # the copy's region is down
+        sc.dotenv.update({"DRKIT_COPY_ENDPOINT": f"http://127.0.0.1:{closed_port}", "DRKIT_S3_MAX_ATTEMPTS": "1"})
     elif sc.function in ("health-probe", "report"):  # the bucket cannot be reached (targets down would be a success)
         sc.dotenv.update({"DRKIT_SPACES_ENDPOINT": f"http://127.0.0.1:{closed_port}", "DRKIT_S3_MAX_ATTEMPTS": "1"})
     else:  # the DigitalOcean API answers 500
@@ -160,16 +176,25 @@ def check_effects(function: str, result: dict[str, Any], s3_client: Any, bucket:
         assert result["created"] and result["created"][0].startswith("droplet erp: drkit-erp-"), result
     elif function == "scheduler":  # a first tick: each job's latest slot, one activation per database
         names = sorted(d["name"] for d in result["dispatched"] if d["state"] == "dispatched")
-        assert names == ["config-backup", "db-backup/odoo", "health-probe", "report", "restore-verify/odoo"], result
+        assert names == ["backup-copy", "config-backup", "db-backup/odoo", "health-probe", "report",
+                         "restore-verify/odoo"], result
         assert sc.whisk is not None
-        # each slot once; the every-minute probe may get a second slot when the warm run starts in the next minute
-        others = [i.action for i in sc.whisk.invoked() if i.action != "dr/health-probe"]
+        # each slot once; the every-minute probe may get a second slot when the warm run starts in the next minute;
+        # the copy may follow the backup whose success the warm run sees
+        others = [i.action for i in sc.whisk.invoked() if i.action not in ("dr/health-probe", "dr/backup-copy")]
         assert sorted(others) == ["dr/config-backup", "dr/db-backup", "dr/report", "dr/restore-verify"], others
+        assert len(sc.whisk.invoked("backup-copy")) in (1, 2)
         assert len(sc.whisk.invoked("health-probe")) in (1, 2)
         assert "status/schedule.json" in keys(s3_client, bucket, "status/")
     elif function == "report":  # the month's report and its evidence, kept; a link to it
         assert {"reports/latest.html", "reports/latest.json"} <= set(keys(s3_client, bucket, "reports/")), result
         assert "X-Amz-Signature=" in result["url"] or "Signature=" in result["url"], result
+    elif function == "backup-copy":  # every object of the backup, in the copy bucket, locked; the status in both
+        copied = set(keys(s3_client, sc.dotenv["DRKIT_COPY_BUCKET"]))
+        backups = {k for k in stored if k.startswith("db/")}
+        assert backups and backups <= copied and "state/copy/ledger.json" in copied, result
+        assert result["ok"] and result["immutability"] == "object-lock", result
+        assert "state/copy/status.json" in keys(s3_client, bucket, "state/copy/")
     elif function == "health-probe":
         names = {t["name"]: t["ok"] for t in result["targets"]}
         assert names["db"] and names["backup-age:odoo"], names

@@ -62,7 +62,46 @@ def required_only() -> dict[str, str]:
             "DRKIT_STAGING_URL": "postgresql://u:p@h/postgres",
             **{envvars.per_function_name("DRKIT_SIGNING_KEY", fn): f"drkit-sign-1:{fn}" for fn in envvars.ALL},
             "DRKIT_TRUSTED_KEYS": "db-backup=RWx", "DRKIT_FUNCTIONS_KEY": "dof_v1_x:y",
-            "DRKIT_CONFIG_SOURCES": '[{"type": "digitalocean"}]'}
+            "DRKIT_CONFIG_SOURCES": '[{"type": "digitalocean"}]',
+            "DRKIT_COPY_BUCKET": "b-offsite", "DRKIT_COPY_REGION": "ams3", "DRKIT_COPY_KEY": "ck",
+            "DRKIT_COPY_SECRET": "cs"}
+
+
+def test_the_off_site_copy_is_required_unless_disabled() -> None:
+    """The scheduler runs backup-copy: a deployment without an off-site copy says so, and runs without one only
+    when the operator disables it on purpose."""
+    values = {k: v for k, v in required_only().items() if not k.startswith("DRKIT_COPY_")}
+    with pytest.raises(ConfigError, match="DRKIT_COPY_BUCKET is required by dr/backup-copy .run by the scheduler"):
+        envvars.deploy_env(PROJECT, values)
+    values["DRKIT_SCHEDULE"] = '[{"job": "backup-copy", "enabled": false}]'
+    _, warnings = envvars.deploy_env(PROJECT, values)
+    assert any("DRKIT_COPY_BUCKET is not set" in w for w in warnings)
+
+
+@pytest.mark.parametrize("function", [f for f in envvars.ALL if f != envvars.COPY])
+def test_no_function_but_backup_copy_sees_the_copy_settings(function: str) -> None:
+    """Only dr/backup-copy holds DRKIT_COPY_* (above all not the web-facing dns-failover and report): not in
+    project.yml, not once deployed, not under another name."""
+    assert not {n for n in project_env(function) if n.startswith("DRKIT_COPY_")}
+    deployed = envvars.function_environment(PROJECT, function, required_only())
+    assert not {n for n in deployed if n.startswith("DRKIT_COPY_")}
+    assert not {"ck", "cs"} & set(deployed.values()), f"dr/{function} is deployed with the copy's key"
+    copy_env = envvars.function_environment(PROJECT, envvars.COPY, required_only())
+    assert copy_env["DRKIT_COPY_KEY"] == "ck" and copy_env["DRKIT_COPY_SECRET"] == "cs"
+
+
+def test_deploy_and_config_check_refuse_the_copy_key_under_another_name() -> None:
+    """An operator who gives restore-verify (or dns-failover) the copy's write key is stopped, by name only."""
+    for leak in ({"DRKIT_OFFSITE_KEY": "ck", "DRKIT_OFFSITE_SECRET": "cs", "DRKIT_OFFSITE_BUCKET": "b-offsite"},
+                 {"DRKIT_SPACES_KEY_DNS_FAILOVER": "ck", "DRKIT_SPACES_SECRET_DNS_FAILOVER": "cs"}):
+        with pytest.raises(ConfigError) as exc:
+            envvars.deploy_env(PROJECT, required_only() | leak)
+        assert "off-site copy's write credentials" in str(exc.value) and "ck" not in str(exc.value).split()
+    leaky = PROJECT.replace('          DRKIT_WEBHOOK_MAX_BODY: "${DRKIT_WEBHOOK_MAX_BODY}"\n',
+                            '          DRKIT_WEBHOOK_MAX_BODY: "${DRKIT_WEBHOOK_MAX_BODY}"\n'
+                            '          DRKIT_COPY_KEY: "${DRKIT_COPY_KEY}"\n')
+    assert leaky != PROJECT
+    assert any("dr/dns-failover DRKIT_COPY_KEY" in p for p in envvars.copy_leaks(leaky, required_only()))
 
 
 def test_a_function_never_falls_back_to_a_shared_signing_key() -> None:

@@ -20,8 +20,11 @@ def names(slots: list[schedule.Slot]) -> list[str]:
 def test_the_defaults_follow_the_dr_plan() -> None:
     slots = schedule.parse("", ["odoo", "superset"], [("dr:snapshot", "0 4 * * *")], NOW)
     assert names(slots) == ["health-probe", "db-backup/odoo", "db-backup/superset", "config-backup",
-                            "snapshot-rotate/dr:snapshot", "restore-verify/odoo", "restore-verify/superset", "report"]
+                            "snapshot-rotate/dr:snapshot", "restore-verify/odoo", "restore-verify/superset", "report",
+                            "backup-copy"]
     by = {s.name: s for s in slots}
+    assert by["backup-copy"].cron == "37 */6 * * *" and by["backup-copy"].params == {}  # catch-up
+    assert schedule.AFTER == {"db-backup": "backup-copy"}  # and after each backup
     assert by["report"].cron == "40 5 * * *" and by["report"].params == {}  # daily, after the night's backups
     assert by["db-backup/odoo"].params == {"database": "odoo"} and by["db-backup/odoo"].cron == "7 * * * *"
     assert by["restore-verify/odoo"].params == {"database": "odoo", "backup": "latest"}
