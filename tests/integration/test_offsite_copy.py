@@ -359,3 +359,16 @@ def test_the_report_scores_3_2_1_1_0_per_database(app: dict[str, str], age_keys:
     page = store_of(app).get_bytes("reports/latest.html").decode()
     assert "Off-site copy (3-2-1-1-0)" in page and 'id="copy-lag-app"' in page
     assert "3 (live, primary, off-site)" in page and "until " in page and "copy: 20" in page
+
+
+def test_an_object_deleted_from_the_copy_is_copied_again_and_said(app: dict[str, str], s3_client: Any,
+                                                                 copy_bucket: str) -> None:
+    b = backup(app)
+    assert copy(app)["ok"]
+    data = layout.data_key("app", b["backup_id"])
+    s3_client.delete_object(Bucket=copy_bucket, Key=data)  # a delete marker over the locked version
+    assert data not in keys(s3_client, copy_bucket)
+    again = copy(app)
+    assert not again["ok"] and any("missing from the copy" in f for f in again["failures"]), again
+    assert data in keys(s3_client, copy_bucket) and again["copied"] >= 1
+    assert copy(app)["ok"]  # and the run after is clean again

@@ -279,8 +279,22 @@ def _load_ledger(r: Run) -> None:
         got = None
     if got is not None:
         r.ledger = dict(got.value.objects)
+        _reconcile(r)
         return
     _adopt(r)
+
+
+def _reconcile(r: Run) -> None:
+    """The ledger against the copy's listing: an object the ledger holds that the copy no longer lists (deleted,
+    or hidden behind a delete marker) is copied again, and said (someone with the copy's key did it)."""
+    listed = {o.key: o.size for prefix in ("db/", "config/", layout.FILES_PREFIX)
+              for o in r.target.store.list_objects(prefix)}
+    gone = [k for k in r.ledger if not layout.changes_in_place(k) and listed.get(k) != r.ledger[k].size]
+    for key in gone:
+        del r.ledger[key]
+    if gone:
+        r.problems.append(f"{len(gone)} object(s) recorded as copied are missing from the copy or changed "
+                          f"(e.g. {gone[0]}): copied again; who holds the copy's key?")
 
 
 def _adopt(r: Run) -> None:
