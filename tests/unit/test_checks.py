@@ -46,6 +46,16 @@ def test_age_against_the_backup_time() -> None:
     assert not evaluate(check, "yesterday", T).passed
 
 
+def test_age_minutes_are_minutes_as_everywhere_else() -> None:
+    """`30m` is half an hour, as in DRKIT_RPO and DRKIT_SCHEDULE (it once meant 30 months here)."""
+    check = parse_checks('[{"name":"fresh","sql":"x","expect":"age <= 30m"}]', "X")[0]
+    assert evaluate(check, T - dt.timedelta(minutes=20), T).passed
+    late = evaluate(check, T - dt.timedelta(hours=2), T)
+    assert not late.passed and "allowed 30 min" in late.detail
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_checks('[{"name":"y","sql":"x","expect":"age <= 1y"}]', "X")  # no years or months: say days
+
+
 @pytest.mark.parametrize("text, message", [
     ("{", "not valid JSON"),
     ('{"name": "a"}', "JSON list"),

@@ -12,8 +12,8 @@ Each query must return one row with one column. Expectations:
     == "text", != "text"              text comparison
     not null                          any non-NULL value
     age <= DURATION                   a timestamp (or a date, taken as its day's end) no older than the
-                                      backup's start minus DURATION
-                                      (e.g. the RPO: proves the backup holds recent writes)
+                                      backup's start minus DURATION: 90s, 30m (minutes), 2h, 7d, as in every
+                                      other drkit duration (e.g. the RPO: proves the backup holds recent writes)
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from drkit.policy.retention import Duration, parse_duration
+from drkit.core.errors import ConfigError
+from drkit.policy.durations import human, parse_interval
 
 _NUM = re.compile(r"^(==|!=|>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)$")
 _TEXT = re.compile(r'^(==|!=)\s*"(.*)"$')
@@ -42,7 +43,7 @@ class Check:
     op: str = ""
     number: Decimal | None = None
     text: str = ""
-    max_age: Duration | None = None
+    max_age: dt.timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,10 @@ def _parse_expect(name: str, sql: str, expect: str, label: str) -> Check:
     if expect.lower() == "not null":
         return Check(name, sql, expect, "not_null")
     if m := _AGE.match(expect):
-        try:
-            return Check(name, sql, expect, "age", max_age=parse_duration(m.group(1)))
-        except ValueError as exc:
-            raise ValueError(f"{label}: {exc}") from None
+        try:  # the operational grammar (m = minutes), not retention's (m = months): `age <= 30m` is half an hour
+            return Check(name, sql, expect, "age", max_age=parse_interval(m.group(1), f"{name!r}: age"))
+        except ConfigError as exc:
+            raise ValueError(f"{label}: {exc}; it is not a duration") from None
     raise ValueError(f"{label}: expect {expect!r} is not one of '> 0', '== \"text\"', 'not null', 'age <= 1h'")
 
 
@@ -130,11 +131,11 @@ def evaluate(check: Check, value: Any, backup_started: dt.datetime) -> Outcome:
         when = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
     else:
         return Outcome(check.name, False, f"value {shown!r} is not a timestamp or date", shown)
-    limit = check.max_age.before(backup_started)
+    limit = backup_started - check.max_age
     ok = when >= limit
     age = backup_started - when
     return Outcome(check.name, ok, f"newest {when.isoformat()} is {_fmt(age)} before the backup "
-                                   f"(allowed {check.max_age})", shown)
+                                   f"(allowed {human(check.max_age.total_seconds())})", shown)
 
 
 def _fmt(delta: dt.timedelta) -> str:
