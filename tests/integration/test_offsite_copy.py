@@ -372,3 +372,21 @@ def test_an_object_deleted_from_the_copy_is_copied_again_and_said(app: dict[str,
     assert not again["ok"] and any("missing from the copy" in f for f in again["failures"]), again
     assert data in keys(s3_client, copy_bucket) and again["copied"] >= 1
     assert copy(app)["ok"]  # and the run after is clean again
+
+
+def test_copy_run_and_status_from_a_laptop(app: dict[str, str], s3_client: Any, copy_bucket: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    b = backup(app)
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in app.items()))
+    assert main.main(["--env-file", str(env_file), "copy", "run", "--dry-run"]) == 0
+    assert "would copy 4 object(s)" in " ".join(capsys.readouterr().out.split())
+    assert keys(s3_client, copy_bucket) == []  # a dry run writes nothing
+    assert main.main(["--env-file", str(env_file), "copy", "run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "copied 4 object(s)" in out and "Object Lock enforced" in out and b["backup_id"] in out, out
+    assert main.main(["--env-file", str(env_file), "copy", "status"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "object-lock" in out and "current" in out, out
+    assert app["DRKIT_COPY_SECRET"] not in out
