@@ -390,3 +390,17 @@ def test_copy_run_and_status_from_a_laptop(app: dict[str, str], s3_client: Any, 
     out = " ".join(capsys.readouterr().out.split())
     assert "object-lock" in out and "current" in out, out
     assert app["DRKIT_COPY_SECRET"] not in out
+
+
+def test_a_run_out_of_time_says_what_is_left_and_the_next_one_finishes(app: dict[str, str], s3_client: Any,
+                                                                      copy_bucket: str) -> None:
+    from drkit.offsite.run import RESERVE_S
+
+    b = backup(app)
+    short = backup_copy.run({}, app, Deadline(RESERVE_S + 0.2))  # the deadline comes before the copies fit
+    assert not short["ok"] and short["left_for_next_run"] > 0 and "left for the next run" in short["decision"]
+    status = records.read(store_of(app), layout.COPY_STATUS_KEY, CopyStatus, dt.datetime.now(dt.UTC))
+    assert status is not None and not status.value.ok  # recorded: health-probe's `copy` check alerts on it
+    done = copy(app)
+    assert done["ok"] and done["left_for_next_run"] == 0, done
+    assert layout.manifest_key("app", b["backup_id"]) in keys(s3_client, copy_bucket)
