@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from drkit.core import jsontext
 from drkit.core.errors import ConfigError
 
 STATUSES = ("operational", "degraded", "down", "unknown")  # worst last but one; unknown: not probed yet
@@ -43,9 +44,11 @@ class PageConfig:
         if not text or text == "unset":
             return None
         try:
-            raw = json.loads(text)
+            raw = jsontext.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{var} is not JSON: {exc.msg} at character {exc.pos}") from None
+        except ValueError as exc:  # a key given twice
+            raise ConfigError(f"{var}: {exc}") from None
         problems: list[str] = []
         if not isinstance(raw, dict):
             raise ConfigError(f"{var} must be a JSON object like "

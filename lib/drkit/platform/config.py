@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from drkit.core import suggest
+from drkit.core import jsontext, suggest
 from drkit.core.errors import ConfigError
 from drkit.core.secret import Secret
 from drkit.platform.databases import DatabaseConfig, databases_from_env
@@ -91,14 +91,13 @@ def json_list(text: str, where: str, *, items: str, limit: int | None = None, re
     Empty text gives [] unless `required` (then it is the error, and an empty list is refused too).
     `items` names the elements in messages ("targets", "sources").
     """
-    import json
 
     if not text.strip():
         if required is None:
             return []
         raise ConfigError(required)
     try:
-        value = json.loads(text)
+        value = jsontext.loads(text)
     except ValueError as exc:
         raise ConfigError(f"{where} is not valid JSON ({exc})") from None
     if not isinstance(value, list) or (required is not None and not value):

@@ -19,12 +19,12 @@ Each query must return one row with one column. Expectations:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from drkit.core import jsontext
 from drkit.core.errors import ConfigError
 from drkit.policy.durations import human, parse_interval
 
@@ -62,7 +62,7 @@ def parse_checks(text: str, where: str) -> list[Check]:
     if not text.strip():
         return []
     try:
-        items = json.loads(text)
+        items = jsontext.loads(text)
     except ValueError as exc:
         raise ValueError(f"{where} is not valid JSON ({exc})") from None
     if not isinstance(items, list):

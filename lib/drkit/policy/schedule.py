@@ -32,7 +32,7 @@ from typing import Any
 
 from croniter import croniter
 
-from drkit.core import suggest
+from drkit.core import jsontext, suggest
 from drkit.core.errors import ConfigError
 from drkit.policy.durations import parse_interval
 
@@ -101,13 +101,12 @@ def parse(text: str, databases: Sequence[str], snapshot_policies: Sequence[tuple
     """Every job subject the scheduler runs, in dispatch order; ConfigError with every problem.
 
     `snapshot_policies`: (tag, cron) of each DRKIT_SNAPSHOT_POLICIES item."""
-    import json
 
     problems: list[str] = []
     overrides: dict[str, dict[str, Any]] = {}
     if text.strip():
         try:
-            items = json.loads(text)
+            items = jsontext.loads(text)
         except ValueError as exc:
             raise ConfigError(f"{where} is not valid JSON ({exc})") from None
         if not isinstance(items, list):
