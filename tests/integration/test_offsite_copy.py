@@ -404,3 +404,25 @@ def test_a_run_out_of_time_says_what_is_left_and_the_next_one_finishes(app: dict
     done = copy(app)
     assert done["ok"] and done["left_for_next_run"] == 0, done
     assert layout.manifest_key("app", b["backup_id"]) in keys(s3_client, copy_bucket)
+
+
+def test_a_pass_on_the_copy_counts_for_the_weekly_proof(app: dict[str, str]) -> None:
+    """The proof alternates: a primary pass ten days old and a copy pass of today keep verify-age healthy."""
+    from drkit.storage import state
+    from drkit.storage.state import RunInfo, VerifyState
+
+    b = backup(app)
+    now = dt.datetime.now(dt.UTC)
+    verifier = store_of(app, "restore-verify")
+    old = now - dt.timedelta(days=10)
+    state.record_run(verifier, layout.verify_state_key("app"), VerifyState, "app",
+                     RunInfo("passed", old, id=b["backup_id"], duration_s=3.0), success=True, now=old)
+
+    def verify_age() -> dict[str, Any]:
+        result = health_probe.run({}, app, Deadline(50))
+        return {t["name"]: t for t in result["targets"]}["verify-age:app"]
+
+    assert not verify_age()["ok"]  # only the primary's, ten days old: over the 8-day limit
+    state.record_run(verifier, layout.verify_state_key("app", "copy"), VerifyState, "app",
+                     RunInfo("passed", now, id=b["backup_id"], duration_s=3.0), success=True, now=now)
+    assert verify_age()["ok"]

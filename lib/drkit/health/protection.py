@@ -101,6 +101,13 @@ def data_protection(store: Store, p: Protection, now: dt.datetime, seen: dict[st
         out.append(_distrust(f"verify-age:{db}", "verify", exc))
         return out
     passed = verify.last_success if verify else None
+    try:  # the weekly proof alternates with the off-site copy: a pass of either proves the backups restore
+        copy = state.read(store, layout.verify_state_key(db, "copy"), state.VerifyState, now)
+    except RecordError as exc:
+        out.append(_distrust(f"verify-copy:{db}", "verify", exc))
+        copy = None
+    if copy and copy.last_success and (passed is None or copy.last_success.at > passed.at):
+        passed = copy.last_success
     if passed is not None:
         vage = now - passed.at
         fresh = dt.timedelta(0) <= vage <= p.verify_max_age

@@ -1,7 +1,8 @@
 """The DR testing schedule from evidence (pure): each test's last run, result and next due date, from the records.
 
 The plan's tests and how each is proven:
-- restore proof, weekly, per database: restore-verify's last run (its state record);
+- restore proof, weekly, per database: restore-verify's last run (its state records: of the primary or of
+  the off-site copy, whichever ran last);
 - failover rehearsal, quarterly: a `failover.drill` (every check, nothing changed) or a real move;
 - full DR drill, yearly: an operator restore (`drkit restore`, `restore.completed`) and a failover
   rehearsal or move within 7 days of each other.
@@ -36,7 +37,8 @@ def schedule(databases: Sequence[Mapping[str, Any]], test_events: Sequence[Mappi
              now: dt.datetime) -> list[dict[str, Any]]:
     rows = []
     for db in databases:
-        last = (db.get("verify_state") or {}).get("last_run") or {}
+        runs = [(db.get(k) or {}).get("last_run") or {} for k in ("verify_state", "copy_verify_state")]
+        last = max(runs, key=lambda r: str(r.get("at") or ""))  # the proof alternates with the off-site copy
         at = dt.datetime.fromisoformat(last["at"]) if last.get("at") else None
         took = f", restore {human(float(last['duration_s']))}" if isinstance(last.get("duration_s"), (int, float)) else ""
         rows.append(_row(f"Restore proof: {db['name']}", WEEKLY, "weekly", at, str(last.get("status") or "never"),
