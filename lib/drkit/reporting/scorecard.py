@@ -62,6 +62,12 @@ def section(evidence: Mapping[str, Any], events: Sequence[Mapping[str, Any]], st
         problems.append(f"off-site copy: not immutable ({status.get('immutability')}): the copy key can delete it")
     if not status.get("ok"):
         problems.append(f"off-site copy: last run not clean: {str(status.get('decision'))[:200]}")
+    primary_host = str(copy.get("primary") or "").split("/", 1)[0]
+    copy_host = str(status.get("target") or "").split("/", 1)[0]
+    elsewhere = primary_host != copy_host
+    if not elsewhere:
+        problems.append(f"off-site copy: at the same endpoint as the primary ({copy_host}): one region or provider "
+                        "outage takes both; put the copy in another region or with another provider")
     by_db = {d["name"]: d for d in status.get("databases") or []}
     rows, charts_html = [], []
     for db in evidence.get("databases") or []:
@@ -86,8 +92,7 @@ def section(evidence: Mapping[str, Any], events: Sequence[Mapping[str, Any]], st
         copies = 1 + (1 if newest_primary else 0) + (1 if newest_copied else 0)
         locked = _time(d.get("locked_until"))
         rows.append([e(name), _flag(copies >= 3, f"{copies} (live, primary{', off-site' if newest_copied else ''})"),
-                     _flag(copy.get("primary") != status.get("target"),
-                           f"{copy.get('primary')} · {status.get('target')}"),
+                     _flag(elsewhere, f"{copy.get('primary')} · {status.get('target')}"),
                      _flag(bool(newest_copied), newest_copied or "none"),
                      _flag(immutable and locked is not None, f"until {_when(locked)}" if immutable and locked else
                            str(status.get("immutability"))),
