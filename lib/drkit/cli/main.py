@@ -198,7 +198,7 @@ def _copy_hint(exc: DrkitError, args: argparse.Namespace, argv: Sequence[str] | 
     if getattr(args, "repo", None) != "primary" or "cannot reach" not in str(exc):
         return None
     words = list(sys.argv[1:] if argv is None else argv)
-    shown = " ".join(w if " " not in w else repr(w) for w in words)
+    shown = log.redact(" ".join(w if " " not in w else repr(w) for w in words))  # a --target URL's password
     return ("the primary bucket is unreachable (a regional outage?): read the off-site copy instead:\n"
             f"  drkit {shown} --from copy")
 
