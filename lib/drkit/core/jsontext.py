@@ -10,15 +10,17 @@ class DuplicateKeyError(ValueError):
     """An object names one key twice: which value counts would be a guess."""
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads`'s object_pairs_hook that refuses a key given twice (strictjson uses it for web payloads too)."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise DuplicateKeyError(f"the key {key[:40]!r} is given twice in one object; say it once")
+            raise DuplicateKeyError(f"duplicate key {key[:40]!r}: given twice in one object, and parsers disagree "
+                                    "on which one counts; say it once")
         out[key] = value
     return out
 
 
 def loads(text: str) -> Any:
     """`json.loads`, refusing duplicate keys (a ValueError, as for any other invalid JSON)."""
-    return json.loads(text, object_pairs_hook=_pairs)
+    return json.loads(text, object_pairs_hook=unique_pairs)

@@ -177,9 +177,12 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
             staging_error = PgError(f"staging server: {exc}")
     rng = rng or random.Random()
     results = []
+    copy_view: Store | None = None  # opened once, for the first database proven on the copy
     for name in selected:
         repo = _repo(request, settings, store, name, clock())
-        source = store if repo == "primary" else _copy_view(settings, store)
+        if repo == "copy" and copy_view is None:
+            copy_view = _copy_view(settings, store)
+        source = copy_view if repo == "copy" and copy_view is not None else store
         one = verify_one(name, settings, source, request, deadline, clock, rng, staging_error, repo)
         results.append(one | {"repo": repo})
     statuses = {r["status"] for r in results}

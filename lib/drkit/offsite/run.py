@@ -107,54 +107,42 @@ def _database(r: Run, name: str) -> list[Want]:
         r.problems.append(f"{name} {e.id} is not signed by db-backup ({why[:160]}): not copied")
     if v.newest is not None:
         r.newest[name] = v.newest.id
-    links = {x.id: x for x in v.head.live} if v.head else {}
-    out: list[Want] = []
-    for e in v.trusted:
-        group = f"db:{name}:{e.id}"
-        link = links.get(e.id)
-        manifest_sha = link.sha256 if link else None
-        sig = e.manifest_key + signed.SIG
-        if _held(r, e.manifest_key, manifest_sha) and _held(r, e.data_key) and _held(r, sig):
-            have = r.ledger[e.data_key]
-            out += [Want(e.data_key, have.size, have.sha256, group, 0), Want(sig, None, None, group, 1),
-                    Want(e.manifest_key, None, r.ledger[e.manifest_key].sha256, group, 2)]
-            continue
-        try:
-            data, sig_bytes, manifest = _verified(r.primary, e.manifest_key, e.id, catalog.WRITERS)
-        except DrkitError as exc:
-            r.problems.append(f"{name} {e.id}: manifest unreadable or not believed ({str(exc)[:200]}): not copied")
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        if manifest_sha is not None and digest != manifest_sha:
-            r.problems.append(f"{name} {e.id}: the manifest is not the one db-backup's catalog names: not copied")
-            continue
-        out += _backup_wants(e.data_key, sig, e.manifest_key, manifest, data, sig_bytes, group)
-    out += _head(r, layout.catalog_key(name), chain.DbHead)
-    return out
+    return (_backups(r, v, f"db:{name}", name, catalog.WRITERS)
+            + _head(r, layout.catalog_key(name), chain.DbHead))
 
 
 def _config(r: Run) -> list[Want]:
     v = config_catalog.trusted_view(r.primary, r.now)
     if v.head_error:
         r.problems.append(f"config-backup's catalog is not believed ({v.head_error})")
+    return _backups(r, v, "config", "config", config_catalog.WRITERS) + _head(r, layout.CONFIG_CATALOG_KEY,
+                                                                               chain.ConfigHead)
+
+
+def _backups(r: Run, v: chain.View[Any], group: str, label: str, writers: Sequence[str]) -> list[Want]:
+    """The objects of each trusted backup in `v`: from the ledger when the copy holds them all (and the manifest is
+    the one the head names), else read from the primary and verified."""
     links = {x.id: x for x in v.head.live} if v.head else {}
     out: list[Want] = []
     for e in v.trusted:
-        group = f"config:{e.id}"
         link = links.get(e.id)
+        manifest_sha = link.sha256 if link else None
         sig = e.manifest_key + signed.SIG
-        if link and _held(r, e.manifest_key, link.sha256) and _held(r, e.data_key) and _held(r, sig):
+        if _held(r, e.manifest_key, manifest_sha) and _held(r, e.data_key) and _held(r, sig):
             have = r.ledger[e.data_key]
-            out += [Want(e.data_key, have.size, have.sha256, group, 0), Want(sig, None, None, group, 1),
-                    Want(e.manifest_key, None, link.sha256, group, 2)]
+            out += [Want(e.data_key, have.size, have.sha256, f"{group}:{e.id}", 0),
+                    Want(sig, None, None, f"{group}:{e.id}", 1),
+                    Want(e.manifest_key, None, r.ledger[e.manifest_key].sha256, f"{group}:{e.id}", 2)]
             continue
         try:
-            data, sig_bytes, manifest = _verified(r.primary, e.manifest_key, e.id, config_catalog.WRITERS)
+            data, sig_bytes, manifest = _verified(r.primary, e.manifest_key, e.id, writers)
         except DrkitError as exc:
-            r.problems.append(f"config {e.id}: manifest unreadable or not believed ({str(exc)[:200]}): not copied")
+            r.problems.append(f"{label} {e.id}: manifest unreadable or not believed ({str(exc)[:200]}): not copied")
             continue
-        out += _backup_wants(e.data_key, sig, e.manifest_key, manifest, data, sig_bytes, group)
-    out += _head(r, layout.CONFIG_CATALOG_KEY, chain.ConfigHead)
+        if manifest_sha is not None and hashlib.sha256(data).hexdigest() != manifest_sha:
+            r.problems.append(f"{label} {e.id}: the manifest is not the one its writer's catalog names: not copied")
+            continue
+        out += _backup_wants(e.data_key, sig, e.manifest_key, manifest, data, sig_bytes, f"{group}:{e.id}")
     return out
 
 

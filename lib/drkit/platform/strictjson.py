@@ -15,6 +15,8 @@ import json
 import re
 from typing import Any
 
+from drkit.core import jsontext
+
 MAX_DEPTH = 32  # Alertmanager and Grafana payloads nest 4 deep
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKETS = re.compile(rb"[\[\]{}]")
@@ -22,15 +24,6 @@ _BRACKETS = re.compile(rb"[\[\]{}]")
 
 class StrictJSONError(ValueError):
     """The body is not one unambiguous JSON object; the message says why, in one line."""
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise StrictJSONError(f"duplicate key {key[:40]!r}: parsers disagree on which one counts")
-        out[key] = value
-    return out
 
 
 def _constant(name: str) -> Any:
@@ -76,9 +69,11 @@ def loads(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
         raise StrictJSONError(f"body is not valid UTF-8 (byte {exc.start})") from None
     _depth(data, max_depth)
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+        value = json.loads(text, object_pairs_hook=jsontext.unique_pairs, parse_constant=_constant)
     except StrictJSONError:
         raise
+    except jsontext.DuplicateKeyError as exc:
+        raise StrictJSONError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise StrictJSONError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:  # int digits limit, or a bound this module missed

@@ -188,7 +188,10 @@ def _ended(t: Tick, a: Attempt) -> None:
     if a.state == "lost" and slot is not None and not a.manual and t.now < schedule.window_end(slot, a.slot):
         _again(t, slot, a, "its earlier attempt was lost")
     if a.state == "succeeded":
-        follow(t, a)
+        try:
+            follow(t, a)
+        except DrkitError as exc:  # the follower's own catch-up slot starts it; this tick's reporting goes on
+            log.error("follower not started", after=a.name, error=str(exc))
 
 
 def follow(t: Tick, a: Attempt) -> None:
