@@ -215,15 +215,14 @@ def test_copy_lag_is_alerted_when_the_copy_stops(app: dict[str, str]) -> None:
 def test_the_runbooks_primary_lost_scenario_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3_server: S3Server,
                                                           bucket: str, age_keys: tuple[str, str]) -> None:
     """docs/runbook.md §6a, as written, with the primary bucket's endpoint refusing every connection."""
-    import os
     import re
     import subprocess
-    import sys
 
-    from conftest import PGBIN, ROOT
+    from conftest import ROOT
     from drkit.platform import envvars
     from drkit.platform.runtime import without_unset
     from drkit_dev.s3server import free_port
+    from support import operator
     from support.offsite import copy_bucket, verify_copy_env
     from support.scenarios import base_env
 
@@ -248,20 +247,9 @@ def test_the_runbooks_primary_lost_scenario_runs_verbatim(tmp_path: Path, pg: Pg
     finally:
         fake.stop()
     dotenv.update(DRKIT_SPACES_ENDPOINT=f"http://127.0.0.1:{free_port()}", DRKIT_S3_MAX_ATTEMPTS="1")  # the region is gone
-    work = tmp_path / "ops"
-    work.mkdir()
-    (work / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
-    (work / "drkit-identity.txt").write_text(age_keys[0] + "\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "drkit").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m drkit.cli "$@"\n')
-    (bin_dir / "fn").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m drkit_dev.doctl_shim serverless functions '
-                                'invoke "$@"\n')
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
+    work = operator.folder(tmp_path, dotenv, age_keys[0])
     script = f"set -euo pipefail\nSERVER='postgresql://postgres@127.0.0.1:{pg.port}'\n" + block
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT / "lib"),
-           "DRKIT_PG_BIN": str(PGBIN), "PGPASSWORD": pg.password, "LC_ALL": "C.UTF-8", "COLUMNS": "200"}
+    env = operator.shell(tmp_path, pg.password, COLUMNS="200")
     try:
         proc = subprocess.run(["bash", "-xc", script], cwd=work, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import PGBIN, ROOT, SPACES_SECRET, fill_rich, keys, table_fingerprints
+from conftest import ROOT, SPACES_SECRET, fill_rich, keys, table_fingerprints
 from drkit.functions import config_backup, db_backup, scheduler
 from drkit.platform import envvars
 from drkit.platform.runtime import handle, without_unset
@@ -25,6 +23,7 @@ from drkit_dev.fakedo import FakeDO
 from drkit_dev.fakewhisk import FakeWhisk
 from drkit_dev.pgserver import PgServer
 from drkit_dev.probeservers import Behaviour, serve, stop
+from support import operator
 from support.offsite import copy_bucket
 from support.scenarios import base_env
 
@@ -77,28 +76,16 @@ def test_the_runbook_runs_verbatim(tmp_path: Path, pg: PgServer, dbname: str, s3
                                                    "services": [{"name": "ERP", "targets": ["db"]}]}),
                   "DRKIT_CONFIG_SOURCES": json.dumps([{"type": "digitalocean", "include": ["domains"]}])}
         copy_bucket(dotenv)  # the off-site copy's bucket, with Object Lock
-        work = tmp_path / "ops"
-        work.mkdir()
-        (work / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
-        (work / "drkit-identity.txt").write_text(age_keys[0] + "\n")
+        work = operator.folder(tmp_path, dotenv, age_keys[0])
         # a deployment that has been running: a backup, a config backup, a scheduler tick
         assert handle("db-backup", db_backup.run, {}, None, _function_env("db-backup", dotenv))["ok"]
         assert handle("config-backup", config_backup.run, {}, None, _function_env("config-backup", dotenv))["ok"]
         assert handle("scheduler", scheduler.run, {}, None, _function_env("scheduler", dotenv))["ok"]
         whisk.wait_idle()
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        for name, module in (("drkit", "drkit.cli"), ("doctl", "drkit_dev.doctl_shim")):
-            (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {module} "$@"\n')
-        (bin_dir / "fn").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m drkit_dev.doctl_shim serverless functions '
-                                    'invoke "$@"\n')
-        for f in bin_dir.iterdir():
-            f.chmod(0o755)
         found = blocks()
         found[0] = f"set -euo pipefail\nSERVER='postgresql://postgres@127.0.0.1:{pg.port}'\n"
         script = "\n".join(found)
-        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT / "lib"),
-               "DRKIT_PG_BIN": str(PGBIN), "PGPASSWORD": pg.password, "LC_ALL": "C.UTF-8"}
+        env = operator.shell(tmp_path, pg.password)
         proc = subprocess.run(["bash", "-xc", script], cwd=work, env=env, capture_output=True, text=True, timeout=600)
         (tmp_path / "stderr.txt").write_text(proc.stderr)
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -245,14 +245,13 @@ def test_the_runbooks_supabase_scenario_runs_verbatim(tmp_path: Path, make_env: 
                                                       project: SupabaseServer, staging: PgServer,
                                                       age_keys: tuple[str, str]) -> None:
     """docs/runbook.md §3, as written: `odoo` is the Supabase project's database, as in .env.example."""
-    import os
     import re
     import subprocess
-    import sys
 
-    from conftest import PGBIN, ROOT
+    from conftest import ROOT
     from drkit.platform import envvars
     from drkit.platform.runtime import without_unset
+    from support import operator
 
     text = (ROOT / "docs" / "runbook.md").read_text()
     first = re.findall(r"^<!-- run -->\n```bash\n(.*?)^```", text, flags=re.M | re.S)[0]
@@ -261,17 +260,9 @@ def test_the_runbooks_supabase_scenario_runs_verbatim(tmp_path: Path, make_env: 
     dotenv = make_env({"odoo": source.url()}, DRKIT_DB_ODOO_COUNT_TABLES="*", DRKIT_STAGING_URL=staging.url())
     deployed = without_unset(envvars.function_environment((ROOT / "project.yml").read_text(), "db-backup", dotenv))
     assert handle("db-backup", db_backup.run, {}, None, deployed)["ok"]  # the hourly backup, as deployed
-    work = tmp_path / "ops"
-    work.mkdir()
-    (work / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
-    (work / "drkit-identity.txt").write_text(age_keys[0] + "\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "drkit").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m drkit.cli "$@"\n')
-    (bin_dir / "drkit").chmod(0o755)
+    work = operator.folder(tmp_path, dotenv, age_keys[0])
     script = (f"set -euo pipefail\nNEW_PROJECT='postgresql://postgres@127.0.0.1:{project.port}/postgres'\n" + block)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT / "lib"),
-           "DRKIT_PG_BIN": str(PGBIN), "PGPASSWORD": project.password, "LC_ALL": "C.UTF-8", "COLUMNS": "200"}
+    env = operator.shell(tmp_path, project.password, COLUMNS="200")
     proc = subprocess.run(["bash", "-xc", script], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = " ".join(proc.stdout.split())
