@@ -10,13 +10,21 @@ storage objects, RLS policies and triggers on top. See data/supabase/PROVENANCE.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 from .pgserver import PgServer, copy_install, embedded_bindir
 
 DATA = Path(__file__).resolve().parent / "data" / "supabase"
-STAND_IN_EXTENSIONS = ("pg_graphql", "supabase_vault", "pgsodium", "pgjwt", "pg_net")
+STAND_IN_EXTENSIONS = ("pg_graphql", "supabase_vault", "pgsodium", "pgjwt", "pg_net", "pg_cron", "wrappers")
+SHAPE = DATA / "platform-shape.json"
+# Effective rights of postgres on today's platform: it writes auth's tables and storage's buckets and objects
+# (and manages policies on them: supautils' policy_grants, emulated by its membership in the owners' roles);
+# storage's other tables it may only read (seen: "permission denied for table buckets_vectors"). Without
+# supautils, the fixture gives those tables to supabase_admin so that postgres's rights are the platform's.
+POSTGRES_WRITES = {"storage": ("buckets", "objects")}
 CUSTOM_ROLES = ("app_reporting", "app_worker")
 PLATFORM_SCHEMAS = ("auth", "storage", "realtime", "graphql", "graphql_public", "vault", "pgsodium", "extensions",
                     "pgbouncer", "net")
@@ -25,6 +33,63 @@ PLATFORM_SCHEMAS = ("auth", "storage", "realtime", "graphql", "graphql_public", 
 def supabase_bindir() -> Path:
     """The embedded PostgreSQL, copied once, with the stand-in extensions in its share/extension."""
     return copy_install(embedded_bindir(), "drkit-pginstall-supabase", DATA / "extensions")
+
+
+def shape() -> dict[str, Any]:
+    """The platform's auth and storage tables as the newest upstream migrations make them (PROVENANCE.md)."""
+    return dict(json.loads(SHAPE.read_text()))
+
+
+def _ident(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def _column(c: dict[str, Any]) -> str:
+    out = f"{_ident(c['name'])} {c['type']}"
+    if "generated" in c:
+        out += f" GENERATED ALWAYS AS ({c['generated']}) STORED"
+    elif "identity" in c:
+        out += " GENERATED " + ("ALWAYS" if c["identity"] == "a" else "BY DEFAULT") + " AS IDENTITY"
+    elif "default" in c:
+        out += f" DEFAULT {c['default']}"
+    return out + (" NOT NULL" if c["not_null"] else "")
+
+
+def platform_sql(schema: str) -> str:
+    """DDL for one platform schema's tables (types, sequences, tables, keys, owners, RLS, migration history)."""
+    data = shape()
+    tables: dict[str, Any] = data["schemas"][schema]
+    out = [f"CREATE TYPE {schema}.{t['name']} AS ENUM ({', '.join(_quote(x) for x in t['labels'])});"
+           for t in data["types"] if t["schema"] == schema]
+    later = []
+    for name, t in tables.items():
+        for c in t["columns"]:
+            m = re.match(r"nextval\('([\w.]+)'::regclass\)", c.get("default", ""))
+            if m:
+                out.append(f"CREATE SEQUENCE {m.group(1)};")
+        cols = [_column(c) for c in t["columns"]]
+        cons = [f"CONSTRAINT {_ident(n)} {d}" for n, kind, d in t["constraints"] if kind in ("p", "u", "c")]
+        part = " PARTITION BY RANGE (inserted_at)" if t["partitioned"] else ""
+        out.append(f"CREATE TABLE {schema}.{_ident(name)} (\n    " + ",\n    ".join(cols + cons) + f"\n){part};")
+        later += [f"ALTER TABLE {schema}.{_ident(name)} ADD CONSTRAINT {_ident(n)} {d};"
+                  for n, kind, d in t["constraints"] if kind == "f"]
+        later += [f"{d};" for d in t["unique_indexes"]]
+        owner = t["owner"] if name in POSTGRES_WRITES.get(schema, tuple(tables)) else "supabase_admin"
+        later.append(f"ALTER TABLE {schema}.{_ident(name)} OWNER TO {owner};")
+        if t["rls"]:
+            later.append(f"ALTER TABLE {schema}.{_ident(name)} ENABLE ROW LEVEL SECURITY;")
+    history = data["history"]
+    if schema == "auth":
+        later.append("INSERT INTO auth.schema_migrations VALUES "
+                     + ", ".join(f"({_quote(v)})" for v in history["auth.schema_migrations"]) + ";")
+    if schema == "storage":
+        later.append("INSERT INTO storage.migrations (id, name, hash) VALUES "
+                     + ", ".join(f"({i}, {_quote(n)}, md5({_quote(n)}))" for i, n in history["storage.migrations"]) + ";")
+    return "\n".join(["RESET ROLE;", *out, *later, "SET ROLE postgres;", ""])
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _literal(value: str) -> str:
@@ -49,10 +114,21 @@ class SupabaseServer(PgServer):
 
     def new_project(self) -> SupabaseServer:
         """The `postgres` database as a new project has it: platform schemas, extensions, event triggers."""
-        self.admin((DATA / "project.sql").read_text())
+        sql = (DATA / "project.sql").read_text()
+        for schema in ("auth", "storage"):
+            sql = sql.replace(f"-- @platform {schema}\n", platform_sql(schema))
+        self.admin(sql)
         return self
 
     def seed_app(self) -> SupabaseServer:
         """An application's objects and rows, created as `postgres` like the dashboard's SQL editor does."""
         self.execute((DATA / "app.sql").read_text())
+        # rows only the platform's services write: a vector bucket and an analytics bucket (the project role
+        # may read them, never write them)
+        self.admin("INSERT INTO storage.buckets_vectors (id) VALUES ('embeddings'); "
+                   "INSERT INTO storage.vector_indexes (name, bucket_id, data_type, dimension, distance_metric) "
+                   "VALUES ('docs', 'embeddings', 'float32', 3, 'cosine'); "
+                   "INSERT INTO storage.buckets_analytics (name) VALUES ('events'); "
+                   "INSERT INTO realtime.subscription (subscription_id, entity, claims) "
+                   "VALUES (gen_random_uuid(), 'public.todos', '{\"role\": \"authenticated\"}');")
         return self

@@ -9,6 +9,7 @@ import pytest
 from drkit.core.errors import ConfigError
 from drkit.postgres import script
 from drkit.postgres.placement import Entry, Placement
+from drkit.postgres.platform import PLATFORM_DATA
 
 HEAD = [b"--\n", b"-- PostgreSQL database dump\n", b"\n", b"BEGIN;\n", b"\n", b"SET row_security = off;\n", b"\n"]
 TAIL = [b"COMMIT;\n", b"\n", b"--\n", b"-- PostgreSQL database dump complete\n", b"--\n", b"\n"]
@@ -54,6 +55,8 @@ def project() -> dict[str, Any]:
                  functions={"auth|uid()"}, event_triggers={"pgrst_ddl_watch"}, publications={"supabase_realtime"},
                  tables={"auth|users", "auth|schema_migrations", "storage|objects", "storage|migrations",
                          "vault|secrets", "auth|refresh_tokens_id_seq", "realtime|schema_migrations"},
+                 writable={"auth|users", "auth|schema_migrations", "storage|objects"},
+                 writable_sequences={"auth|refresh_tokens_id_seq"},
                  superuser=False, supabase=True,
                  default_acls=[("public", "r", ["anon", "authenticated", "postgres"]), ("", "f", ["PUBLIC"])])
 
@@ -97,10 +100,10 @@ def test_a_new_supabase_project_takes_user_objects_and_the_users_rows_only() -> 
             "PUBLICATION TABLE public.supabase_realtime todos", "ACL -.SCHEMA public", "VIEW public.secret_names"]
     skip = {"SCHEMA auth": "the project has its own",
             "TABLE auth.users": "platform object: the project has its own",
-            "TABLE DATA auth.schema_migrations": "platform data: the project has its own",
-            "TABLE DATA storage.migrations": "platform data: the project has its own",
-            "TABLE DATA vault.secrets": "platform data: the project has its own",
-            "TABLE DATA realtime.schema_migrations": "platform data: the project has its own",
+            "TABLE DATA auth.schema_migrations": "platform data: " + PLATFORM_DATA["auth.schema_migrations"],
+            "TABLE DATA storage.migrations": "platform data: " + PLATFORM_DATA["storage.migrations"],
+            "TABLE DATA vault.secrets": "platform data: " + PLATFORM_DATA["vault.secrets"],
+            "TABLE DATA realtime.schema_migrations": "platform data: " + PLATFORM_DATA["realtime.*"],
             "TRIGGER storage.objects update_objects_updated_at": "the project has its own",
             "ROW SECURITY auth.users": "the project has its own",
             "FUNCTION auth.uid()": "the project has its own",

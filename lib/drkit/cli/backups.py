@@ -141,7 +141,8 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     identities = load_identities(args, env)
     plan = operator_restore.make_plan(store, args.db, args.backup, args.before, args.target,
                                       download_to=args.download_to, jobs=args.jobs, force=args.force,
-                                      no_privileges=args.no_privileges, accept_rollback=args.accept_rollback)
+                                      no_privileges=args.no_privileges, accept_rollback=args.accept_rollback,
+                                      keep_jobs=args.keep_jobs)
     con = console()
     con.print("[bold]restore plan[/bold]")
     for line in plan.lines():
@@ -159,6 +160,14 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
               f"{detail['duration_s']:.1f} s ({detail['strategy']}{', jobs ' + str(detail['jobs']) if 'jobs' in detail else ''})")
     for check in detail["checks"]:
         con.print(f"  {'PASS' if check['passed'] else 'FAIL'} {check['name']}: {check['detail']}")
+    for why, skipped in (detail.get("skipped") or {}).items():
+        con.print(f"  skipped {skipped['count']}: {why}: {', '.join(skipped['entries'][:6])}"
+                  + (" …" if skipped["count"] > 6 else ""))
+    if detail.get("disarmed_sentence"):
+        con.print(f"  {detail['disarmed_sentence']}")
+    for job in detail.get("cron_jobs_to_schedule") or []:
+        con.print(f"  pg_cron job not restored: {job['name']} ({job['schedule']}): schedule it again with "
+                  "cron.schedule() once the new project is live")
     if detail.get("kept"):
         con.print(f"the previous database is kept as [bold]{detail['kept']}[/bold]. To go back: "
                   f"./scripts/drkit swap-back --target URL --kept {detail['kept']}; when sure: DROP DATABASE "

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download-to", help="write the verified archive here, then pg_restore --jobs from it")
     p.add_argument("--jobs", type=int, default=4, help="parallel jobs with --download-to (default: %(default)s)")
     p.add_argument("--no-privileges", action="store_true", help="skip GRANT/REVOKE (roles missing on the target)")
+    p.add_argument("--keep-jobs", action="store_true",
+                   help="leave the copy armed: restored pg_cron jobs active, foreign-server credentials and user "
+                        "mappings kept (by default a restored copy calls no external service)")
     p.add_argument("--dry-run", action="store_true", help="print the plan only")
     p.add_argument("--force", action="store_true", help="allow replacing a database that holds tables")
     p.add_argument("--yes-i-know", metavar="NAME", help="confirm --force without a prompt (the target's name)")

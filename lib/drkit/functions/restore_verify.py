@@ -385,6 +385,8 @@ def _restore_and_check(name: str, settings: Settings, store: Store, entry: catal
         result["skipped"] = skipped
         if placement.roles_created:
             result["roles_created"] = placement.roles_created
+        if done.disarmed is not None:  # the scratch copy calls no webhook, runs no job, pulls no subscription
+            result["disarmed"] = done.disarmed.to_dict()
         outcomes.extend(content_checks(settings.staging, scratch, manifest, settings.checks.get(name, []),
                                        entry.time, not_restored=placement.not_restored()))
         outcomes.append(skip_check(skipped, previous if isinstance(previous, list) else None, accept_skips))

@@ -27,6 +27,7 @@ SUPABASE_NOT_IN_DUMP = (
     "Storage file bytes: storage.objects holds their metadata, the files live in Supabase Storage "
     "(a storage source of config-backup copies them daily; drkit files restore)",
     "role passwords: pg_dump and pg_roles never carry them",
+    "replication slots: no dump carries them (create them again on the new primary)",
     "Auth and project settings outside the database (JWT secret, providers, SMTP, API keys)",
 )
 
@@ -68,7 +69,20 @@ _QUERIES = {
                             "ORDER BY 1, 2, 3",
     "schemas": f"SELECT nspname FROM pg_namespace WHERE nspname NOT IN {_SYSTEM} "
                "AND nspname !~ '^pg_(toast|temp)' ORDER BY 1",
+    # not carried by any dump: said in the plan (slots), restored disabled or skipped (subscriptions)
+    "replication_slots": "SELECT slot_name || ' (' || slot_type || coalesce(', ' || plugin, '') || ')' "
+                         "FROM pg_replication_slots ORDER BY 1",
+    # foreign servers and the extension that provides their wrapper (a server cannot exist without it)
+    "foreign_servers": "SELECT s.srvname, w.fdwname, coalesce(e.extname, '') FROM pg_foreign_server s "
+                       "JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw LEFT JOIN pg_depend d ON d.classid = "
+                       "'pg_foreign_data_wrapper'::regclass AND d.objid = w.oid AND d.deptype = 'e' "
+                       "LEFT JOIN pg_extension e ON e.oid = d.refobjid ORDER BY 1",
+    "subscriptions": "SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database "
+                     "WHERE datname = current_database()) ORDER BY 1",
 }
+# pg_cron's jobs (name and schedule only: a job's command may hold a secret), when the role may read them
+_CRON_READABLE = "SELECT to_regclass('cron.job') IS NOT NULL AND has_table_privilege('cron.job', 'SELECT')"
+_CRON_JOBS = "SELECT coalesce(jobname, 'job ' || jobid), schedule, active FROM cron.job ORDER BY jobid"
 
 
 def take(cur: Any) -> dict[str, Any]:
@@ -110,6 +124,19 @@ def take(cur: Any) -> dict[str, Any]:
         "counts": {kind: len(rows[kind]) for kind in ("policies", "triggers", "event_triggers",
                                                       "publication_members", "rls_tables", "roles")},
     }
+    cur.execute(_CRON_READABLE)
+    jobs: list[Any] = []
+    if cur.fetchone()[0]:
+        cur.execute(_CRON_JOBS)
+        jobs = cur.fetchall()
+    out["cron_jobs"] = [{"name": str(n), "schedule": str(s), "active": bool(a)} for n, s, a in jobs][:LIMIT]
+    out["counts"]["cron_jobs"] = len(jobs)
+    out["replication_slots"] = [str(r[0]) for r in rows["replication_slots"]][:LIMIT]
+    out["subscriptions"] = [str(r[0]) for r in rows["subscriptions"]][:LIMIT]
+    cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    out["subscriptions_dumped"] = bool(cur.fetchone()[0])  # pg_dump leaves them out for anyone else
+    out["foreign_servers"] = [{"name": str(n), "wrapper": str(w), "extension": str(e)}
+                              for n, w, e in rows["foreign_servers"]][:LIMIT]
     if supabase:
         out["not_in_dump"] = list(SUPABASE_NOT_IN_DUMP)
     return out
@@ -196,4 +223,16 @@ def target(cur: Any) -> dict[str, Any]:
                 "WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user) ORDER BY 1, 2")
     out["default_acls"] = [(str(s), str(t), sorted(set(g))) for s, t, g in cur.fetchall()]
     out["supabase"] = {"anon", "authenticated", "service_role"} <= out["roles"] and set(SUPABASE_SCHEMAS) <= out["schemas"]
+    # what the connecting role may write where a project's platform owns the tables (checked before a restore)
+    cur.execute(f"SELECT n.nspname || '|' || c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n "
+                f"ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'S') AND n.nspname NOT IN {_SYSTEM} "
+                "AND n.nspname !~ '^pg_' AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'UPDATE') "
+                "ELSE has_table_privilege(c.oid, 'INSERT') END")
+    writable = cur.fetchall()
+    out["writable"] = {str(k) for k, kind in writable if kind != "S"}
+    out["writable_sequences"] = {str(k) for k, kind in writable if kind == "S"}
+    cur.execute("SELECT pg_has_role(current_user, 'pg_create_subscription', 'USAGE') FROM pg_roles "
+                "WHERE rolname = 'pg_create_subscription'")
+    row = cur.fetchone()
+    out["create_subscription"] = bool(row and row[0])
     return out

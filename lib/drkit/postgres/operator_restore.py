@@ -37,7 +37,8 @@ from drkit.core.secret import Secret
 from drkit.platform.databases import DatabaseConfig, parse_db_url
 from drkit.policy import layout
 from drkit.postgres import connection, dbadmin, inventory, restore
-from drkit.postgres.placement import PLATFORM_SCHEMAS, Placement
+from drkit.postgres.placement import Placement
+from drkit.postgres.platform import PLATFORM_SCHEMAS
 from drkit.postgres.verify import content_checks
 from drkit.storage import audit, catalog
 from drkit.storage.store import Store
@@ -66,6 +67,7 @@ class Plan:
     placement: Placement | None = None
     not_fresh: str = ""  # why a Supabase target is not a new project ("" when it is)
     verified: bool = False  # restore-verify's signed marker says its last verification passed
+    keep_jobs: bool = False  # --keep-jobs: the restored copy is not disarmed
 
     @property
     def scratch(self) -> str:
@@ -138,20 +140,20 @@ def choose(store: Store, database: str, backup: str, before: str | None, *,
 
 def make_plan(store: Store, database: str, backup: str, before: str | None, target_url: str, *,
               download_to: str | None, jobs: int, force: bool, no_privileges: bool, accept_rollback: bool = False,
-              now: dt.datetime | None = None) -> Plan:
+              now: dt.datetime | None = None, keep_jobs: bool = False) -> Plan:
     from dataclasses import replace
 
     from drkit.storage import markers
 
     plan = _make_plan(store, database, backup, before, target_url, download_to=download_to, jobs=jobs, force=force,
-                      no_privileges=no_privileges, accept_rollback=accept_rollback, now=now)
+                      no_privileges=no_privileges, accept_rollback=accept_rollback, now=now, keep_jobs=keep_jobs)
     marks = markers.read_markers(store, [plan.entry], now or dt.datetime.now(dt.UTC))
-    return replace(plan, verified=plan.entry.id in marks.verified)
+    return replace(plan, verified=plan.entry.id in marks.verified, keep_jobs=keep_jobs)
 
 
 def _make_plan(store: Store, database: str, backup: str, before: str | None, target_url: str, *,
                download_to: str | None, jobs: int, force: bool, no_privileges: bool, accept_rollback: bool,
-               now: dt.datetime | None) -> Plan:
+               now: dt.datetime | None, keep_jobs: bool = False) -> Plan:
     import os
 
     if download_to and os.path.lexists(download_to):
@@ -165,7 +167,7 @@ def _make_plan(store: Store, database: str, backup: str, before: str | None, tar
     facts = _target_facts(server, dbname) if exists else None
     if facts is not None and facts["supabase"]:
         return _supabase_plan(store, entry, manifest, server, dbname, facts, version, download_to, no_privileges,
-                              now or dt.datetime.now(dt.UTC))
+                              now or dt.datetime.now(dt.UTC), keep_jobs)
     tables = dbadmin.user_table_count(server, dbname) if exists else 0
     options = ["--no-owner"]
     if no_privileges:
@@ -223,7 +225,7 @@ def _freshness(conn: Any) -> str:
 
 def _supabase_plan(store: Store, entry: catalog.Entry, manifest: dict[str, Any], server: DatabaseConfig,
                    dbname: str, facts: dict[str, Any], version: int, download_to: str | None, no_privileges: bool,
-                   now: dt.datetime) -> Plan:
+                   now: dt.datetime, keep_jobs: bool = False) -> Plan:
     if download_to:
         raise ConfigError("--download-to is for a server drkit may create databases on; a Supabase project is "
                           "restored streamed into its own database. Nothing was changed.")
@@ -233,7 +235,7 @@ def _supabase_plan(store: Store, entry: catalog.Entry, manifest: dict[str, Any],
                           "restored selectively into a Supabase project. Take a new backup, or restore it into a "
                           "plain PostgreSQL server. Nothing was changed.")
     tables = tuple(f"{t['schema']}.{t['name']}" for t in manifest.get("tables", []))
-    placement = Placement("supabase", objects, facts, tables)
+    placement = Placement("supabase", objects, facts, tables, keep_jobs=keep_jobs)
     options = ["--no-owner"] + (["--no-privileges"] if no_privileges else [])
     server_db = DatabaseConfig(server.name, server.url, dict(server.params, dbname=dbname), server.password)
     estimate, source = _estimate(store, entry.database, manifest)
@@ -316,17 +318,24 @@ def execute(store: Store, plan: Plan, identities: list[Any], progress: Callable[
             size = restore.download(store, plan.entry, identities, plan.download_to, manifest=plan.manifest,
                                     progress=progress)
             duration, strategy, jobs = restore.restore_file(plan.download_to, plan.server, into, jobs=plan.jobs,
-                                                            options=plan.options)
+                                                            options=plan.options, keep_jobs=plan.keep_jobs)
             detail.update(mode="file", archive=plan.download_to, archive_bytes=size, duration_s=duration,
                           strategy=strategy, jobs=jobs)
         else:
             done = restore.restore(store, plan.entry, identities, plan.server, into, manifest=plan.manifest,
-                                   options=plan.options, progress=progress, placement=plan.placement)
+                                   options=plan.options, progress=progress, placement=plan.placement,
+                                   keep_jobs=plan.keep_jobs)
             detail.update(mode="stream", duration_s=done.duration_s, throughput_mb_s=done.throughput_mb_s,
                           strategy=done.strategy)
+            detail["disarmed"] = done.disarmed.to_dict() if done.disarmed else "kept (--keep-jobs)"
+            detail["disarmed_sentence"] = (done.disarmed.sentence() if done.disarmed else
+                                           "jobs kept armed (--keep-jobs)")
             if plan.placement is not None:
                 detail["roles_created"] = plan.placement.roles_created
                 detail["skipped"] = skipped_summary(done.skipped)
+                if plan.route == "supabase":  # cron.job is the platform's: the jobs are listed to schedule again
+                    objects = plan.manifest.get("objects") or {}
+                    detail["cron_jobs_to_schedule"] = list(objects.get("cron_jobs") or [])
         committed = plan.route != "swap"
         outcomes = content_checks(plan.server, into, plan.manifest, [], plan.entry.time,
                                   not_restored=plan.placement.not_restored() if plan.placement else None)

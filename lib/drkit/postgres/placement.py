@@ -27,21 +27,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drkit.core.errors import ConfigError
+from drkit.postgres import platform
 from drkit.postgres.inventory import platform_role
+from drkit.postgres.platform import PLATFORM_SCHEMAS
 
-# schemas a Supabase project's platform owns (the ones a target has are left to it)
-PLATFORM_SCHEMAS = frozenset({
-    "auth", "storage", "realtime", "_realtime", "graphql", "graphql_public", "vault", "pgsodium", "pgsodium_masks",
-    "extensions", "pgbouncer", "net", "supabase_functions", "supabase_migrations", "cron", "_analytics", "pgtle",
-})
-# platform schemas whose rows are the user's (all tables but these)
-USER_DATA = {"auth": frozenset({"schema_migrations"}), "storage": frozenset({"migrations"})}
 # entry kinds whose name starts with the table's name ("todos todos_touch")
 _ON_TABLE = frozenset({"TRIGGER", "POLICY", "CONSTRAINT", "FK CONSTRAINT", "RULE"})
 _RELATION = frozenset({"TABLE", "TABLE DATA", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "SEQUENCE SET",
                        "SEQUENCE OWNED BY", "ROW SECURITY", "DEFAULT", "FOREIGN TABLE"})
 _FOR_ROLE = re.compile(r'FOR ROLE ("(?:[^"]|"")+"|\S+)')
 PROJECT_HAS_IT = "the project has its own"
+USER_MAPPING = ("a foreign server's login (credentials): a restored copy calls no external service; create it "
+                "again, or restore with --keep-jobs")
+SUBSCRIPTION = ("only a superuser or a member of pg_create_subscription may create subscriptions: create it again "
+                "on the new primary once its publisher is checked (a copy must not pull from production)")
 _DEFACL_KINDS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
 
 
@@ -84,9 +83,12 @@ class Placement:
     source: Mapping[str, Any]  # the manifest's `objects` (inventory.take of the source)
     target: Mapping[str, Any]  # inventory.target of the target database
     source_tables: tuple[str, ...] = ()  # the manifest's tables, `schema.name`
+    keep_jobs: bool = False  # restore user mappings too (a restored copy calls no external service otherwise)
     skip_relations: dict[str, str] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     roles_created: list[str] = field(default_factory=list)
+    user_data: list[str] = field(default_factory=list)  # platform tables whose rows this restore writes
+    skip_servers: dict[str, str] = field(default_factory=dict)  # foreign servers whose wrapper is unavailable
 
     def __post_init__(self) -> None:
         available, installed = set(self.target["available_extensions"]), set(self.target["installed_extensions"])
@@ -98,14 +100,15 @@ class Placement:
             self.unavailable[name] = why
             for rel in [*ext.get("config_tables", []), *ext.get("dependents", []), *ext.get("relations", [])]:
                 self.skip_relations.setdefault(rel, why)
+        for server in self.source.get("foreign_servers") or []:
+            if server.get("extension") in self.unavailable:
+                self.skip_servers[str(server["name"])] = self.unavailable[server["extension"]]
         if self.mode == "supabase" and self.unavailable:
             raise ConfigError(f"the target project does not offer the extension(s) {', '.join(sorted(self.unavailable))} "
                               "that this backup uses: enable them in the project (Database > Extensions) or restore "
                               "into a project that has them. Nothing was changed.")
         if self.mode == "supabase":
-            for schema, name in ((t.split(".", 1)) for t in self.source_tables):
-                if schema in self.platform_schemas and not self._platform_user_data(schema, name):
-                    self.skip_relations.setdefault(f"{schema}.{name}", "platform data: " + PROJECT_HAS_IT)
+            self._place_platform_tables()
         missing = self._roles_to_create()
         if missing and not (self.target["superuser"] or self.target["createrole"]):
             raise ConfigError(f"the backup's policies and grants name roles this server lacks "
@@ -119,7 +122,35 @@ class Placement:
         return set(PLATFORM_SCHEMAS & set(self.target["schemas"])) if self.mode == "supabase" else set()
 
     def _platform_user_data(self, schema: str, name: str) -> bool:
-        return schema in USER_DATA and name not in USER_DATA[schema] and f"{schema}|{name}" in self.target["tables"]
+        return f"{schema}.{name}" in self.user_data
+
+    def _place_platform_tables(self) -> None:
+        """Rows of platform tables: the declared user data is restored (the project role must be able to
+        write every such table: checked here, before anything starts); every other table is skipped by name."""
+        missing, unwritable = [], []
+        for rel in self.source_tables:
+            schema, name = rel.split(".", 1)
+            if schema not in self.platform_schemas:
+                continue
+            why = platform.skip_reason(rel)
+            if why is not None:
+                self.skip_relations.setdefault(rel, "platform data: " + why)
+            elif f"{schema}|{name}" not in self.target["tables"]:
+                missing.append(rel)
+            elif f"{schema}|{name}" not in self.target.get("writable", set()):
+                unwritable.append(rel)
+            else:
+                self.user_data.append(rel)
+        user = self.target["user"]
+        if missing:
+            raise ConfigError(f"the target project has no {', '.join(missing)}, which hold(s) the users' data in this "
+                              "backup: the project runs an older platform version than the source. Upgrade the "
+                              "project (Settings > Infrastructure) or restore into a new one. Nothing was changed.")
+        if unwritable:
+            raise ConfigError(f"{user} may not write {', '.join(unwritable)} in the target project, and the backup "
+                              "holds the users' rows there: grant INSERT on them to "
+                              f"{user} (or restore as a role that may), then run the restore again. Checked before "
+                              "the restore started: nothing was changed.")
 
     def _source_roles(self) -> list[dict[str, Any]]:
         return [r for r in self.source.get("roles") or [] if not str(r["name"]).startswith("pg_")]
@@ -196,6 +227,17 @@ class Placement:
             return None
         if e.kind == "PUBLICATION" and e.name in self.target["publications"]:
             return PROJECT_HAS_IT
+        if e.kind == "SERVER" and e.name in self.skip_servers:
+            return self.skip_servers[e.name]
+        if e.kind == "USER MAPPING":
+            server = e.name.rsplit(" SERVER ", 1)[-1]
+            if server in self.skip_servers:
+                return self.skip_servers[server]
+            if not self.keep_jobs:
+                return USER_MAPPING
+        if e.kind in ("SUBSCRIPTION", "SUBSCRIPTION TABLE") and not (
+                self.target["superuser"] or self.target.get("create_subscription")):
+            return SUBSCRIPTION
         if self.mode != "supabase":
             return None
         if e.kind == "DEFAULT ACL":
@@ -217,7 +259,8 @@ class Placement:
         if e.kind == "TABLE DATA":
             return None if self._platform_user_data(e.schema, e.name) else "platform data: " + PROJECT_HAS_IT
         if e.kind == "SEQUENCE SET":
-            return None if e.schema in USER_DATA and key in self.target["tables"] else "platform data: " + PROJECT_HAS_IT
+            writable = key in self.target.get("writable_sequences", set())
+            return None if writable and self.user_data else "platform data: " + PROJECT_HAS_IT
         existing = {"TRIGGER": "triggers", "POLICY": "policies", "ROW SECURITY": "rls_tables", "FUNCTION": "functions"}
         if e.kind in existing:
             return PROJECT_HAS_IT if key in self.target[existing[e.kind]] else None
@@ -234,6 +277,34 @@ class Placement:
             out.append("into a Supabase project: custom roles, user schemas in full; from platform schemas only the "
                        "user's rows (auth without its migration history, storage buckets and objects) and the user's "
                        "triggers and policies; data loaded with session_replication_role = replica, in one transaction")
+            if self.user_data:
+                out.append(f"writes the users' rows of {len(self.user_data)} platform tables ({self.target['user']} may "
+                           "write each: checked)")
+            platform_skips = sorted(r for r, why in self.skip_relations.items() if why.startswith("platform data: "))
+            if platform_skips:
+                out.append(f"skips by name the rows of {len(platform_skips)} platform tables: "
+                           + ", ".join(platform_skips[:8]) + (" …" if len(platform_skips) > 8 else "")
+                           + " (the result says why for each)")
+        jobs = int((self.source.get("counts") or {}).get("cron_jobs", 0) or 0)
+        slots = self.source.get("replication_slots") or []
+        subs = self.source.get("subscriptions") or []
+        if self.keep_jobs:
+            out.append("keeps jobs armed (--keep-jobs): pg_cron jobs, foreign-server credentials and user mappings "
+                       "are restored as they were")
+        else:
+            out.append("disarms the copy inside the transaction: restored pg_cron jobs inactive, pg_net queue "
+                       "emptied, foreign-server credentials dropped, user mappings left out"
+                       + (f" ({jobs} pg_cron jobs in the backup)" if jobs else ""))
+        if subs and self.source.get("subscriptions_dumped"):
+            out.append(f"subscriptions in the backup ({', '.join(subs[:5])}): restored disabled when "
+                       f"{self.target['user']} may create them, else skipped by name")
+        elif subs:
+            out.append(f"subscriptions of the source ({', '.join(subs[:5])}) are not in this backup (pg_dump leaves "
+                       "them out for a role that is not a superuser): create them again on the new primary once "
+                       "their publisher is checked")
+        if slots:
+            out.append(f"replication slots of the source ({', '.join(slots[:5])}) are not in any dump: create them "
+                       "again on the new primary for the consumers that need them")
         if self.roles_created:
             out.append(f"creates roles {', '.join(self.roles_created)}"
                        + (" (NOLOGIN)" if self.mode == "plain" else " (no passwords: set them before use)"))

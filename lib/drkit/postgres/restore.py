@@ -38,7 +38,7 @@ from drkit.core.deadline import Deadline
 from drkit.core.errors import CryptoError, DeadlineExceeded, DrkitError, IntegrityError, PgError
 from drkit.crypto import encryption
 from drkit.platform.databases import DatabaseConfig
-from drkit.postgres import binaries, connection, dump, script
+from drkit.postgres import binaries, connection, disarm, dump, hints, script
 from drkit.postgres.placement import Placement
 from drkit.storage.catalog import Entry
 from drkit.storage.store import Store
@@ -57,6 +57,7 @@ class RestoreResult:
     target_version_num: int
     strategy: str
     skipped: tuple[tuple[str, str], ...] = ()  # (entry, why) left out by a placement
+    disarmed: disarm.Disarmed | None = None  # what was disarmed in the copy (None: --keep-jobs)
 
     @property
     def throughput_mb_s(self) -> float:
@@ -162,7 +163,8 @@ class _Script:
     """`pg_restore --single-transaction --file=-` | gate | `psql`: one transaction that only drkit commits."""
 
     def __init__(self, target: DatabaseConfig, dbname: str, drop: frozenset[bytes], options: Sequence[str],
-                 archive: str | None, placement: Placement | None = None):
+                 archive: str | None, placement: Placement | None = None, postamble: Sequence[str] = ()):
+        self.postamble = [f"{stmt}\n".encode() for stmt in postamble]
         tool, psql = binaries.tool_version("pg_restore"), binaries.tool_version("psql")
         env = connection.child_env(target)
         self.gate = script.Gate(drop, placement.decide if placement else None,
@@ -211,6 +213,8 @@ class _Script:
         stdin = self.psql.proc.stdin
         assert stdin is not None
         try:
+            for stmt in self.postamble:  # inside the transaction, after the whole archive, before the COMMIT
+                stdin.write(stmt)
             stdin.write(script.COMMIT)
             stdin.close()
         except BrokenPipeError:
@@ -231,7 +235,9 @@ class _Script:
             failing = next((p for p in (self.psql, self.script)
                             if p.proc.returncode not in (0, None) and p.stderr_tail and not p.killed_reason), None)
             if failing is self.psql:
-                return PgError(f"psql failed{self.where(failing.stderr_tail)}: {dump.error_text(failing.stderr_tail)}",
+                text = dump.error_text(failing.stderr_tail)
+                fix = hints.advice(failing.stderr_tail)
+                return PgError(f"psql failed{self.where(failing.stderr_tail)}: {text}" + (f". Next: {fix}" if fix else ""),
                                tool="psql", stderr_tail=failing.stderr_tail)
             if failing is not None and exc.tool != failing.tool:
                 return PgError(f"{failing.tool} failed: {dump.error_text(failing.stderr_tail)}", tool=failing.tool,
@@ -253,10 +259,11 @@ NOT_COMMITTED = "nothing was committed: the restore transaction was rolled back"
 def restore(store: Store, entry: Entry, identities: Sequence[Any], target: DatabaseConfig, dbname: str, *,
             manifest: dict[str, Any], deadline: Deadline | None = None,
             options: Sequence[str] = ("--no-owner",), progress: Callable[[int], None] | None = None,
-            placement: Placement | None = None) -> RestoreResult:
+            placement: Placement | None = None, keep_jobs: bool = False) -> RestoreResult:
     """Restore `entry` into the existing, empty database `dbname` on `target`'s server, in one transaction
     committed only after every check passed (see the module's docstring). `manifest`: as
-    `catalog.read_manifest` returns it, its signature verified."""
+    `catalog.read_manifest` returns it, its signature verified. Unless `keep_jobs`, the copy is disarmed
+    inside that transaction (`disarm`)."""
     deadline = deadline or Deadline(None)
     tool = binaries.tool_version("pg_restore")
     need = int(manifest.get("restore", {}).get("min_pg_restore_major", 0))
@@ -264,7 +271,7 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
         raise PgError(f"pg_restore {tool.version} cannot read this archive; it needs {need} or newer", tool="pg_restore")
     target_num = connection.server_version_num(target, dbname)
     _, drop = script.restore_strategy(target_num)
-    run = _Script(target, dbname, drop, options, None, placement)
+    run = _Script(target, dbname, drop, options, None, placement, () if keep_jobs else disarm.postamble())
     log.info("restore starting", backup_id=entry.id, target=target.display, database=dbname,
              target_version=target_num, strategy="script")
 
@@ -312,7 +319,20 @@ def restore(store: Store, entry: Entry, identities: Sequence[Any], target: Datab
     if run.gate.skipped:
         log.info("restore left entries out", skipped=len(run.gate.skipped))
     return RestoreResult(entry.id, reader.size, sink.count, duration, tool.version, target_num, "script",
-                         tuple(run.gate.skipped))
+                         tuple(run.gate.skipped), _disarmed(run, keep_jobs))
+
+
+def _disarmed(run: _Script, keep_jobs: bool) -> disarm.Disarmed | None:
+    if keep_jobs:
+        return None
+    from dataclasses import replace
+
+    done = disarm.parse(run.psql.stderr_tail)
+    if done is None:  # the block ran (ON_ERROR_STOP, and the COMMIT succeeded) but its NOTICE was not seen
+        log.warning("the disarm block's counts were not in psql's output")
+        done = disarm.Disarmed()
+    mappings = sum(1 for _label, why in run.gate.skipped if why.startswith("a foreign server's login"))
+    return replace(done, user_mappings=done.user_mappings + mappings)
 
 
 
@@ -346,7 +366,7 @@ def download(store: Store, entry: Entry, identities: Sequence[Any], path: str, *
 
 
 def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 4,
-                 options: Sequence[str] = ("--no-owner",)) -> tuple[float, str, int]:
+                 options: Sequence[str] = ("--no-owner",), keep_jobs: bool = False) -> tuple[float, str, int]:
     """pg_restore a verified local archive into the new, empty database `dbname`: (seconds, strategy, jobs used).
 
     PostgreSQL 17+ with jobs > 1: `pg_restore --jobs` straight into it (parallel, so not one transaction:
@@ -362,8 +382,12 @@ def restore_file(path: str, target: DatabaseConfig, dbname: str, *, jobs: int = 
                            connection.conninfo(target, dbname), path], connection.child_env(target), stdout=subprocess.DEVNULL,
                           tool="pg_restore")
         proc.check(proc.wait())
+        if not keep_jobs:  # the scratch database is not swapped in yet: every row in it is the restore's
+            with connection.connect(target, dbname) as conn:
+                conn.execute(disarm.statement(own_transaction=False))
+                conn.commit()
         return round(time.monotonic() - t0, 3), "parallel", jobs
-    run = _Script(target, dbname, drop, options, path)
+    run = _Script(target, dbname, drop, options, path, None, () if keep_jobs else disarm.postamble())
     try:
         run.commit()
     except BaseException as exc:  # noqa: BLE001 - always re-raised, in the failing tool's words

@@ -89,3 +89,10 @@ FROM auth.users u;
 INSERT INTO public.todos (user_id, task) SELECT id, 'task ' || g || ' of ' || email FROM auth.users, generate_series(1, 4) g;
 INSERT INTO billing.invoices (user_id, amount_cents) SELECT id, 1999 FROM auth.users;
 SELECT vault.create_secret('sk_live_drkit_fixture_not_a_real_key', 'stripe_key', 'payment provider key');
+-- scheduled and outbound work a restored copy must not do again: a pg_cron job that posts to a webhook,
+-- and a Stripe foreign server (Wrappers) with its API key and login
+SELECT cron.schedule('nightly-digest', '0 3 * * *', $$SELECT net.http_post('https://hooks.example.com/digest')$$);
+SELECT cron.schedule('purge-sessions', '*/15 * * * *', $$DELETE FROM public.todos WHERE false$$);
+CREATE SERVER stripe_server FOREIGN DATA WRAPPER stripe_wrapper
+    OPTIONS (api_url 'https://api.stripe.com/v1', api_key 'sk_live_drkit_fixture_wrapper_key');
+CREATE USER MAPPING FOR postgres SERVER stripe_server OPTIONS (user 'stripe', password 'drkit-fixture-mapping-pw');

@@ -18,97 +18,7 @@ ALTER DEFAULT PRIVILEGES FOR USER supabase_admin IN SCHEMA public GRANT ALL ON F
 
 -- auth (00000000000001-auth-schema.sql, then supabase/auth's migrations up to today's columns)
 CREATE SCHEMA IF NOT EXISTS auth AUTHORIZATION supabase_admin;
-CREATE TYPE auth.aal_level AS ENUM ('aal1', 'aal2', 'aal3');
-CREATE TABLE auth.users (
-    instance_id uuid,
-    id uuid NOT NULL PRIMARY KEY,
-    aud varchar(255),
-    role varchar(255),
-    email varchar(255),
-    encrypted_password varchar(255),
-    email_confirmed_at timestamptz,
-    invited_at timestamptz,
-    confirmation_token varchar(255),
-    confirmation_sent_at timestamptz,
-    recovery_token varchar(255),
-    recovery_sent_at timestamptz,
-    email_change_token_new varchar(255),
-    email_change varchar(255),
-    email_change_sent_at timestamptz,
-    last_sign_in_at timestamptz,
-    raw_app_meta_data jsonb,
-    raw_user_meta_data jsonb,
-    is_super_admin boolean,
-    created_at timestamptz,
-    updated_at timestamptz,
-    phone text UNIQUE DEFAULT NULL,
-    phone_confirmed_at timestamptz,
-    phone_change text DEFAULT '',
-    phone_change_token varchar(255) DEFAULT '',
-    phone_change_sent_at timestamptz,
-    confirmed_at timestamptz GENERATED ALWAYS AS (LEAST(email_confirmed_at, phone_confirmed_at)) STORED,
-    email_change_token_current varchar(255) DEFAULT '',
-    email_change_confirm_status smallint DEFAULT 0 CHECK (email_change_confirm_status >= 0 AND email_change_confirm_status <= 2),
-    banned_until timestamptz,
-    reauthentication_token varchar(255) DEFAULT '',
-    reauthentication_sent_at timestamptz,
-    is_sso_user boolean NOT NULL DEFAULT false,
-    deleted_at timestamptz,
-    is_anonymous boolean NOT NULL DEFAULT false
-);
-CREATE INDEX users_instance_id_idx ON auth.users (instance_id);
-CREATE TABLE auth.identities (
-    provider_id text NOT NULL,
-    user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
-    identity_data jsonb NOT NULL,
-    provider text NOT NULL,
-    last_sign_in_at timestamptz,
-    created_at timestamptz,
-    updated_at timestamptz,
-    email text GENERATED ALWAYS AS (lower(identity_data ->> 'email')) STORED,
-    id uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
-    CONSTRAINT identities_provider_id_provider_unique UNIQUE (provider_id, provider)
-);
-CREATE TABLE auth.sessions (
-    id uuid NOT NULL PRIMARY KEY,
-    user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
-    created_at timestamptz,
-    updated_at timestamptz,
-    factor_id uuid,
-    aal auth.aal_level,
-    not_after timestamptz,
-    refreshed_at timestamp,
-    user_agent text,
-    ip inet,
-    tag text
-);
-CREATE TABLE auth.refresh_tokens (
-    instance_id uuid,
-    id bigserial PRIMARY KEY,
-    token varchar(255) UNIQUE,
-    user_id varchar(255),
-    revoked boolean,
-    created_at timestamptz,
-    updated_at timestamptz,
-    parent varchar(255),
-    session_id uuid REFERENCES auth.sessions (id) ON DELETE CASCADE
-);
-CREATE TABLE auth.audit_log_entries (
-    instance_id uuid,
-    id uuid NOT NULL PRIMARY KEY,
-    payload json,
-    created_at timestamptz,
-    ip_address varchar(64) NOT NULL DEFAULT ''
-);
-CREATE TABLE auth.instances (id uuid NOT NULL PRIMARY KEY, uuid uuid, raw_base_config text,
-                             created_at timestamptz, updated_at timestamptz);
-CREATE TABLE auth.schema_migrations (version varchar(255) NOT NULL PRIMARY KEY);
-INSERT INTO auth.schema_migrations VALUES ('20171026211738'), ('20171026211808'), ('20171026211834'),
-    ('20180103212743'), ('20180108183307'), ('20180119214651'), ('20180125194653'), ('20240806073726');
-ALTER TABLE auth.users ENABLE ROW LEVEL SECURITY;
-ALTER TABLE auth.identities ENABLE ROW LEVEL SECURITY;
-ALTER TABLE auth.sessions ENABLE ROW LEVEL SECURITY;
-ALTER TABLE auth.refresh_tokens ENABLE ROW LEVEL SECURITY;
+-- @platform auth
 GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
 CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
   select coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''),
@@ -125,13 +35,6 @@ CREATE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $$
 GRANT ALL PRIVILEGES ON SCHEMA auth TO supabase_auth_admin;
 GRANT ALL PRIVILEGES ON ALL TABLES IN SCHEMA auth TO supabase_auth_admin;
 GRANT ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA auth TO supabase_auth_admin;
-ALTER TABLE auth.users OWNER TO supabase_auth_admin;
-ALTER TABLE auth.identities OWNER TO supabase_auth_admin;
-ALTER TABLE auth.sessions OWNER TO supabase_auth_admin;
-ALTER TABLE auth.refresh_tokens OWNER TO supabase_auth_admin;
-ALTER TABLE auth.audit_log_entries OWNER TO supabase_auth_admin;
-ALTER TABLE auth.instances OWNER TO supabase_auth_admin;
-ALTER TABLE auth.schema_migrations OWNER TO supabase_auth_admin;
 ALTER FUNCTION auth.uid OWNER TO supabase_auth_admin;
 ALTER FUNCTION auth.role OWNER TO supabase_auth_admin;
 ALTER FUNCTION auth.email OWNER TO supabase_auth_admin;
@@ -143,46 +46,7 @@ GRANT USAGE ON SCHEMA storage TO postgres, anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES IN SCHEMA storage GRANT ALL ON TABLES TO postgres, anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES IN SCHEMA storage GRANT ALL ON FUNCTIONS TO postgres, anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES IN SCHEMA storage GRANT ALL ON SEQUENCES TO postgres, anon, authenticated, service_role;
-CREATE TABLE storage.buckets (
-    id text NOT NULL PRIMARY KEY,
-    name text NOT NULL,
-    owner uuid,
-    created_at timestamptz DEFAULT now(),
-    updated_at timestamptz DEFAULT now(),
-    public boolean DEFAULT false,
-    avif_autodetection boolean DEFAULT false,
-    file_size_limit bigint,
-    allowed_mime_types text[],
-    owner_id text
-);
-CREATE UNIQUE INDEX bname ON storage.buckets (name);
-CREATE TABLE storage.objects (
-    id uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
-    bucket_id text REFERENCES storage.buckets (id),
-    name text,
-    owner uuid,
-    created_at timestamptz DEFAULT now(),
-    updated_at timestamptz DEFAULT now(),
-    last_accessed_at timestamptz DEFAULT now(),
-    metadata jsonb,
-    path_tokens text[] GENERATED ALWAYS AS (string_to_array(name, '/')) STORED,
-    version text,
-    owner_id text,
-    user_metadata jsonb
-);
-CREATE UNIQUE INDEX bucketid_objname ON storage.objects (bucket_id, name);
-CREATE INDEX name_prefix_search ON storage.objects (name text_pattern_ops);
-CREATE TABLE storage.migrations (
-    id integer NOT NULL PRIMARY KEY,
-    name varchar(100) NOT NULL UNIQUE,
-    hash varchar(40) NOT NULL,
-    executed_at timestamp DEFAULT CURRENT_TIMESTAMP
-);
-INSERT INTO storage.migrations (id, name, hash) VALUES
-    (0, 'create-migrations-table', 'e18db593bcde2aca2a408c4d1100f6abba2195df'),
-    (1, 'initialmigration', '6ab16121fbaa08bbd11b712d05f358f9b555d777'),
-    (2, 'storage-schema', '5c7968fd083fcea04050c1b7f6253c9771b99011'),
-    (3, 'pathtoken-column', '2cb1b0004b817b29d5b0a971af16bafeede4b70d');
+-- @platform storage
 CREATE FUNCTION storage.foldername(name text) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE _parts text[];
 BEGIN
@@ -209,14 +73,10 @@ BEGIN
 END $$;
 CREATE TRIGGER update_objects_updated_at BEFORE UPDATE ON storage.objects
     FOR EACH ROW EXECUTE FUNCTION storage.update_updated_at_column();
-ALTER TABLE storage.buckets ENABLE ROW LEVEL SECURITY;
-ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY;
-ALTER TABLE storage.migrations ENABLE ROW LEVEL SECURITY;
 GRANT ALL PRIVILEGES ON SCHEMA storage TO supabase_storage_admin;
-GRANT ALL PRIVILEGES ON ALL TABLES IN SCHEMA storage TO supabase_storage_admin;
-ALTER TABLE storage.objects OWNER TO supabase_storage_admin;
-ALTER TABLE storage.buckets OWNER TO supabase_storage_admin;
-ALTER TABLE storage.migrations OWNER TO supabase_storage_admin;
+-- (postgres inherits supabase_storage_admin here, standing in for supautils' policy_grants: so the storage
+-- tables only the platform's services write are not granted to it; see supabase.POSTGRES_WRITES)
+GRANT SELECT ON ALL TABLES IN SCHEMA storage TO supabase_storage_admin;
 ALTER FUNCTION storage.foldername(text) OWNER TO supabase_storage_admin;
 ALTER FUNCTION storage.filename(text) OWNER TO supabase_storage_admin;
 ALTER FUNCTION storage.extension(text) OWNER TO supabase_storage_admin;
@@ -238,7 +98,9 @@ GRANT ALL ON SCHEMA auth TO postgres;
 GRANT ALL ON SCHEMA extensions TO postgres;
 GRANT ALL ON SCHEMA storage TO postgres;
 GRANT ALL ON ALL TABLES IN SCHEMA auth TO postgres;
-GRANT ALL ON ALL TABLES IN SCHEMA storage TO postgres;
+-- the storage server grants postgres its two user tables (supabase/storage 0046, 0049); the rest it may read
+GRANT ALL ON storage.buckets, storage.objects TO postgres WITH GRANT OPTION;
+GRANT SELECT ON ALL TABLES IN SCHEMA storage TO postgres;
 GRANT ALL ON ALL TABLES IN SCHEMA extensions TO postgres;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA auth TO postgres;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA storage TO postgres;
@@ -252,7 +114,17 @@ CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA extensions;
 CREATE SCHEMA IF NOT EXISTS realtime;
 CREATE TABLE realtime.schema_migrations (version bigint NOT NULL PRIMARY KEY, inserted_at timestamp(0));
 INSERT INTO realtime.schema_migrations VALUES (20211116024918, now()), (20211116045059, now()), (20211116050929, now());
+-- Realtime's own tables (supabase/realtime's migrations), written by the Realtime server only
+CREATE TABLE realtime.subscription (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subscription_id uuid NOT NULL,
+    entity regclass NOT NULL,
+    filters text[] NOT NULL DEFAULT '{}',
+    claims jsonb NOT NULL,
+    created_at timestamp NOT NULL DEFAULT timezone('utc', now())
+);
 GRANT USAGE ON SCHEMA realtime TO postgres;
+GRANT SELECT ON ALL TABLES IN SCHEMA realtime TO postgres;
 
 CREATE SCHEMA IF NOT EXISTS graphql;
 CREATE EXTENSION IF NOT EXISTS pg_graphql WITH SCHEMA graphql;
@@ -271,6 +143,14 @@ GRANT ALL ON vault.secrets, vault.decrypted_secrets TO postgres WITH GRANT OPTIO
 GRANT EXECUTE ON FUNCTION vault.create_secret TO postgres;
 CREATE EXTENSION IF NOT EXISTS pg_net;
 GRANT USAGE ON SCHEMA net TO postgres, anon, authenticated, service_role;
+-- enabled in this project (Database > Extensions): pg_cron, whose jobs postgres reads but may not write
+-- (supabase/postgres 20231020085357_revoke_writes_on_cron_job_from_postgres), and Wrappers
+CREATE EXTENSION IF NOT EXISTS pg_cron;
+GRANT USAGE ON SCHEMA cron TO postgres;
+GRANT SELECT ON ALL TABLES IN SCHEMA cron TO postgres;
+GRANT EXECUTE ON FUNCTION cron.schedule(text, text, text), cron.unschedule(text) TO postgres;
+CREATE EXTENSION IF NOT EXISTS wrappers WITH SCHEMA extensions;
+GRANT USAGE ON FOREIGN DATA WRAPPER stripe_wrapper TO postgres;
 
 -- the event triggers every project has (00000000000003-post-setup.sql, later migrations)
 CREATE FUNCTION extensions.grant_pg_graphql_access() RETURNS event_trigger LANGUAGE plpgsql AS $$
