@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from drkit import __version__
-from drkit.configbackup import catalog, fetch, files, inventory
+from drkit.configbackup import catalog, fetch, files, inventory, supabase_source
 from drkit.configbackup.archive import ArchiveWriter, FileEntry
 from drkit.configbackup.sources import DO_KINDS, Source, parse_sources
 from drkit.core import log
@@ -141,6 +141,8 @@ def _collector(unit: Unit, spaces: SpacesConfig, settings: Settings, deadline: D
         return lambda sink: fetch.s3(source, sink, spaces)
     if source.type == "grafana":
         return lambda sink: fetch.grafana(source, sink)
+    if source.type == "supabase":
+        return lambda sink: supabase_source.collect(source, sink, deadline)
     return lambda sink: fetch.http_file(source, sink)
 
 

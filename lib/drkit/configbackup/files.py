@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from drkit.configbackup import reconcile
 from drkit.configbackup.archive import SourceError
 from drkit.configbackup.sources import Source
 from drkit.core import log
@@ -210,9 +211,19 @@ def collect(source: Source, sink: Any, store: Store, spaces: SpacesConfig, recip
     if gone:
         signed.put_json(store, catalog_key(source.name), catalog)
     log.info("storage files backed up", source=source.name, objects=len(index), copied=copied)
-    return {"endpoint": o["endpoint"], "objects": len(index), "bytes": total, "copied": copied,
-            "copied_bytes": copied_bytes, "reused": len(index) - copied, "buckets": len({i["bucket"] for i in index}),
-            "expired_copies_deleted": len(gone)}
+    out = {"endpoint": o["endpoint"], "objects": len(index), "bytes": total, "copied": copied,
+           "copied_bytes": copied_bytes, "reused": len(index) - copied, "buckets": len({i["bucket"] for i in index}),
+           "expired_copies_deleted": len(gone)}
+    if "database_env" in source.secrets:  # rows against files, right after the listing
+        rows = reconcile.read_rows(source.secrets["database_env"], o.get("buckets"), str(o.get("prefix", "")),
+                                   str(source.opt("database_env")))
+        result = reconcile.compare(rows, ((i["bucket"], i["key"], i["size"]) for i in index))
+        sink.add_bytes("reconcile.json", (json.dumps({"format": "drkit.files.reconcile/1", **result},
+                                                     indent=0) + "\n").encode())
+        out["reconcile"] = {k: v for k, v in result.items() if k != "lists"} | {"summary": reconcile.summary(result)}
+        if result["rows_without_file"]:
+            log.warning("storage rows without a file", source=source.name, count=result["rows_without_file"])
+    return out
 
 
 def make_collector(source: Source, store: Store, spaces: SpacesConfig, recipients: Sequence[Any],

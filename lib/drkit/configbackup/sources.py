@@ -11,7 +11,8 @@ must be set. See docs/config-backup.md for the full format.
      {"type": "grafana", "name": "grafana", "url": "https://grafana.example.net"},
      {"type": "http", "name": "prometheus-rules", "url": "https://prom.example.net/rules.yml"},
      {"type": "storage", "name": "supabase-files", "endpoint": "https://REF.supabase.co/storage/v1/s3",
-      "region": "eu-central-1", "buckets": ["avatars"]}]
+      "region": "eu-central-1", "buckets": ["avatars"], "database_env": "DRKIT_STORAGE_DB_URL"},
+     {"type": "supabase", "name": "supabase", "project_ref": "abcdefghijklmnopqrst"}]
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "http": {"max_bytes": 64 << 20},
     "storage": {"key_env": "DRKIT_STORAGE_S3_KEY", "secret_env": "DRKIT_STORAGE_S3_SECRET", "max_objects": 200_000,
                 "max_bytes": 100 << 30},
+    "supabase": {"token_env": "DRKIT_SUPABASE_TOKEN", "api_url": "https://api.supabase.com", "functions": True,
+                 "max_bytes": 512 << 20},
 }
 FIELDS: dict[str, tuple[str, ...]] = {
     "digitalocean": ("include", "token_env"),
@@ -47,7 +50,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "s3": ("bucket", "prefix", "keys", "endpoint", "region", "key_env", "secret_env", "max_objects", "max_bytes"),
     "grafana": ("url", "token_env"),
     "http": ("url", "path", "token_env", "max_bytes"),
-    "storage": ("endpoint", "region", "buckets", "prefix", "key_env", "secret_env", "max_objects", "max_bytes"),
+    "storage": ("endpoint", "region", "buckets", "prefix", "key_env", "secret_env", "max_objects", "max_bytes",
+                "database_env"),
+    "supabase": ("project_ref", "token_env", "api_url", "ca_file", "functions", "max_bytes"),
 }
 
 
@@ -68,7 +73,8 @@ class Source:
                   "s3": lambda: f"s3://{o['bucket']}/{o.get('prefix', '')}",
                   "grafana": lambda: str(o["url"]),
                   "http": lambda: str(o["url"]),
-                  "storage": lambda: f"{o['endpoint']} {','.join(o.get('buckets') or ['(all buckets)'])}"}[self.type]()
+                  "storage": lambda: f"{o['endpoint']} {','.join(o.get('buckets') or ['(all buckets)'])}",
+                  "supabase": lambda: f"project {o['project_ref']} (Management API)"}[self.type]()
         return f"{self.name} ({self.type}: {detail})"
 
 
@@ -186,6 +192,22 @@ def _check(kind: str, where: str, o: dict[str, Any], environ: Mapping[str, str],
         positive("max_bytes")
         env_secret("key_env", "the S3 access key id of the storage (Supabase: Storage > S3 access keys)")
         env_secret("secret_env", "the S3 secret key of the storage")
+        if "database_env" in o:
+            env_secret("database_env", "a read-only connection string of the project's database (Storage "
+                                       "reconciliation: storage.objects rows against files)")
+    elif kind == "supabase":
+        if not isinstance(o.get("project_ref"), str) or not re.match(r"^[a-z0-9]{20}$", o["project_ref"]):
+            problems.append(f"{where}: project_ref must be the project's 20-character reference (Settings > "
+                            "General, or the subdomain of <ref>.supabase.co)")
+        if not secure_url(str(o.get("api_url", "https://api.supabase.com"))):
+            problems.append(f"{where}: api_url must be an https:// URL")
+        if "functions" in o and not isinstance(o["functions"], bool):
+            problems.append(f"{where}: functions must be true (save each Edge Function's bundle) or false")
+        if "ca_file" in o and not isinstance(o["ca_file"], str):
+            problems.append(f"{where}: ca_file must be a path")
+        positive("max_bytes")
+        env_secret("token_env", "a Supabase personal access token (Account > Access Tokens) of a member of the "
+                                "project's organization")
     elif kind == "grafana":
         if not _https(o.get("url")):
             problems.append(f"{where}: url must be the https:// base URL of Grafana")

@@ -50,6 +50,14 @@ class DoApiError(DrkitError):
         super().__init__(message)
 
 
+class SupabaseApiError(DrkitError):
+    """A Supabase Management API call failed (after the retries that are safe for it)."""
+
+    def __init__(self, message: str, *, http_status: int | None = None):
+        self.http_status = http_status
+        super().__init__(message)
+
+
 class CryptoError(DrkitError):
     """Encryption/decryption failed (bad key, tampered data). `in_data`: age rejected the chunks
     (tampered or cut ciphertext), not the header (no identity matches)."""

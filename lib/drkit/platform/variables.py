@@ -166,4 +166,8 @@ VARIABLES: tuple[Var, ...] = (
     _v("DRKIT_STORAGE_S3_KEY", (CONFIG,), "S3 access key id of a storage source, e.g. Supabase Storage's "
        "(key_env default)", default="(none)"),
     _v("DRKIT_STORAGE_S3_SECRET", (CONFIG,), "its S3 secret key (secret_env default)", default="(none)"),
+    _v("DRKIT_STORAGE_DB_URL", (CONFIG,), "read-only connection string of a storage source's database: the "
+       "Storage reconciliation (database_env, as the source names it)", default="(no reconciliation)"),
+    _v("DRKIT_SUPABASE_TOKEN", (CONFIG,), "Supabase Management API token for a supabase source (token_env default; "
+       "also drkit supabase recreate --apply)", default="(none)"),
 )

@@ -159,3 +159,8 @@ def files_blob_key(source_name: str, blob: str) -> str:
 
 def files_catalog_key(source_name: str) -> str:
     return f"{files_prefix(source_name)}catalog.json"
+
+
+def recreate_key(name: str) -> str:
+    """`state/supabase/recreate/<name>.json`: how far `drkit supabase recreate --apply` got (a rerun continues)."""
+    return f"state/supabase/recreate/{name}.json"

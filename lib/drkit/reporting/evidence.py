@@ -178,7 +178,15 @@ def config_backups(store: Store, now: dt.datetime, untrusted: list[str],
         return row | {"signature": "trusted", "status": m.get("status"),
                       "ok": len([s for s in sources if s.get("status") == "ok"]),
                       "failed": [s.get("name") for s in sources if s.get("status") != "ok"],
-                      "drift": drift.get("summary"), "drift_changes": sum((drift.get("counts") or {}).values())}
+                      "drift": drift.get("summary"), "drift_changes": sum((drift.get("counts") or {}).values()),
+                      # Supabase's own backups (supabase sources) and the Storage reconciliation (storage sources)
+                      "provider": [{"source": s.get("name"), **{k: (s.get("details") or {}).get(k)
+                                                                for k in ("project", "region", "plan")},
+                                    **((s.get("details") or {}).get("provider_backups") or {})}
+                                   for s in sources if s.get("type") == "supabase" and s.get("status") == "ok"],
+                      "reconcile": [{"source": s.get("name"), **(s.get("details") or {})["reconcile"]}
+                                    for s in sources if s.get("type") == "storage" and s.get("status") == "ok"
+                                    and (s.get("details") or {}).get("reconcile")]}
 
     config_state = _record(store, layout.CONFIG_STATE_KEY, state.ConfigState, now, untrusted)
     return {"backups": _read_all(store, entries, read), "state": config_state.to_json() if config_state else {}}

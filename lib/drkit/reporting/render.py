@@ -120,6 +120,45 @@ def config_section(config: Mapping[str, Any]) -> tuple[str, list[str]]:
             + "</section>"), problems
 
 
+def provider_section(config: Mapping[str, Any], databases: Sequence[Mapping[str, Any]],
+                     now: dt.datetime) -> tuple[str, list[str]]:
+    """Supabase's own backups beside drkit's (their copy and ours), and the Storage reconciliation: from the
+    newest config backup that read them."""
+    backups = sorted(config.get("backups") or [], key=lambda b: b["time"])
+    provider: list[Mapping[str, Any]] = next((b["provider"] for b in backups[::-1] if b.get("provider")), [])
+    reconcile: list[Mapping[str, Any]] = next((b["reconcile"] for b in backups[::-1] if b.get("reconcile")), [])
+    if not provider and not reconcile:
+        return "", []
+    problems, rows = [], []
+    ours = max((str(b["time"]) for d in databases for b in d.get("backups") or [] if b.get("complete")), default="")
+    for p in provider:
+        newest = _t(p.get("newest"))
+        if newest is None or now - newest > dt.timedelta(days=2):
+            problems.append(f"Supabase project {p.get('project')}: its own newest backup is "
+                            + (f"from {_when(p.get('newest'))}" if newest else "missing"))
+        pitr = (f"PITR {_when(p.get('pitr_earliest'))} to {_when(p.get('pitr_latest'))}" if p.get("pitr_enabled")
+                else "no PITR (daily backups only)")
+        rows.append([e(f"Supabase's ({p.get('project')}, {p.get('region')}, plan {p.get('plan') or '?'})"),
+                     e(_when(p.get("newest"))), e(f"{p.get('completed')} completed, {p.get('failed')} failed"),
+                     e(pitr)])
+    rows.append([e("drkit's (this bucket, and the off-site copy)"), e(_when(ours) if ours else "none"),
+                 e("hourly, signed, verified weekly"), e("restorable anywhere: another region, a new project")])
+    recon = []
+    for r in reconcile:
+        if r.get("rows_without_file"):
+            problems.append(f"Storage {r.get('source')}: {r['rows_without_file']} storage.objects rows have no file "
+                            "(broken links after a restore)")
+        recon.append([e(str(r.get("source"))), e(str(r.get("rows"))), e(str(r.get("files"))),
+                      _flag(not r.get("rows_without_file"), str(r.get("rows_without_file"))),
+                      e(str(r.get("files_without_row"))), e(str(r.get("size_differs")))])
+    body = ('<section id="provider"><h2>Their copy and ours (Supabase)</h2>'
+            + _table(["copy", "newest", "backups", "point in time"], rows, "provider")
+            + ("<h3>Storage reconciliation</h3>" + _table(["source", "rows", "files", "rows without a file",
+                                                          "files without a row", "size differs"], recon, "reconcile")
+               if recon else "") + "</section>")
+    return body, problems
+
+
 def snapshots_section(events: Sequence[Mapping[str, Any]]) -> str:
     # a snapshot is "started" (an action DigitalOcean finishes later) or "created": count each name once
     made = {((ev.get("details") or {}).get("resource") or "?", (ev.get("details") or {}).get("snapshot"))
@@ -196,6 +235,9 @@ def render(evidence: Mapping[str, Any], now: dt.datetime) -> tuple[str, list[str
     sections.append(body)
     problems += found
     body, found = config_section(evidence.get("config") or {})
+    sections.append(body)
+    problems += found
+    body, found = provider_section(evidence.get("config") or {}, evidence.get("databases") or [], now)
     sections.append(body)
     problems += found
     sections.append(snapshots_section(events))

@@ -1,0 +1,1 @@
+"""A Supabase project outside its database: the Management API, and the plan that rebuilds a project."""
