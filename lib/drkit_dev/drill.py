@@ -33,7 +33,7 @@ from drkit.platform.runtime import handle, handle_web
 from drkit.postgres import restore
 from drkit.storage import catalog
 
-from . import drill_offsite, drill_pages, drill_schedule, probeservers, sampledb
+from . import drill_offsite, drill_pages, drill_schedule, drill_supabase, probeservers, sampledb
 from .keys import signing_env, store_of
 from .pgserver import PgServer
 from .s3server import S3Server
@@ -111,6 +111,7 @@ def run(size_mb: int, keep: bool) -> int:
             failover_step(drill, env, web_port)
             snapshot_step(drill, env)
             config_step(drill, env, work)
+            drill_supabase.supabase_step(drill, env, identity)
             drill_schedule.compressed_day(drill, env)
             drill_pages.pages_step(drill, env, _Context(300_000))
         finally:

@@ -29,3 +29,15 @@ def test_the_config_backup_step_passes(make_env: Any, age_keys: tuple[str, str],
     d = drill.Drill(Console(quiet=True))
     drill.config_step(d, env, tmp_path)
     assert [(s.name, s.ok) for s in d.steps] == [("config-backup", True)], d.steps
+
+
+def test_the_supabase_step_passes(make_env: Any, age_keys: tuple[str, str]) -> None:
+    """A project shaped like today's platform into a new one, and its settings through the Management API."""
+    from drkit_dev import drill_supabase
+
+    env = make_env({"erp": "postgresql://x@127.0.0.1/erp"}, DRKIT_AGE_IDENTITY=age_keys[0])
+    d = drill.Drill(Console(quiet=True))
+    drill_supabase.supabase_step(d, env, age_keys[0])
+    assert [(s.name, s.ok) for s in d.steps] == [("supabase restore", True), ("supabase project", True)], d.steps
+    assert "user tables identical" in d.facts["supabase restore"] and "disarmed:" in d.facts["supabase restore"]
+    assert "drkit supabase recreate --apply rebuilt it as" in d.facts["supabase project"], d.facts

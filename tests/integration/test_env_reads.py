@@ -29,8 +29,9 @@ NOT_ON_THIS_PATH = {
     "health-probe": ({"DRKIT_AUTO_FAILOVER", "DRKIT_DO_TOKEN", "DRKIT_DO_ENDPOINT", "DRKIT_DO_CA_FILE",
                       "DRKIT_FAILOVER_PLAN", "DRKIT_FAILOVER_PLAN_KEY", "DRKIT_TRUSTED_KEYS"},
                      "read only when a target marked failover goes down (the plan only with DRKIT_AUTO_FAILOVER=true)"),
-    "config-backup": ({"DRKIT_GITHUB_TOKEN", "DRKIT_GRAFANA_TOKEN"},
-                      "read only by the github and grafana sources (token_env) the scenario does not configure"),
+    "config-backup": ({"DRKIT_GITHUB_TOKEN", "DRKIT_GRAFANA_TOKEN", "DRKIT_SUPABASE_TOKEN", "DRKIT_STORAGE_DB_URL"},
+                      "read only by the github, grafana and supabase sources (token_env) and a storage source's "
+                      "database_env, which the scenario does not configure"),
     "scheduler": ({"DRKIT_SNAPSHOT_POLICIES"}, "read only when set (snapshot-rotate's policies give it slots)"),
     "dns-failover": ({"DRKIT_FAILOVER_PLAN_KEY", "DRKIT_TRUSTED_KEYS", "DRKIT_WEBHOOK_MAX_BODY"},
                      "the plan key and trusted keys are read only when DRKIT_FAILOVER_PLAN (inline) is not set; "

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from conftest import keys
-from drkit.cli import main
 from drkit.configbackup import files
 from drkit.crypto import encryption
 from drkit.functions import config_backup
 from drkit.platform.runtime import handle
+from support.clirun import cli_with_env
 
 BIG = os.urandom(9 << 20)  # over files.SMALL: a streamed, multipart copy
 
@@ -70,17 +70,7 @@ def storage(make_env: Any, s3_client: Any, s3_server: Any, age_keys: tuple[str, 
 
 
 def cli(env: dict[str, str], capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    old = dict(os.environ)
-    os.environ.update(env)
-    os.environ["COLUMNS"] = "240"
-    try:
-        capsys.readouterr()
-        code = main.main(list(argv))
-        out = capsys.readouterr()
-        return code, " ".join((out.out + out.err).split())
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    return cli_with_env(env, capsys, *argv, columns=240)
 
 
 def folder(root: Path) -> dict[str, bytes]:

@@ -5,7 +5,6 @@ in the DR report."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 import time
 import uuid
@@ -16,11 +15,11 @@ from typing import Any
 import pytest
 
 from conftest import keys
-from drkit.cli import main
 from drkit.functions import config_backup
 from drkit.platform.runtime import handle
 from drkit_dev.fakesupabase import TOKEN, FakeSupabase
 from drkit_dev.pgserver import PgServer
+from support.clirun import cli_with_env
 from support.records import content
 
 REF = "abcdefghijklmnopqrst"
@@ -52,17 +51,7 @@ def config_run(env: dict[str, str]) -> dict[str, Any]:
 
 
 def cli(env: dict[str, str], capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    old = dict(os.environ)
-    os.environ.update(env)
-    os.environ["COLUMNS"] = "250"
-    try:
-        capsys.readouterr()
-        code = main.main(list(argv))
-        out = capsys.readouterr()
-        return code, " ".join((out.out + out.err).split())
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    return cli_with_env(env, capsys, *argv, columns=250)
 
 
 def extracted(env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Path:

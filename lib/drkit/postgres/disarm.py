@@ -39,13 +39,14 @@ DECLARE
     n_cron integer := 0; n_net integer := 0; n_opts integer := 0; n_maps integer := 0; n_subs integer := 0;
     r record;
 BEGIN
-    IF to_regclass('cron.job') IS NOT NULL AND has_table_privilege('cron.job', 'UPDATE') THEN
+    IF to_regclass('cron.job') IS NOT NULL AND has_table_privilege('cron.job', 'UPDATE')
+       AND has_table_privilege('cron.job', 'SELECT') THEN
         EXECUTE 'UPDATE cron.job SET active = false WHERE active AND (NOT $1 OR xmin::text::bigint = $2)'
             USING mine, xid8;
         GET DIAGNOSTICS n_cron = ROW_COUNT;
     END IF;
     IF to_regclass('net.http_request_queue') IS NOT NULL AND has_table_privilege('net.http_request_queue', 'DELETE')
-    THEN
+       AND has_table_privilege('net.http_request_queue', 'SELECT') THEN
         EXECUTE 'DELETE FROM net.http_request_queue WHERE NOT $1 OR xmin::text::bigint = $2' USING mine, xid8;
         GET DIAGNOSTICS n_net = ROW_COUNT;
     END IF;
@@ -55,19 +56,20 @@ BEGIN
         EXECUTE format('ALTER SERVER %%I OPTIONS (DROP %%I)', r.srvname, r.opt);
         n_opts := n_opts + 1;
     END LOOP;
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN  -- only a superuser sees pg_user_mapping
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN  -- only a superuser sees these catalogs
         FOR r IN SELECT s.srvname, CASE WHEN m.umuser = 0 THEN 'PUBLIC' ELSE quote_ident(m.umuser::regrole::text)
                  END AS who FROM pg_user_mapping m JOIN pg_foreign_server s ON s.oid = m.umserver
                  WHERE NOT mine OR m.xmin::text::bigint = xid8 LOOP
             EXECUTE format('DROP USER MAPPING FOR %%s SERVER %%I', r.who, r.srvname);
             n_maps := n_maps + 1;
         END LOOP;
+        -- subscriptions: only a superuser sees their xmin (and may alter one it did not create)
+        FOR r IN SELECT subname FROM pg_subscription WHERE subenabled AND (NOT mine OR xmin::text::bigint = xid8)
+                 AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) LOOP
+            EXECUTE format('ALTER SUBSCRIPTION %%I DISABLE', r.subname);
+            n_subs := n_subs + 1;
+        END LOOP;
     END IF;
-    FOR r IN SELECT subname FROM pg_subscription WHERE subenabled AND (NOT mine OR xmin::text::bigint = xid8)
-             AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) LOOP
-        EXECUTE format('ALTER SUBSCRIPTION %%I DISABLE', r.subname);
-        n_subs := n_subs + 1;
-    END LOOP;
     RAISE NOTICE '%(mark)s %%', json_build_object('cron_jobs', n_cron, 'net_requests', n_net,
         'server_credentials', n_opts, 'user_mappings', n_maps, 'subscriptions', n_subs);
 END $drkit$;"""
