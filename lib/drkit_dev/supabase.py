@@ -65,8 +65,9 @@ def platform_sql(schema: str) -> str:
     for name, t in tables.items():
         for c in t["columns"]:
             m = re.match(r"nextval\('([\w.]+)'::regclass\)", c.get("default", ""))
-            if m:
+            if m:  # a serial column: the table owns its sequence
                 out.append(f"CREATE SEQUENCE {m.group(1)};")
+                later.append(f"ALTER SEQUENCE {m.group(1)} OWNED BY {schema}.{_ident(name)}.{_ident(c['name'])};")
         cols = [_column(c) for c in t["columns"]]
         cons = [f"CONSTRAINT {_ident(n)} {d}" for n, kind, d in t["constraints"] if kind in ("p", "u", "c")]
         part = " PARTITION BY RANGE (inserted_at)" if t["partitioned"] else ""

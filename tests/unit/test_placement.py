@@ -57,6 +57,7 @@ def project() -> dict[str, Any]:
                          "vault|secrets", "auth|refresh_tokens_id_seq", "realtime|schema_migrations"},
                  writable={"auth|users", "auth|schema_migrations", "storage|objects"},
                  writable_sequences={"auth|refresh_tokens_id_seq"},
+                 owned_sequences={"auth|refresh_tokens_id_seq": "auth.users"},
                  superuser=False, supabase=True,
                  default_acls=[("public", "r", ["anon", "authenticated", "postgres"]), ("", "f", ["PUBLIC"])])
 

@@ -106,6 +106,16 @@ def test_a_user_data_table_the_project_role_may_not_write_is_refused_before_anyt
     assert "nothing was changed" in str(exc.value)
 
 
+def test_a_sequence_of_user_data_the_project_role_may_not_set_is_refused_too() -> None:
+    facts = project(owned_sequences={"auth|refresh_tokens_id_seq": "auth.identities"}, writable_sequences=set())
+    with pytest.raises(ConfigError, match="may not write auth.refresh_tokens_id_seq"):
+        Placement("supabase", SOURCE, facts, TABLES)
+    facts["writable_sequences"] = {"auth|refresh_tokens_id_seq"}
+    p = Placement("supabase", SOURCE, facts, TABLES)
+    assert p.decide(Entry("SEQUENCE SET", "auth", "refresh_tokens_id_seq")) is None
+    assert p.decide(Entry("SEQUENCE SET", "storage", "other_seq")) == "platform data: the project has its own"
+
+
 def test_a_user_data_table_the_project_lacks_is_refused_with_the_names() -> None:
     with pytest.raises(ConfigError, match="has no auth.identities.*older platform version"):
         Placement("supabase", SOURCE, project(tables={"auth|users", "storage|objects"}), TABLES)

@@ -231,6 +231,13 @@ def target(cur: Any) -> dict[str, Any]:
     writable = cur.fetchall()
     out["writable"] = {str(k) for k, kind in writable if kind != "S"}
     out["writable_sequences"] = {str(k) for k, kind in writable if kind == "S"}
+    # each sequence a table owns (serial, identity): its SEQUENCE SET goes with the table's rows
+    cur.execute("SELECT sn.nspname || '|' || s.relname, tn.nspname || '.' || t.relname FROM pg_depend d "
+                "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace "
+                "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace "
+                "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass "
+                f"AND d.deptype IN ('a', 'i') AND sn.nspname NOT IN {_SYSTEM}")
+    out["owned_sequences"] = {str(k): str(v) for k, v in cur.fetchall()}
     cur.execute("SELECT pg_has_role(current_user, 'pg_create_subscription', 'USAGE') FROM pg_roles "
                 "WHERE rolname = 'pg_create_subscription'")
     row = cur.fetchone()

@@ -141,6 +141,10 @@ class Placement:
                 unwritable.append(rel)
             else:
                 self.user_data.append(rel)
+        owned = self.target.get("owned_sequences") or {}
+        writable_seqs = self.target.get("writable_sequences", set())
+        unwritable += [seq.replace("|", ".") for seq, table in sorted(owned.items())
+                       if table in self.user_data and seq not in writable_seqs]
         user = self.target["user"]
         if missing:
             raise ConfigError(f"the target project has no {', '.join(missing)}, which hold(s) the users' data in this "
@@ -258,9 +262,9 @@ class Placement:
         key = f"{e.schema}|{e.name}"
         if e.kind == "TABLE DATA":
             return None if self._platform_user_data(e.schema, e.name) else "platform data: " + PROJECT_HAS_IT
-        if e.kind == "SEQUENCE SET":
-            writable = key in self.target.get("writable_sequences", set())
-            return None if writable and self.user_data else "platform data: " + PROJECT_HAS_IT
+        if e.kind == "SEQUENCE SET":  # with its table's rows (an id the restored rows use is never handed out again)
+            owner = (self.target.get("owned_sequences") or {}).get(key)
+            return None if owner in self.user_data else "platform data: " + PROJECT_HAS_IT
         existing = {"TRIGGER": "triggers", "POLICY": "policies", "ROW SECURITY": "rls_tables", "FUNCTION": "functions"}
         if e.kind in existing:
             return PROJECT_HAS_IT if key in self.target[existing[e.kind]] else None
