@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from drkit.cli import common
 from drkit.configbackup import catalog, extract
 from drkit.core.deadline import Deadline
-from drkit.core.errors import ConfigError, SupabaseApiError
+from drkit.core.errors import ConfigError, DrkitError, SupabaseApiError
 from drkit.core.fields import Fields
 from drkit.core.secret import Secret
 from drkit.policy import layout
@@ -114,8 +114,8 @@ def cmd_recreate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         steps = plan.build(saved, region=args.region, name=name, database=args.db, files_source=args.files_source,
                            backup_id=entry.id)
         now = dt.datetime.now(dt.UTC)
-        got = records.read(store, layout.recreate_key(name), RecreateState, now)
-        state = got.value if got else None
+        ledger = common.open_store(env)[1]  # progress is kept in the primary bucket (the copy is never written)
+        state = _progress(ledger, name, now, con)
         table = Table("#", "step", "how", "state", title=f"rebuild of Supabase project {saved.project.get('ref')} "
                                                           f"as {name} in {args.region}")
         for i, step in enumerate(steps, 1):
@@ -127,7 +127,7 @@ def cmd_recreate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             con.print("plan only: nothing was changed. --apply --db-pass-file PATH runs the API steps (token: "
                       "DRKIT_SUPABASE_TOKEN); a rerun continues where the last one stopped")
             return 0
-        state = _apply(store, env, args, steps, folder, name, entry.id, state, con)
+        state = _apply(ledger, env, args, steps, folder, name, entry.id, state, con)
     con.print(f"[green]project {state.name} ({state.ref}) in {state.region}: every API step done[/green]. By hand, "
               "in this order:")
     for step in steps:
@@ -161,12 +161,25 @@ def _apply(store: Any, env: Mapping[str, str], args: argparse.Namespace, steps: 
             raise SupabaseApiError(f"step {step.key!r} failed: {exc}. {where}; run the same command again to "
                                    "continue from this step", http_status=exc.http_status) from None
         state = replace(state, done=(*state.done, step.key))
-        records.write(store, layout.recreate_key(name), state, dt.datetime.now(dt.UTC))
-        audit.record(store, "cli", "supabase.recreate.step", {"name": name, "ref": state.ref, "step": step.key,
-                                                               "backup_id": backup_id})
         con.print(f"  done: {step.title}")
+        try:
+            records.write(store, layout.recreate_key(name), state, dt.datetime.now(dt.UTC))
+            audit.record(store, "cli", "supabase.recreate.step", {"name": name, "ref": state.ref, "step": step.key,
+                                                                   "backup_id": backup_id})
+        except DrkitError as exc:  # a rerun still finds the project by name; the other steps are safe to repeat
+            con.print(f"[yellow]  not recorded in the bucket ({exc}): a rerun repeats this step[/yellow]")
     assert state is not None
     return state
+
+
+def _progress(store: Any, name: str, now: dt.datetime, con: Any) -> RecreateState | None:
+    """What an earlier --apply recorded (None when nothing, or when the primary bucket cannot say)."""
+    try:
+        got = records.read(store, layout.recreate_key(name), RecreateState, now)
+    except DrkitError as exc:
+        con.print(f"[yellow]earlier progress not read ({exc}): --apply finds the project by its name[/yellow]")
+        return None
+    return got.value if got else None
 
 
 def _password(path: Path) -> Secret:
