@@ -20,6 +20,9 @@ from drkit.platform.runtime import handle
 from . import browser
 
 OUT = Path(__file__).resolve().parents[2] / "build" / "drill"
+# what the drill's own records make the DR report say: the compressed day's injected failure, and no DR drill
+# recorded (a rehearsal on stand-ins is not the plan's full DR drill)
+EXPECTED = ("config backup: the last run failed", "Full DR drill")
 
 
 def pages_step(drill: Any, env: dict[str, str], context: Any) -> None:
@@ -53,6 +56,13 @@ def pages_step(drill: Any, env: dict[str, str], context: Any) -> None:
     else:
         shots = "; no screenshots (chromium not installed)"
     status = probed.get("status_page") or {}
+    findings = [str(f) for f in made.get("findings") or []]
+    unexpected = [f for f in findings if not f.startswith(EXPECTED)]
+    drill.facts["report findings"] = (
+        f"{len(findings) - len(unexpected)} expected from the drill itself (the config-backup failure its compressed "
+        "day injects; no full DR drill on record, since this rehearsal is not one)"
+        + (f"; UNEXPECTED: {'; '.join(unexpected)}" if unexpected else "; no other finding"))
+    ok = ok and not unexpected
     drill.facts["status page + DR report"] = (
         f"public page: {status.get('summary')} (no private strings: {not leaked}); report: "
         f"{made.get('decision', made.get('error'))}; files in {OUT}{shots}")

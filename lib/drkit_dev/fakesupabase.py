@@ -14,6 +14,7 @@ Supabase's own backups. Faults: `fail(method, path_regex, status, times, retry_a
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -77,6 +78,7 @@ class FakeSupabase:
 
     # -- state --------------------------------------------------------------------------------
     def add_project(self, ref: str, name: str, region: str = "eu-central-1") -> Project:
+        today = dt.datetime.now(dt.UTC).date()  # Supabase's daily backups: the last seven days
         auth = _blank(self.ops["GET /v1/projects/{ref}/config/auth"]["response"]["required"])
         auth.update(site_url="https://app.example.com", uri_allow_list="https://app.example.com/**",
                     disable_signup=False, jwt_exp=3600, external_email_enabled=True,
@@ -96,7 +98,8 @@ class FakeSupabase:
                     secrets={"STRIPE_KEY": "sk_live_drkit_fixture", "RESEND_API_KEY": "re_drkit_fixture"},
                     backups={"region": region, "walg_enabled": True, "pitr_enabled": False,
                              "backups": [{"id": i, "is_physical_backup": True, "status": "COMPLETED",
-                                          "inserted_at": f"2026-12-0{i}T03:00:00Z"} for i in range(1, 8)],
+                                          "inserted_at": (today - dt.timedelta(days=i)).isoformat() + "T03:00:00Z"}
+                                         for i in range(7)],
                              "physical_backup_data": {}})
         body = b"ESZIP2.3\x00drkit fake bundle of hello-world\n" * 40
         p.functions["hello-world"] = ({"id": "fn-1", "slug": "hello-world", "name": "hello-world",

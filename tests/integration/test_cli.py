@@ -293,7 +293,11 @@ def test_restore_guard_for_a_database_with_tables(restore_setup: Any, capsys: py
         with pg.connect(kept.group(1)) as conn:  # the replaced database is kept, exactly as it was
             assert conn.execute("SELECT precious FROM customers").fetchall() == [("keep me",)]
         code, out, err = run(capsys, "--env-file", env_file, "swap-back", "--target", pg.url(target),
-                             "--kept", kept.group(1))
+                             "--kept", kept.group(1))  # no terminal, no confirmation: refused, nothing changed
+        assert code == 2 and "pass --yes-i-know NAME" in err, out + err
+        assert table_fingerprints(pg, target) == table_fingerprints(pg, source)
+        code, out, err = run(capsys, "--env-file", env_file, "swap-back", "--target", pg.url(target),
+                             "--kept", kept.group(1), "--yes-i-know", target)
         assert code == 0, out + err
         with pg.connect(target) as conn:
             assert conn.execute("SELECT precious FROM customers").fetchall() == [("keep me",)]

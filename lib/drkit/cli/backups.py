@@ -30,10 +30,23 @@ def cmd_backup(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return print_result(result, args.json)
 
 
+def known_databases(store: Any, env: Mapping[str, str], names: list[str] | str | None) -> None:
+    """Refuse a database name that is neither configured nor in the bucket (a typo would list nothing)."""
+    wanted = [names] if isinstance(names, str) else list(names or [])
+    if not wanted:
+        return
+    configured = [d for d in str(env.get("DRKIT_DATABASES", "")).replace(",", " ").split() if d]
+    known = sorted({*configured, *catalog.list_databases(store)})
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ConfigError(suggest.unknown("database", unknown, known) + " (DRKIT_DATABASES and the bucket's db/)")
+
+
 def cmd_backups_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
     _, store = open_store(env, args)
+    known_databases(store, env, args.db)
     names = args.db or catalog.list_databases(store)
     now = dt.datetime.now(dt.UTC)
     rows: list[dict[str, Any]] = []
@@ -74,6 +87,7 @@ def cmd_backups_show(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.table import Table
 
     _, store = open_store(env, args)
+    known_databases(store, env, args.db)
     entry = catalog.find(store, args.backup, args.db, accept_rollback=True)
     manifest = catalog.read_manifest(store, entry)
     marks = markers.read_markers(store, [entry], dt.datetime.now(dt.UTC))
@@ -120,6 +134,7 @@ def cmd_backups_pin(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise ConfigError("pinning is signed by the operator: set DRKIT_SIGNING_KEY_OPERATOR in the .env "
                           "(drkit keygen --signing --for operator), and its public key as operator=RW… in "
                           "DRKIT_TRUSTED_KEYS")
+    known_databases(store, env, args.db)
     entry = catalog.find(store, args.backup, args.db, accept_rollback=True)
     key = layout.marker_key(entry.database, entry.id, layout.PINNED_SUFFIX)
     if args.command == "pin":
@@ -138,17 +153,25 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from drkit.postgres import operator_restore
 
     _, store = open_store(env, args)
+    known_databases(store, env, args.db)
+    if args.jobs is not None and not args.download_to:
+        raise ConfigError("--jobs runs pg_restore in parallel from a local copy: add --download-to PATH (a streamed "
+                          "restore is one job). Nothing was changed.")
     identities = load_identities(args, env)
     plan = operator_restore.make_plan(store, args.db, args.backup, args.before, args.target,
-                                      download_to=args.download_to, jobs=args.jobs, force=args.force,
+                                      download_to=args.download_to, jobs=args.jobs or 4, force=args.force,
                                       no_privileges=args.no_privileges, accept_rollback=args.accept_rollback,
                                       keep_jobs=args.keep_jobs)
     con = console()
     con.print("[bold]restore plan[/bold]")
     for line in plan.lines():
         con.print("  " + line)
+    if not _identity_opens(store, plan.entry, identities):
+        raise ConfigError(f"the age identity ({args.identity or 'DRKIT_AGE_IDENTITY'}) does not open backup "
+                          f"{plan.entry.id}: it was encrypted to {', '.join(plan.manifest.get('encryption', {}).get('recipients') or ['?'])}. "
+                          "Use the identity of one of those recipients. Nothing was changed.")
     if args.dry_run:
-        con.print("dry run: nothing was changed")
+        con.print("dry run: nothing was changed (the identity opens the backup)")
         return 0
     ask = (lambda prompt: con.input(prompt)) if sys.stdin.isatty() else None
     operator_restore.guard(plan, force=args.force, yes_i_know=args.yes_i_know, ask=ask)
@@ -170,7 +193,7 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                   "cron.schedule() once the new project is live")
     if detail.get("kept"):
         con.print(f"the previous database is kept as [bold]{detail['kept']}[/bold]. To go back: "
-                  f"./scripts/drkit swap-back --target URL --kept {detail['kept']}; when sure: DROP DATABASE "
+                  f"./scripts/drkit swap-back --target URL --kept {detail['kept']} (it asks for the name); when sure: DROP DATABASE "
                   f"\"{detail['kept']}\"")
     if args.download_to:
         con.print(f"{args.download_to} holds the database in plaintext (mode 0600): delete it when done")
@@ -179,10 +202,30 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def _identity_opens(store: Any, entry: Any, identities: list[Any]) -> bool:
+    from drkit.crypto import encryption
+
+    raw = store.open_read(entry.data_key)
+    try:
+        head = raw.read(64 << 10)
+    finally:
+        raw.close()
+    return encryption.opens(bytes(head), identities)
+
+
 def cmd_swap_back(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from drkit.postgres import operator_restore
 
     _, store = open_store(env)
+    _, dbname = operator_restore.target_from_url(args.target)
+    if args.yes_i_know is not None:
+        if args.yes_i_know != dbname:
+            raise ConfigError(f"--yes-i-know {args.yes_i_know!r} does not name the target database {dbname!r}")
+    elif not sys.stdin.isatty():
+        raise ConfigError("no terminal to confirm on: pass --yes-i-know NAME. Nothing was changed.")
+    elif console().input(f"Type the database name ({dbname}) to put {args.kept} back in its place (the current "
+                         f"{dbname} is kept as {dbname}_restored_<now>): ").strip() != dbname:
+        raise ConfigError("confirmation did not match; nothing was changed")
     detail = operator_restore.swap_back(store, args.target, args.kept)
     console().print(f"[green]swapped back[/green]: {detail['restored_from']} is {detail['target']} again; the "
                      f"restored database is kept as {detail['kept']}")
@@ -215,6 +258,7 @@ def cmd_backups_untrusted(args: argparse.Namespace, env: Mapping[str, str]) -> i
     """Entries in `db/` that db-backup never signed: shown, and with --delete removed (nothing else does)."""
     _, store = open_store(env, args)
     now = dt.datetime.now(dt.UTC)
+    known_databases(store, env, args.db)
     names = args.db or catalog.list_databases(store)
     found = [(name, e, why) for name in names for e, why in catalog.trusted_view(store, name, now).untrusted]
     con = console()

@@ -30,6 +30,16 @@ RUNTIME = {"__OW_API_HOST": "https://faas.set-by-digitalocean.invalid", "__OW_NA
 DEFAULT_PROJECT = Path(__file__).resolve().parents[3] / "project.yml"
 
 
+def project_text(path: str | None) -> str:
+    """The project file (default: the checkout's project.yml, wherever the command runs from)."""
+    file = Path(path) if path else DEFAULT_PROJECT
+    try:
+        return file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the project file {file} ({exc.strerror}): run drkit from its checkout, or "
+                          "name the file with --project") from None
+
+
 def function_env(project: str, function: str, env: Mapping[str, str]) -> dict[str, str]:
     out = without_unset(envvars.function_environment(project, function, env))
     if function == envvars.SCHEDULER:
@@ -122,7 +132,7 @@ def _databases(fenv: Mapping[str, str]) -> list[str]:
 
 def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     con = console()
-    project = Path(args.project or DEFAULT_PROJECT).read_text()
+    project = project_text(args.project)
     bad = 0
     try:
         _, warnings = envvars.deploy_env(project, env)
@@ -158,7 +168,8 @@ def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if env_path.exists():
         from drkit.cli import envfile
 
-        for line in envfile.differences(env_path):  # ./scripts/deploy is safe; `doctl serverless deploy` alone is not
+        for line in [*envfile.hygiene(env_path, lambda n: known_name(n, env), drkit_names()),
+                     *envfile.differences(env_path)]:  # ./scripts/deploy is safe; `doctl serverless deploy` alone is not
             con.print(f"[yellow]warning[/yellow]: {line}", highlight=False)
     if env.get("DRKIT_CONFIG_SOURCES", "").strip():
         from drkit.cli.config import print_sources
@@ -235,6 +246,25 @@ def signing_warnings(env: Mapping[str, str]) -> list[str]:
     return out
 
 
+# read by the operator CLI only (never deployed): restores into another S3 endpoint, the copy's Read key
+CLI_ONLY = frozenset({"DRKIT_RESTORE_S3_KEY", "DRKIT_RESTORE_S3_SECRET", "DRKIT_COPY_READ_KEY", "DRKIT_COPY_READ_SECRET",
+                      "DRKIT_PG_BIN"})
+
+
+def drkit_names() -> list[str]:
+    """Every variable name drkit reads (per-function names spelt out)."""
+    names = [v.name for v in envvars.VARIABLES if "<" not in v.name] + sorted(CLI_ONLY)
+    names += [envvars.per_function_name(base, fn) for base in envvars.PER_FUNCTION for fn in (*envvars.ALL, "operator")]
+    return names
+
+
+def known_name(name: str, env: Mapping[str, str]) -> bool:
+    """A variable drkit reads: declared, per function, CLI-only, or named by another setting (a source's token_env)."""
+    if envvars.find(name) is not None or name in CLI_ONLY or name in drkit_names():
+        return True
+    return any(name in str(value) for key, value in env.items() if key != name and key.startswith("DRKIT_"))
+
+
 def _warnings(con: Any, env: Mapping[str, str]) -> None:
     """What is allowed but weakens the deployment: TLS not verified, shared keys, a signing key not trusted."""
     from drkit.platform.config import Config
@@ -250,6 +280,10 @@ def _warnings(con: Any, env: Mapping[str, str]) -> None:
             con.print(f"[yellow]warning[/yellow]: {warning}")
     for line in signing_warnings(env):
         con.print(f"[yellow]warning[/yellow]: {line}")
+    recipients = [r for r in str(env.get("DRKIT_AGE_RECIPIENTS", "")).replace(",", " ").split() if r]
+    if len(recipients) == 1:
+        con.print("[yellow]warning[/yellow]: DRKIT_AGE_RECIPIENTS names one age recipient: lose that identity and every "
+                  "backup is unreadable. Add a second, kept offline (docs/runbook.md §5: drkit keygen)")
     writers = {envvars.spaces_key_of(fn, env) for fn in (envvars.DB_BACKUP, envvars.CONFIG)}
     for exposed in (envvars.FAILOVER, envvars.HEALTH):
         if envvars.spaces_key_of(exposed, env) in writers:

@@ -77,7 +77,9 @@ def print_result(result: dict[str, Any], as_json: bool) -> int:
     else:
         con = console()
         color = "green" if result["ok"] else "red"
-        con.print(f"[{color}]{result.get('status')}[/{color}]: {result.get('decision')}")
+        status, decision = str(result.get("status")), str(result.get("decision"))
+        decision = decision[len(status) + 2:] if decision.startswith(f"{status}: ") else decision  # not "failed: failed:"
+        con.print(f"[{color}]{status}[/{color}]: {decision}")
         for problem in result.get("problems", []):
             con.print(f"  - {problem}")
     if result["ok"]:

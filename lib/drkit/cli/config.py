@@ -217,9 +217,10 @@ def cmd_dns_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_config_deploy_env(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Every value project.yml substitutes, as the deployer needs it (see docs/configuration.md)."""
+    from drkit.cli.check import project_text
     from drkit.platform import envvars
 
-    values, warnings = envvars.deploy_env(Path(args.project).read_text(), env)
+    values, warnings = envvars.deploy_env(project_text(args.project), env)
     lines = []
     for name, value in sorted(values.items()):
         if "\n" in value or "'" in value:
@@ -243,7 +244,7 @@ def register(config_group: Any, root: Any) -> None:
     c = config_group.add_parser("deploy-env", help="write the env file ./scripts/deploy hands the deployer "
                                 "(required variables checked; unset optional ones sent as `unset`)")
     c.add_argument("--out", default="build/deploy.env", help="where to write it (default: %(default)s)")
-    c.add_argument("--project", default="project.yml", help="the project file (default: %(default)s)")
+    c.add_argument("--project", help="the project file (default: the checkout's project.yml)")
     c.set_defaults(fn=cmd_config_deploy_env)
     c = config_group.add_parser("backup", help="run config-backup now (what a daily schedule runs)")
     c.add_argument("--source", action="append", help="only this source (repeatable; default: all)")

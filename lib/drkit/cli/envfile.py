@@ -11,6 +11,7 @@ means the same thing to both; .env.example has none (a test holds it to that).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from drkit.core.errors import ConfigError
@@ -20,14 +21,28 @@ _DEPLOYER_LINE = re.compile(r"^\s*([\w.-]+)\s*=\s*(.*)?\s*$")
 
 
 def read(path: Path) -> dict[str, str]:
-    """KEY=VALUE pairs as python-dotenv reads them (no `${VAR}` expansion); a line without `=` is an error."""
-    from dotenv import dotenv_values
+    """KEY=VALUE pairs as python-dotenv reads them (no `${VAR}` expansion); a line without `=`, or one it cannot
+    parse (an unclosed quote, say: python-dotenv would only warn and leave the variable unset), is an error."""
+    import io
 
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    text = path.read_text(encoding="utf-8")
+    broken = [b.original for b in parse_stream(io.StringIO(text)) if b.error]
+    if broken:  # the value is never shown: a broken line often holds a secret
+        raise ConfigError([f"{path} line {o.line}: cannot be read ({_name(o.string)}): write KEY=VALUE, and close "
+                           "every quote on the same line" for o in broken])
     values = dotenv_values(path, interpolate=False, encoding="utf-8")
     missing = [k for k, v in values.items() if v is None]
     if missing:
         raise ConfigError(f"{path}: {', '.join(missing)} has no `=` (write KEY=VALUE)")
     return {k: str(v) for k, v in values.items()}
+
+
+def _name(line: str) -> str:
+    m = re.match(r"\s*(?:export\s+)?([A-Za-z_][\w.-]*)", line)
+    return f"it starts with {m.group(1)}" if m else "no variable name"
 
 
 def deployer_view(text: str) -> dict[str, tuple[int, str]]:
@@ -45,6 +60,23 @@ def deployer_view(text: str) -> dict[str, tuple[int, str]]:
         else:
             value = value.strip()
         out[m.group(1)] = (n, value)
+    return out
+
+
+def hygiene(path: Path, known: Callable[[str], bool], names: Iterable[str]) -> list[str]:
+    """Warnings about the file itself: readable by others, or a DRKIT_ name drkit does not know (misspelt?)."""
+    import difflib
+
+    out = []
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        out.append(f"{path} is readable by others (mode {mode:04o}): it holds keys and passwords; chmod 600 {path}")
+    candidates = sorted(set(names))
+    for key in read(path):
+        if key.startswith("DRKIT_") and not known(key):
+            close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.8)
+            out.append(f"{path.name}: {key} is not a drkit variable, so nothing reads it"
+                       + (f": did you mean {close[0]}?" if close else " (docs/configuration.md lists them)"))
     return out
 
 

@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="libpq URL of the target database (created if missing)")
     p.add_argument("--identity", help="age identity file (default: DRKIT_AGE_IDENTITY)")
     p.add_argument("--download-to", help="write the verified archive here, then pg_restore --jobs from it")
-    p.add_argument("--jobs", type=int, default=4, help="parallel jobs with --download-to (default: %(default)s)")
+    p.add_argument("--jobs", type=int, help="parallel jobs with --download-to (default: 4)")
     p.add_argument("--no-privileges", action="store_true", help="skip GRANT/REVOKE (roles missing on the target)")
     p.add_argument("--keep-jobs", action="store_true",
                    help="leave the copy armed: restored pg_cron jobs active, foreign-server credentials and user "
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "as <name>_restored_<stamp>. One transaction; sessions on it are ended.")
     p.add_argument("--target", required=True, help="libpq URL of the database that was replaced")
     p.add_argument("--kept", required=True, help="the kept database the restore printed (<name>_before_<stamp>)")
+    p.add_argument("--yes-i-know", metavar="NAME", help="confirm without a prompt: the target database's name")
     p.set_defaults(fn=cmd_swap_back)
 
     g = sub.add_parser("droplet", help="droplets").add_subparsers(dest="command", required=True)

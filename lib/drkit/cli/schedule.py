@@ -34,7 +34,13 @@ def cmd_schedule_status(args: argparse.Namespace, env: Mapping[str, str]) -> int
     at = got.value.at
     con = common.console()
     silent = now - at > dt.timedelta(minutes=10)
-    con.print(f"[{'red' if silent else 'green'}]last tick {common.age(at, now)} ago[/]: {status.get('decision')}")
+    if silent:  # what that tick said ("every job on schedule") was true then, not now
+        con.print(f"[red]the scheduler is silent: its last tick was {common.age(at, now)} ago[/red] "
+                  f"({at:%Y-%m-%d %H:%M} UTC); nothing has been dispatched since, so every job below may be overdue. "
+                  "Check its trigger: doctl serverless activations list dr/scheduler (runbook §1)")
+        con.print(f"  at that tick: {status.get('decision')}", highlight=False)
+    else:
+        con.print(f"[green]last tick {common.age(at, now)} ago[/]: {status.get('decision')}")
     table = Table("job", "subject", "last slot", "activation", "result", "duration", "last success", "next run")
     bad = 0
     for job in status.get("jobs") or []:

@@ -141,6 +141,19 @@ def _write_private(out: Path, text: str) -> None:
         raise
 
 
+def _days(text: str) -> int:
+    """--days: a whole number of days from 1 to 400 (argparse's `choices` would list all 400 in its error)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days (1 to 400)") from None
+    if not 1 <= value <= 400:
+        raise argparse.ArgumentTypeError(f"{value} days is outside 1 to 400")
+    return value
+
+
 def register(root: Any) -> None:
     g = root.add_parser("status", help="the public status page: services, notices; post and resolve notices "
                                        "(docs/status-page.md)").add_subparsers(dest="command", required=True)
@@ -162,8 +175,7 @@ def register(root: Any) -> None:
                                        "DR test schedule (a private HTML file)")
     p.add_argument("--out", help="where to write the HTML (default: ./drkit-dr-report-<time>.html, mode 0600)")
     p.add_argument("--open", action="store_true", help="open it in the browser")
-    p.add_argument("--days", type=int, default=30, choices=range(1, 401), metavar="DAYS",
-                   help="the period to chart (1-400, default 30)")
+    p.add_argument("--days", type=_days, default=30, metavar="DAYS", help="the period to chart (1-400, default 30)")
     p.add_argument("--keep", action="store_true", help="also store it in the bucket as the latest and the month's "
                                                        "report (what the daily dr/report run does)")
     p.set_defaults(fn=cmd_report)

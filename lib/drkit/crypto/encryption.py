@@ -69,3 +69,15 @@ def decrypt_stream(reader: Any, writer: Any, identities: Sequence[x25519.Identit
             raise
         what = "truncated" if "truncated" in str(exc) else "tampered"
         raise CryptoError(f"decryption failed: the data is {what}", in_data=True) from None
+
+
+def opens(head: bytes, identities: Sequence[x25519.Identity]) -> bool:
+    """Whether one of `identities` opens the age file that starts with `head` (its first kilobytes suffice: the
+    header names the recipients' stanzas, and a cut after it is a data error, not a key error)."""
+    import io
+
+    try:
+        decrypt_stream(io.BytesIO(head), io.BytesIO(), identities)
+    except CryptoError as exc:
+        return exc.in_data
+    return True
