@@ -19,6 +19,7 @@ from drkit_dev.keys import store_of
 from drkit_dev.supabase import SupabaseServer
 
 REF = "drilldrilldrilldrill"
+PREFIX = "supabase-drill"  # its own corner of the bucket: the drill's report is about the drill's database
 
 
 def _rows(server: SupabaseServer, table: str) -> tuple[int, str]:
@@ -33,7 +34,7 @@ def supabase_step(drill: Any, env: dict[str, str], identity: str) -> None:
     source = SupabaseServer().start().new_project().seed_app()
     target = SupabaseServer().start().new_project()
     try:
-        sb_env = dict(env, DRKIT_DATABASES="shop", DRKIT_DB_SHOP_URL=source.url(),
+        sb_env = dict(env, DRKIT_DATABASES="shop", DRKIT_DB_SHOP_URL=source.url(), DRKIT_PREFIX=PREFIX,
                       DRKIT_DB_SHOP_COUNT_TABLES="public.todos,public.profiles,billing.invoices")
         result = handle("db-backup", db_backup.run, {}, None, sb_env)
         if not result.get("ok"):
@@ -63,7 +64,7 @@ def supabase_step(drill: Any, env: dict[str, str], identity: str) -> None:
     t = time.monotonic()
     with FakeSupabase() as api:
         api.add_project(REF, "shop-prod", "eu-central-1")
-        cfg_env = dict(env, DRKIT_CONFIG_SOURCES=json.dumps([{"type": "supabase", "name": "supabase",
+        cfg_env = dict(env, DRKIT_PREFIX=PREFIX, DRKIT_CONFIG_SOURCES=json.dumps([{"type": "supabase", "name": "supabase",
                                                               "project_ref": REF, "api_url": api.url}]),
                        DRKIT_SUPABASE_TOKEN=TOKEN)
         cfg_env.pop("DRKIT_DATABASES", None)

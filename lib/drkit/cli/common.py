@@ -155,12 +155,15 @@ def open_copy(env: Mapping[str, str], primary: Store, as_of_text: str | None) ->
         raise
 
 
-def _utc(text: str) -> dt.datetime:
+def _utc(text: str, option: str = "--as-of") -> dt.datetime:
     try:
         t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"--as-of {text!r} is not a time like 2026-12-01T03:00Z") from None
+        raise ConfigError(f"{option} {text!r} is not a time like 2026-12-01T03:00Z") from None
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+utc_time = _utc
 
 
 def load_identities(args: argparse.Namespace, env: Mapping[str, str]) -> list[Any]:

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--notify", action="store_true", help="also send one test message to each notification URL")
     c.add_argument("--project", help="the project file (default: the checkout's project.yml)")
     c.set_defaults(fn=cmd_config_check)
-    from drkit.cli import config, failover, files, offsite, schedule, status, supabase
+    from drkit.cli import config, failover, files, incident, offsite, schedule, status, supabase, validate
 
     config.register(g, sub)
     offsite.register(sub)
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.register(sub)
     status.register(sub)
     supabase.register(sub)
+    validate.register(sub)
+    incident.register(sub)
 
     p = sub.add_parser("backup", help="take a database backup now (what the hourly trigger runs)")
     p.add_argument("--db", action="append", help="database name (repeatable; default: all)")

@@ -50,7 +50,7 @@ from drkit.platform.notify import Notifier
 from drkit.platform.runtime import TRUE, Params
 from drkit.policy import layout
 from drkit.policy.durations import interval_or_default
-from drkit.storage import records
+from drkit.storage import audit, records
 from drkit.storage.records import RecordError
 from drkit.storage.store import Store
 
@@ -188,6 +188,9 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                            "up": up, "down": down,
                            "changed": events,
                            "decision": _decision(up, down, events, states)}
+    if events:  # a transition is a state change: recorded for the post-incident record (drkit incident record)
+        audit.record(store, FUNCTION, "health.changed", {"changes": [
+            {k: e.get(k) for k in ("target", "event", "detail")} for e in events[:50]]}, now=now)
     if events and settings.notifier.configured:
         worst = "failed" if any(e["event"] in ("down", "reminder") for e in events) else "passed"
         out["notifications"] = settings.notifier.send({
