@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from drkit.cli.common import console
+from drkit.cli.common import console, project_text
 from drkit.cli.functions import CHECKS
 from drkit.core.deadline import Deadline
 from drkit.core.errors import ConfigError, DrkitError
@@ -28,16 +28,6 @@ from drkit.platform.runtime import without_unset
 # what DigitalOcean sets in a running function; the check stands in for it
 RUNTIME = {"__OW_API_HOST": "https://faas.set-by-digitalocean.invalid", "__OW_NAMESPACE": "fn-set-by-digitalocean"}
 DEFAULT_PROJECT = Path(__file__).resolve().parents[3] / "project.yml"
-
-
-def project_text(path: str | None) -> str:
-    """The project file (default: the checkout's project.yml, wherever the command runs from)."""
-    file = Path(path) if path else DEFAULT_PROJECT
-    try:
-        return file.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the project file {file} ({exc.strerror}): run drkit from its checkout, or "
-                          "name the file with --project") from None
 
 
 def function_env(project: str, function: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -132,7 +122,7 @@ def _databases(fenv: Mapping[str, str]) -> list[str]:
 
 def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     con = console()
-    project = project_text(args.project)
+    project = project_text(args.project, DEFAULT_PROJECT)
     bad = 0
     try:
         _, warnings = envvars.deploy_env(project, env)

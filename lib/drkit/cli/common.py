@@ -36,6 +36,19 @@ def environment(env_file: str | None) -> dict[str, str]:
     return env
 
 
+CHECKOUT_PROJECT = Path(__file__).resolve().parents[3] / "project.yml"
+
+
+def project_text(path: str | None, default: Path = CHECKOUT_PROJECT) -> str:
+    """The project file (default: the checkout's project.yml, wherever the command runs from)."""
+    file = Path(path) if path else default
+    try:
+        return file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the project file {file} ({exc.strerror}): run drkit from its checkout, or "
+                          "name the file with --project") from None
+
+
 def console() -> Any:
     from rich.console import Console
 

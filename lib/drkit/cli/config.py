@@ -217,7 +217,7 @@ def cmd_dns_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_config_deploy_env(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Every value project.yml substitutes, as the deployer needs it (see docs/configuration.md)."""
-    from drkit.cli.check import project_text
+    from drkit.cli.common import project_text
     from drkit.platform import envvars
 
     values, warnings = envvars.deploy_env(project_text(args.project), env)
