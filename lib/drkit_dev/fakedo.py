@@ -159,9 +159,12 @@ class FakeDO:
             self.add_record(domain, "NS", "@", f"ns{n}.digitalocean.com", 1800)
 
     def add_droplet(self, name: str, tags: list[str], region: str = "fra1", size: str = "s-2vcpu-4gb") -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.next_id(), "name": name, "status": "active", "tags": tags, "region": {"slug": region},
+        ident = self.next_id()
+        d: dict[str, Any] = {"id": ident, "name": name, "status": "active", "tags": tags, "region": {"slug": region},
              "size_slug": size, "vpc_uuid": "vpc-1", "image": {"id": 1, "name": "ubuntu"},
-             "created_at": dt.datetime.now(dt.UTC).isoformat()}
+             "created_at": dt.datetime.now(dt.UTC).isoformat(),
+             "networks": {"v4": [{"ip_address": f"192.0.2.{ident % 250 + 1}", "type": "public"},
+                                 {"ip_address": f"10.10.0.{ident % 250 + 1}", "type": "private"}], "v6": []}}
         self.droplet_objs[d["id"]] = d
         self.droplets.add(d["id"])
         return d
@@ -382,7 +385,7 @@ class FakeDO:
             if path == "/v2/droplets" and method == "POST":
                 d = self.add_droplet(body["name"], body.get("tags", []), body["region"], body["size"])
                 d["status"], d["image"] = "new", {"id": body["image"]}
-                return 202, {"droplet": d}
+                return 202, {"droplet": {**d, "networks": {"v4": [], "v6": []}}}  # addresses come once it is up
             m = re.fullmatch(r"/v2/droplets/(\d+)(/actions)?", path)
             if m:
                 drop = self.droplet_objs.get(int(m.group(1)))

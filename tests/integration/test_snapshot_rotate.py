@@ -159,7 +159,8 @@ def test_rebuild_from_the_newest_snapshot(env: dict[str, str], fake: FakeDO, s3_
     r = rotate(env, action="rebuild", droplet="erp", reserved_ip="203.0.113.50")
     assert r["ok"] and r["status"] == "applied", r
     new = fake.droplet_objs[r["droplet_id"]]
-    assert (new["region"], new["size_slug"], new["tags"]) == ({"slug": "ams3"}, "s-4vcpu-8gb", ["dr:snapshot", "app:odoo"])
+    assert (new["region"], new["size_slug"], new["tags"][:2]) == ({"slug": "ams3"}, "s-4vcpu-8gb", ["dr:snapshot", "app:odoo"])
+    assert new["tags"][2].startswith("drkit-rebuild-")  # the rebuild's id: a rerun finds this droplet
     assert str(new["image"]["id"]) == next(s["id"] for s in fake.snapshots if s["name"] == history[-1])
     assert fake.reserved_ips["203.0.113.50"]["droplet"] == {"id": new["id"]}
     assert any("droplet.rebuilt" in k for k in keys(s3_client, bucket, "audit/"))
@@ -201,3 +202,41 @@ def test_a_planted_slot_claim_stops_no_snapshot(env: dict[str, str], fake: FakeD
     assert len(r["created"]) == 1 and "not signed by snapshot-rotate" in " ".join(r["errors"]), r
     assert not r["ok"]  # the forged claim is told, once, as a problem of this run
     assert any("snapshot.claim.forged" in k for k in keys(s3_client, bucket, "audit/"))
+
+
+def test_a_rebuild_finishes_the_job_once_and_warns_of_an_old_snapshot(env: dict[str, str], fake: FakeDO,
+                                                                      s3_client: Any, bucket: str) -> None:
+    """Scenario 3 as the plan's walk-through met it: a reserved-IP failure after the droplet was created, then a
+    rerun, which must continue with that droplet, move the IP and the DNS records that named the old one."""
+    erp = fake.add_droplet("erp", ["dr:snapshot"], region="ams3")
+    old_ip = erp["networks"]["v4"][0]["ip_address"]
+    weekly_history(fake, erp, "droplet", 3)  # the newest is 4 days old at NOW: within a weekly policy
+    fake.add_domain("example.com")
+    fake.add_record("example.com", "A", "erp", old_ip, 300)
+    fake.add_record("example.com", "A", "www", old_ip, 300)
+    fake.add_record("example.com", "A", "mail", "198.51.100.7", 300)  # another host: untouched
+    fake.reserved_ips["203.0.113.50"] = {"ip": "203.0.113.50", "droplet": {"id": erp["id"]}, "region": {"slug": "ams3"}}
+    fake.fail("POST", r"/v2/reserved_ips/.*/actions", 500)  # once: a POST is never retried blindly
+    first = rotate(env, action="rebuild", droplet="erp", reserved_ip="203.0.113.50", domain="example.com")
+    assert not first["ok"] and "step 'assign reserved IP 203.0.113.50' failed" in first["error"], first
+    made = [d for d in fake.droplet_objs.values() if d["name"].startswith("erp-rebuilt-")]
+    assert len(made) == 1 and f"droplet {made[0]['name']} (id {made[0]['id']}" in first["error"]
+    assert "run the same command again to finish" in first["error"]
+
+    again = rotate(env, action="rebuild", droplet="erp", reserved_ip="203.0.113.50", domain="example.com")
+    assert again["ok"] and again["status"] == "applied" and again["reused"], again
+    assert [d["name"] for d in fake.droplet_objs.values()].count(made[0]["name"]) == 1  # never a second droplet
+    new_ip = made[0]["networks"]["v4"][0]["ip_address"]
+    assert again["ip"] == new_ip and f"IP {new_ip}" in again["decision"]
+    assert fake.reserved_ips["203.0.113.50"]["droplet"] == {"id": made[0]["id"]}
+    by_name = {r["name"]: r["data"] for r in fake.records["example.com"] if r["type"] == "A"}
+    assert by_name == {"erp": new_ip, "www": new_ip, "mail": "198.51.100.7"}
+    assert "DNS: erp.example.com, www.example.com now" in again["decision"]
+    assert sum("dns.record.updated" in k for k in keys(s3_client, bucket, "audit/")) == 2
+
+    late = NOW + dt.timedelta(days=20)  # no snapshot for three weeks: the rebuild says what it loses
+    dry = rotate(env, now=late, action="rebuild", droplet="erp", dry_run="true")
+    assert "WARNING: snapshot drkit-erp-" in dry["decision"] and "older than the policy allows (14.0 days)" in dry[
+        "decision"]
+    pick = rotate(env, action="rebuild", droplet="erp", dry_run="true", snapshot="999999")
+    assert pick["status"] == "invalid_config" and "no droplet snapshot with id 999999" in pick["error"]

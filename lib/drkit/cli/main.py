@@ -147,7 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("droplet", help="droplets").add_subparsers(dest="command", required=True)
     c = g.add_parser("rebuild", help="create a droplet from the newest drkit snapshot of a (failed) droplet")
     c.add_argument("droplet", help="name of the droplet to rebuild")
-    c.add_argument("--name", help="name of the new droplet (default: <name>-rebuilt-<time>)")
+    c.add_argument("--name", help="name of the new droplet (default: <name>-rebuilt-<snapshot slot>)")
+    c.add_argument("--snapshot", default="latest", help="a snapshot id, or latest (default): the newest drkit "
+                                                        "snapshot; its age is shown, and a warning when it is older "
+                                                        "than its policy allows")
+    c.add_argument("--rebuild-id", help="names this rebuild (default: from the droplet and the snapshot): a rerun "
+                                        "with the same id continues with the droplet it created")
+    c.add_argument("--record", action="append", metavar="DOMAIN:NAME",
+                   help="an A record to point at the new droplet (repeatable); also every A record that named the "
+                        "old droplet's IP in the failover plan's domains")
+    c.add_argument("--old-ip", help="the lost droplet's IP, when it no longer exists (DNS records naming it move)")
     c.add_argument("--region", help="region (default: the original's; required if it no longer exists)")
     c.add_argument("--size", help="size slug (default: the original's; required if it no longer exists)")
     c.add_argument("--reserved-ip", help="move this reserved IP to the new droplet once it is active")

@@ -28,6 +28,7 @@ from drkit.core.deadline import Clock, Deadline, utcnow
 from drkit.core.errors import ConfigError, DoApiError
 from drkit.digitalocean.api import DoApi
 from drkit.digitalocean.snapshot_policy import SnapshotPolicy, parse_policies
+from drkit.failover import rebuild
 from drkit.platform import identity
 from drkit.platform.notify import Notifier
 from drkit.platform.runtime import Params
@@ -75,9 +76,14 @@ def check(environ: Mapping[str, str]) -> str:
     return f"{len(policies)} snapshot polic(ies): {', '.join(p.tag for p in policies)}"
 
 
+def _list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadline, *,
         clock: Clock = utcnow) -> dict[str, Any]:
-    p = Params(params, known=("action", "dry_run", "tag", "droplet", "name", "region", "size", "reserved_ip", "wait"))
+    p = Params(params, known=("action", "dry_run", "tag", "droplet", "name", "region", "size", "reserved_ip", "wait",
+                              "snapshot", "rebuild_id", "record", "domain", "old_ip"))
     action = p.string("action", "rotate")
     dry_run, only_tag = p.boolean("dry_run", False), p.string("tag", "")
     if action not in ("rotate", "rebuild"):
@@ -90,10 +96,15 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     store = Store(spaces_from_env(environ), identity=identity.from_env(environ, FUNCTION))
     if action == "rebuild":
         api = DoApi.from_env(environ, deadline)
-        result = rebuild(api, store, p.string("droplet", ""),
-                         new_name=p.string("name", "") or None, region=p.string("region", "") or None,
-                         size=p.string("size", "") or None, reserved_ip=p.string("reserved_ip", "") or None,
-                         wait=p.boolean("wait", True), dry_run=dry_run, deadline=deadline, now=clock())
+        raw_policies = environ.get("DRKIT_SNAPSHOT_POLICIES", "").strip()
+        result = rebuild.rebuild(
+            api, store, p.string("droplet", ""), new_name=p.string("name", "") or None,
+            region=p.string("region", "") or None, size=p.string("size", "") or None,
+            reserved_ip=p.string("reserved_ip", "") or None, wait=p.boolean("wait", True), dry_run=dry_run,
+            deadline=deadline, now=clock(), snapshot=p.string("snapshot", "latest") or "latest",
+            rebuild_id=p.string("rebuild_id", "") or None, records=_list(p.string("record", "")),
+            domains=_list(p.string("domain", "")), old_ip=p.string("old_ip", "") or None,
+            policies=parse_policies(raw_policies) if raw_policies else ())
         return {"ok": result["outcome"] in ("applied", "dry_run", "pending"), "status": result["outcome"],
                 "decision": result.pop("sentence"), **result}
 
@@ -238,44 +249,3 @@ def _create(api: DoApi, store: Store, rtype: str, res: dict[str, Any], name: str
         log.error("snapshot not started", resource=label, error=str(exc))
 
 
-def rebuild(api: DoApi, store: Store, droplet: str, *, new_name: str | None, region: str | None, size: str | None,
-            reserved_ip: str | None, wait: bool, dry_run: bool, deadline: Deadline, now: dt.datetime) -> dict[str, Any]:
-    """Scenario 3: a new droplet from the newest completed drkit snapshot of `droplet` (a name)."""
-    import time
-
-    existing = [d for d in api.droplets_by_tag_or_all(None) if d["name"] == droplet]
-    original = existing[0] if existing else None
-    pattern = re.compile(rf"^{re.escape(PREFIX + droplet)}-\d{{8}}T\d{{4}}Z$")
-    snaps = [s for s in api.snapshots("droplet") if pattern.match(s["name"])
-             and (original is None or str(s["resource_id"]) == str(original["id"]))]
-    if not snaps:
-        raise ConfigError(f"no completed drkit snapshot of droplet {droplet!r} (names {PREFIX}{droplet}-<slot>)")
-    newest = max(snaps, key=lambda s: s["created_at"])
-    region = region or (original or {}).get("region", {}).get("slug")
-    size = size or (original or {}).get("size_slug")
-    if not region or not size:
-        raise ConfigError(f"droplet {droplet!r} no longer exists: give region and size for the rebuild")
-    body: dict[str, Any] = {"name": new_name or f"{droplet}-rebuilt-{now:%Y%m%d%H%M}", "region": region,
-                            "size": size, "image": int(newest["id"]), "tags": list((original or {}).get("tags", []))}
-    if original and original.get("vpc_uuid"):
-        body["vpc_uuid"] = original["vpc_uuid"]
-    planned = {"snapshot": newest["name"], "snapshot_id": newest["id"], "create": body, "reserved_ip": reserved_ip}
-    if dry_run:
-        return {"outcome": "dry_run", "plan": planned,
-                "sentence": f"dry run: would create {body['name']} ({size}, {region}) from {newest['name']}"}
-    created = api.create_droplet(body)
-    audit.record(store, FUNCTION, "droplet.rebuilt", {"from": droplet, "snapshot": newest["name"],
-                                                       "droplet_id": created["id"], "name": body["name"]})
-    status = created.get("status", "new")
-    while wait and status != "active" and deadline.remaining() > 25:
-        time.sleep(min(5.0, max(0.5, deadline.remaining() - 25)))
-        status = api.get_droplet(int(created["id"])).get("status", status)
-    out = {"outcome": "applied" if status == "active" else "pending", "droplet_id": created["id"],
-           "droplet_status": status, "plan": planned}
-    if reserved_ip and status == "active":
-        api.assign_reserved_ip(reserved_ip, int(created["id"]))
-        audit.record(store, FUNCTION, "reserved_ip.assigned", {"ip": reserved_ip, "droplet_id": created["id"]})
-    out["sentence"] = (f"created droplet {body['name']} (id {created['id']}) from {newest['name']}: {status}"
-                       + (f"; reserved IP {reserved_ip} moved to it" if reserved_ip and status == "active" else "")
-                       + ("" if status == "active" else f"; check later: doctl compute droplet get {created['id']}"))
-    return out
