@@ -438,6 +438,15 @@ class FakeDO:
                 if len(self.snapshots) == before:
                     return 404, NOT_FOUND
                 return 204, None
+            m = re.fullmatch(r"/v2/apps/([^/]+)", path)
+            if m and method in ("GET", "PUT"):
+                app = next((a for a in self.inventory.get("apps", []) if a["id"] == m.group(1)), None)
+                if app is None:
+                    return 404, {"id": "not_found", "message": "app not found"}
+                if method == "PUT":
+                    app["spec"] = body["spec"]
+                    app["updated_at"] = dt.datetime.now(dt.UTC).isoformat()
+                return 200, {"app": app}
             m = re.fullmatch(r"/v2/apps/([^/]+)/deployments", path)
             if m and method == "POST":
                 if m.group(1) not in self.apps:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, list[str]] = {
     "status publish": [], "report": ["--out", "{tmp}/out"],
     "files list": ["--source", "files"], "files restore": ["--source", "files", "--to", "{tmp}/files"],
     "supabase recreate": ["--region", "us-east-1"], "validate": [], "incident record": ["--since", "2026-12-01T00:00Z"],
+    "apps stop": ["odoo"], "apps start": ["odoo"], "apps redeploy": ["odoo"],
     "copy run": [], "copy status": [],
 }
 NO_CONFIG = {"init", "keygen"}  # they write files and read no configuration: refused when the file exists

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--notify", action="store_true", help="also send one test message to each notification URL")
     c.add_argument("--project", help="the project file (default: the checkout's project.yml)")
     c.set_defaults(fn=cmd_config_check)
-    from drkit.cli import config, failover, files, incident, offsite, schedule, status, supabase, validate
+    from drkit.cli import apps, config, failover, files, incident, offsite, schedule, status, supabase, validate
 
     config.register(g, sub)
     offsite.register(sub)
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     supabase.register(sub)
     validate.register(sub)
     incident.register(sub)
+    apps.register(sub)
 
     p = sub.add_parser("backup", help="take a database backup now (what the hourly trigger runs)")
     p.add_argument("--db", action="append", help="database name (repeatable; default: all)")

@@ -243,6 +243,15 @@ class DoApi:
                           idempotent=False, expect="droplet")
         return dict(resp["droplet"])
 
+    def get_app(self, app_id: str) -> dict[str, Any]:
+        return dict(self._call(f"get app {app_id}", self.client.apps.get, app_id, idempotent=True, expect="app")["app"])
+
+    def update_app(self, app_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """PUT the whole spec (absolute: safe to repeat)."""
+        resp = self._call(f"update app {app_id}", self.client.apps.update, app_id, {"spec": spec},
+                          idempotent=True, expect="app")
+        return dict(resp["app"])
+
     def redeploy_app(self, app_id: str) -> dict[str, Any]:
         resp = self._call(f"redeploy app {app_id}", self.client.apps.create_deployment, app_id,
                           {"force_build": False}, idempotent=False, expect="deployment")

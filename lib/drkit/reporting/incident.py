@@ -35,9 +35,9 @@ _KEY = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-([a-z]+(?:-[a-z]+)*)-([a-z_.]+)-[0-9a
 WRITERS: dict[str, tuple[str, ...]] = {
     "health.": ("health-probe",), "failover.": ("dns-failover", "health-probe", "operator"),
     "status.notice.": ("operator", "dns-failover", "health-probe"), "restore.": ("operator",),
-    "recovery.": ("operator",), "supabase.": ("operator",), "files.": ("operator",), "dns.": ("operator",),
-    "droplet.": ("snapshot-rotate",), "reserved_ip.": ("snapshot-rotate", "dns-failover"),
-    "backup.failed": ("db-backup",), "verify.failed": ("restore-verify",), "cli.": ("operator",),
+    "recovery.": ("operator",), "supabase.": ("operator",), "files.": ("operator",),
+    "droplet.": ("snapshot-rotate",), "app.": ("operator",), "dns.record.": ("snapshot-rotate",), "reserved_ip.": ("snapshot-rotate", "dns-failover"),
+    "dns.": ("operator",), "backup.failed": ("db-backup",), "verify.failed": ("restore-verify",), "cli.": ("operator",),
     "config.backup.failed": ("config-backup",), "copy.failed": ("backup-copy",),
 }
 DETECTION = ("health.changed", "failover.requested", "backup.failed", "verify.failed", "status.notice.posted")
