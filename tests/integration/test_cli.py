@@ -402,6 +402,8 @@ def test_messages_fit_the_laptop_and_logs_need_verbose(restore_setup: Any, capsy
     target = f"wrong_{os.urandom(4).hex()}"
     code, out, err = run(capsys, "--env-file", env_file, "restore", "--db", "app", "--target", pg.url(target),
                          "--identity", str(stranger))
-    assert code == 1 and f"wrong age identity (--identity {stranger})" in err and "DRKIT_AGE_IDENTITY" not in err
+    # checked before anything starts (the backup's header names its recipients): refused, nothing changed
+    assert code == 2 and f"wrong age identity (--identity {stranger})" in err and "DRKIT_AGE_IDENTITY" not in err
+    assert "Nothing was changed" in err
     with pg.connect() as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone() is None

@@ -97,7 +97,8 @@ def test_restore_checks_the_identity_and_refuses_jobs_it_would_ignore(
     target = pg.url("papercut_target")
     code, out = run(capsys, "--env-file", str(path), "restore", "--db", "odoo", "--target", target,
                     "--identity", str(wrong), "--dry-run")
-    assert code == 2 and "does not open backup" in out and "Nothing was changed" in out, out
+    assert code == 2 and f"wrong age identity (--identity {wrong}): it does not open backup" in out, out
+    assert "Nothing was changed" in out
     code, out = run(capsys, "--env-file", str(path), "restore", "--db", "odoo", "--target", target, "--jobs", "4")
     assert code == 2 and "--jobs runs pg_restore in parallel from a local copy: add --download-to PATH" in out
 

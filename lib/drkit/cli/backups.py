@@ -167,7 +167,8 @@ def cmd_restore(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for line in plan.lines():
         con.print("  " + line)
     if not _identity_opens(store, plan.entry, identities):
-        raise ConfigError(f"the age identity ({args.identity or 'DRKIT_AGE_IDENTITY'}) does not open backup "
+        where = f"--identity {args.identity}" if args.identity else "DRKIT_AGE_IDENTITY"
+        raise ConfigError(f"wrong age identity ({where}): it does not open backup "
                           f"{plan.entry.id}: it was encrypted to {', '.join(plan.manifest.get('encryption', {}).get('recipients') or ['?'])}. "
                           "Use the identity of one of those recipients. Nothing was changed.")
     if args.dry_run:
