@@ -122,6 +122,7 @@ class FakeDO:
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     action_steps: int = 1  # GETs of an action before it completes (droplet snapshots)
+    transfer_steps: int = 1  # snapshot listings a transfer to another region takes
     apps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # app id -> deployments
     # read-only inventory for config-backup: kind -> objects (apps, firewalls, load_balancers, vpcs, projects)
     inventory: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -426,7 +427,30 @@ class FakeDO:
                     return 404, NOT_FOUND
                 s = self.add_snapshot(body["name"], m.group(1), "volume", dt.datetime.now(dt.UTC))
                 return 201, {"snapshot": s}
+            m = re.fullmatch(r"/v2/images/(\d+)/actions", path)
+            if m:
+                image = next((x for x in self.snapshots if x["id"] == m.group(1)), None)
+                if image is None:
+                    return 404, NOT_FOUND
+                if method == "GET":
+                    mine = [{k: v for k, v in a.items() if not k.startswith("_")} for a in self.actions.values()
+                            if a.get("resource_id") == int(m.group(1)) and a.get("resource_type") == "image"]
+                    return 200, self._page(mine, "actions", query, path)
+                action_id = self.next_id()
+                moving: dict[str, Any] = {"id": action_id, "status": "in-progress", "type": body["type"],
+                                          "resource_id": int(m.group(1)), "resource_type": "image",
+                                          "region_slug": body.get("region"),
+                                          "started_at": dt.datetime.now(dt.UTC).isoformat(), "_gets": 0}
+                self.actions[action_id] = moving
+                return 201, {"action": {k: v for k, v in moving.items() if not k.startswith("_")}}
             if path == "/v2/snapshots" and method == "GET":
+                for a in self.actions.values():  # a transfer takes a while: it is done by the next listing
+                    if a.get("type") == "transfer" and a["status"] == "in-progress":
+                        if int(a.get("_gets", 0)) >= self.transfer_steps:
+                            a["status"] = "completed"
+                            found = next(x for x in self.snapshots if x["id"] == str(a["resource_id"]))
+                            found["regions"] = sorted({*found["regions"], a["region_slug"]})
+                        a["_gets"] = int(a.get("_gets", 0)) + 1
                 items = self.snapshots
                 if "resource_type" in query:
                     items = [s for s in items if s["resource_type"] == query["resource_type"][0]]

@@ -240,3 +240,46 @@ def test_a_rebuild_finishes_the_job_once_and_warns_of_an_old_snapshot(env: dict[
         "decision"]
     pick = rotate(env, action="rebuild", droplet="erp", dry_run="true", snapshot="999999")
     assert pick["status"] == "invalid_config" and "no droplet snapshot with id 999999" in pick["error"]
+
+
+def test_the_newest_snapshot_is_copied_to_the_dr_region_once_and_its_age_is_judged(
+        env: dict[str, str], fake: FakeDO, s3_client: Any, bucket: str) -> None:
+    """Snapshots live in their region: for a regional outage, each policy's newest droplet snapshot is copied to
+    its dr_region; health-probe alerts when the newest snapshot, here or there, is older than the policy allows."""
+    from drkit.health.protection import snapshot_protection
+    from drkit_dev.keys import store_of
+
+    env = dict(env, DRKIT_SNAPSHOT_POLICIES=json.dumps([{"tag": "dr:snapshot", "resources": ["droplet"],
+                                                          "schedule": "0 3 * * 0", "retention": "keep_last=4",
+                                                          "dr_region": "nyc3"}]))
+    fake.transfer_steps = 3  # a transfer takes a while
+    erp = fake.add_droplet("erp", ["dr:snapshot"])
+    history = weekly_history(fake, erp, "droplet", 2)
+    this_slot = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)  # taken already: the runs below take no new one
+    history.append(snapshot_rotate.snapshot_name("erp", this_slot))
+    fake.add_snapshot(history[-1], erp["id"], "droplet", this_slot + dt.timedelta(minutes=5))
+    first = rotate(env)
+    assert first["ok"] and first["transfers"] == [f"{history[-1]} -> nyc3: started"], first
+    assert "DR-region copies" in first["decision"]
+    store = store_of(env, "health-probe")
+
+    def judged(now: dt.datetime) -> dict[str, tuple[bool, str]]:
+        return {r.name: (r.ok, r.detail) for r in snapshot_protection(store, now, {})}
+
+    now = judged(NOW + dt.timedelta(hours=1))
+    assert now["snapshot:droplet erp"] == (True, f"newest snapshot {history[-1]} is 4.1 d old")  # within 14 days
+    assert now["snapshot-dr:droplet erp"] == (False, "no copy in nyc3: nothing to rebuild from")
+    second = rotate(env, now=NOW + dt.timedelta(hours=1))
+    assert second["transfers"] == [f"{history[-1]} -> nyc3: under way"]  # never started twice
+    # it finishes while the next run lists the snapshots: seen as done, still not started again
+    assert rotate(env, now=NOW + dt.timedelta(hours=2))["transfers"] == [f"{history[-1]} -> nyc3: done"]
+    third = rotate(env, now=NOW + dt.timedelta(hours=2, minutes=30))
+    assert third["transfers"] == [] and "nyc3" in next(s for s in fake.snapshots if s["name"] == history[-1])["regions"]
+    assert judged(NOW + dt.timedelta(hours=3))["snapshot-dr:droplet erp"] == (
+        True, "newest copy in nyc3 is 4.2 d old")
+    late = judged(NOW + dt.timedelta(days=12))  # no snapshot since: over two weekly periods here, not yet there
+    assert late["snapshot:droplet erp"] == (False, f"newest snapshot {history[-1]} is 16.0 d old, older than its "
+                                                    "policy allows (14.0 d)")
+    assert late["snapshot-dr:droplet erp"][0]  # a copy may lag one period more
+    assert not judged(NOW + dt.timedelta(days=18))["snapshot-dr:droplet erp"][0]
+    assert sum("snapshot.transfer.started" in k for k in keys(s3_client, bucket, "audit/")) == 1

@@ -230,6 +230,18 @@ class DoApi:
     def delete_snapshot(self, snapshot_id: str) -> None:
         self._call(f"delete snapshot {snapshot_id}", self.client.snapshots.delete, snapshot_id, idempotent=True)
 
+    def image_actions(self, image_id: int) -> list[dict[str, Any]]:
+        """Actions on a snapshot (an image): transfers to other regions among them."""
+        resp = self._call(f"list actions of image {image_id}", self.client.image_actions.list, image_id,
+                          idempotent=True, expect="actions")  # pydo takes no page arguments here
+        return list(resp.get("actions") or [])
+
+    def transfer_image(self, image_id: int, region: str) -> dict[str, Any]:
+        """Copy a snapshot into another region (the same image then lists both regions)."""
+        resp = self._call(f"transfer image {image_id} to {region}", self.client.image_actions.post, image_id,
+                          {"type": "transfer", "region": region}, idempotent=False, expect="action")
+        return dict(resp["action"])
+
     def get_action(self, action_id: int) -> dict[str, Any]:
         return dict(self._call(f"get action {action_id}", self.client.actions.get, action_id, idempotent=True,
                                expect="action")["action"])

@@ -11,6 +11,7 @@ from drkit.platform.config import json_list
 from drkit.policy.retention import Policy, parse_policy
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_:\-]{1,255}$")
+REGION_RE = re.compile(r"^[a-z]{3}[0-9]$")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,15 @@ class SnapshotPolicy:
     resources: tuple[str, ...]
     schedule: str
     retention: Policy
+    dr_region: str | None = None  # where each droplet's newest snapshot is transferred (regional outage)
+
+    def max_age(self, now: dt.datetime) -> dt.timedelta:
+        """How old a resource's newest snapshot may be: two periods of the schedule."""
+        from croniter import croniter
+
+        it = croniter(self.schedule, now)
+        first = it.get_next(dt.datetime)
+        return 2 * (it.get_next(dt.datetime) - first)  # type: ignore[no-any-return]
 
     def slot(self, now: dt.datetime) -> dt.datetime:
         from croniter import croniter
@@ -29,13 +39,18 @@ class SnapshotPolicy:
 def parse_policies(text: str, where: str = "DRKIT_SNAPSHOT_POLICIES") -> list[SnapshotPolicy]:
     from croniter import croniter
 
-    items = json_list(text, where, items="{tag, resources, schedule, retention}",
+    items = json_list(text, where, items="{tag, resources, schedule, retention, dr_region}",
                       required=f"{where} must be a non-empty JSON list of {{tag, resources, schedule, retention}}")
     problems, out, tags = [], [], set()
     for n, item in enumerate(items, 1):
         label = f"{where} item {n}"
-        if not isinstance(item, dict) or set(item) - {"tag", "resources", "schedule", "retention"}:
-            problems.append(f"{label}: keys are tag, resources, schedule, retention")
+        if not isinstance(item, dict) or set(item) - {"tag", "resources", "schedule", "retention", "dr_region"}:
+            problems.append(f"{label}: keys are tag, resources, schedule, retention, dr_region")
+            continue
+        dr_region = item.get("dr_region")
+        if dr_region is not None and (not isinstance(dr_region, str) or not REGION_RE.match(dr_region)):
+            problems.append(f"{label}: dr_region must be a region slug like nyc3 (where the newest droplet snapshot "
+                            "is copied)")
             continue
         tag = item.get("tag")
         if not isinstance(tag, str) or not TAG_RE.match(tag):
@@ -57,7 +72,7 @@ def parse_policies(text: str, where: str = "DRKIT_SNAPSHOT_POLICIES") -> list[Sn
         except ValueError as exc:
             problems.append(f"{label}: retention: {exc}")
             continue
-        out.append(SnapshotPolicy(tag, tuple(resources), schedule, retention))
+        out.append(SnapshotPolicy(tag, tuple(resources), schedule, retention, dr_region))
     if problems:
         raise ConfigError(problems)
     return out

@@ -40,6 +40,7 @@ from drkit.health.protection import (
     data_protection,
     protections_from_env,
     schedule_protection,
+    snapshot_protection,
 )
 from drkit.health.publish import publish
 from drkit.health.status import advance, prometheus_text
@@ -151,6 +152,7 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                                                                   settings.copy_expected, now, seen))
     results += _guarded("config-age", "backup", lambda: config_protection(store, settings.config_max_age, now, seen))
     results += _guarded("scheduler", "schedule", lambda: schedule_protection(store, now, seen))
+    results += _guarded("snapshots", "snapshot", lambda: snapshot_protection(store, now, seen))
     page_notices: list[dict[str, Any]] = []  # read once: checked here, shown on the page below
     if settings.page is not None:
         results += _guarded(f"record:{notices.KEY}", "integrity", lambda: _notices_believed(store, now, page_notices))

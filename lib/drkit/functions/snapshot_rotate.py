@@ -35,7 +35,7 @@ from drkit.platform.runtime import Params
 from drkit.policy.retention import Item, Verdict, plan
 from drkit.storage import audit, records
 from drkit.storage.records import RecordError
-from drkit.storage.snapshots import Pending, SlotClaim
+from drkit.storage.snapshots import STATUS_KEY, Pending, SlotClaim, SnapshotStatus
 from drkit.storage.store import Store
 
 FUNCTION = "snapshot-rotate"
@@ -136,14 +136,20 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
                     summary["errors"].append(f"{rtype} {res['name']}: not reached before the deadline; next run")
                     continue
                 _one(api, store, policy, rtype, res, slot, snapshots[rtype], pending, now, dry_run, summary)
+    summary["transfers"] = []
+    status = _dr_and_status(api, store, policies, only_tag, snapshots["droplet"], snapshots["volume"], now, dry_run,
+                            summary)
     if not dry_run:
         records.write(store, PENDING_KEY, Pending(pending), now)
+        if not only_tag:  # the whole picture, or nothing: a partial status would hide the other tags' resources
+            records.write(store, STATUS_KEY, SnapshotStatus(now, tuple(status)), now)
     summary["pending"] = [f"{v['resource_type']} {v['resource_name']}: {v['name']}" for v in pending.values()]
     failures = [e for e in events if e["event"] in ("errored", "stuck")] + \
         [{"event": "error", "detail": x} for x in summary["errors"]]
     decision = (f"{'dry run: would create' if dry_run else 'created'} {len(summary['created'])}, "
                 f"{'would delete' if dry_run else 'deleted'} {len(summary['deleted'])}, "
                 f"{len(summary['skipped'])} already done this slot, {len(pending)} pending"
+                + (f"; DR-region copies: {'; '.join(summary['transfers'])}" if summary["transfers"] else "")
                 + (f"; {len(failures)} problem(s)" if failures else ""))
     if failures and notifier.configured and not dry_run:
         summary["notifications"] = notifier.send({
@@ -151,6 +157,52 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
             "failed_checks": [str(f.get("detail")) for f in failures]})
     return {"ok": not failures, "status": "dry_run" if dry_run else ("ok" if not failures else "partial"),
             "decision": decision, "actions": events, **summary}
+
+
+def _dr_and_status(api: DoApi, store: Store, policies: list[SnapshotPolicy], only_tag: str,
+                   droplet_snaps: list[dict[str, Any]], volume_snaps: list[dict[str, Any]], now: dt.datetime,
+                   dry_run: bool, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each policy's newest droplet snapshot copied to its DR region (once: a transfer under way is not started
+    again), and every resource's newest snapshot here and there, for health-probe."""
+    status = []
+    for policy in policies:
+        for rtype in policy.resources:
+            resources = api.droplets_by_tag(policy.tag) if rtype == "droplet" else api.volumes_by_tag(policy.tag)
+            for res in resources:
+                mine = sorted(own(droplet_snaps if rtype == "droplet" else volume_snaps, res),
+                              key=lambda s: str(s["created_at"]))
+                newest = mine[-1] if mine else None
+                dr = policy.dr_region if rtype == "droplet" else None
+                in_dr = [s for s in mine if dr in (s.get("regions") or [])]
+                status.append({"resource": f"{rtype} {res['name']}", "newest": newest["name"] if newest else None,
+                               "newest_at": _iso(newest), "max_age_s": int(policy.max_age(now).total_seconds()),
+                               "dr_region": dr, "dr_newest_at": _iso(in_dr[-1]) if in_dr else None})
+                if not dr or newest is None or newest in in_dr or (only_tag and policy.tag != only_tag):
+                    continue
+                image = int(newest["id"])
+                try:
+                    # a transfer under way, or one that finished since this run listed the snapshots: not again
+                    moving = [a for a in api.image_actions(image)
+                              if a.get("type") == "transfer" and a.get("status") in ("in-progress", "completed")]
+                    if moving:
+                        summary["transfers"].append(f"{newest['name']} -> {dr}: "
+                                                    + ("under way" if any(a.get("status") == "in-progress"
+                                                                          for a in moving) else "done"))
+                    elif dry_run:
+                        summary["transfers"].append(f"{newest['name']} -> {dr}: would start")
+                    else:
+                        action = api.transfer_image(image, dr)
+                        summary["transfers"].append(f"{newest['name']} -> {dr}: started")
+                        audit.record(store, FUNCTION, "snapshot.transfer.started",
+                                     {"snapshot": newest["name"], "id": newest["id"], "region": dr,
+                                      "action_id": action.get("id")})
+                except DoApiError as exc:
+                    summary["errors"].append(f"{rtype} {res['name']}: transfer of {newest['name']} to {dr}: {exc}")
+    return status
+
+
+def _iso(snap: dict[str, Any] | None) -> str | None:
+    return str(snap["created_at"]).replace("Z", "+00:00") if snap else None
 
 
 def reconcile_pending(api: DoApi, store: Store, pending: dict[str, Any], now: dt.datetime,

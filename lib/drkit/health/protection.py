@@ -311,6 +311,43 @@ def schedule_protection(store: Store, now: dt.datetime, seen: dict[str, int]) ->
     return out
 
 
+def snapshot_protection(store: Store, now: dt.datetime, seen: dict[str, int]) -> list[probe.Result]:
+    """Every protected droplet and volume has a snapshot younger than its policy allows, and, with a DR region,
+    a copy there (allowed one period more: it is transferred on the run after the snapshot). From
+    snapshot-rotate's signed status; a status seen once and then gone is an alert."""
+    from drkit.storage.snapshots import STATUS_KEY, SnapshotStatus
+
+    try:
+        got = records.read(store, STATUS_KEY, SnapshotStatus, now)
+    except RecordError as exc:
+        return [_distrust("snapshots", "snapshot", exc)]
+    if got is None:
+        if seen.get("snapshots"):
+            return [probe.Result("snapshots", "snapshot", False, "snapshot-rotate's status is gone (health-probe saw "
+                                 "one before): is it running, or was it deleted?", 0.0, threshold=1)]
+        return []
+    seen["snapshots"] = 1
+    out = []
+    for r in got.value.resources:
+        limit = dt.timedelta(seconds=int(r["max_age_s"]))
+        out.append(_snapshot_age(f"snapshot:{r['resource']}", r["newest_at"], limit, now,
+                                 f"newest snapshot {r['newest']}"))
+        if r.get("dr_region"):
+            out.append(_snapshot_age(f"snapshot-dr:{r['resource']}", r["dr_newest_at"], limit * 3 / 2, now,
+                                     f"newest copy in {r['dr_region']}"))
+    return out
+
+
+def _snapshot_age(name: str, at: str | None, limit: dt.timedelta, now: dt.datetime, what: str) -> probe.Result:
+    if at is None:
+        return probe.Result(name, "snapshot", False, f"no {what.split(' ', 1)[1]}: nothing to rebuild from", 0.0,
+                            threshold=1)
+    age = now - dt.datetime.fromisoformat(at)
+    return probe.Result(name, "snapshot", age <= limit, f"{what} is {_human(age)} old"
+                        + ("" if age <= limit else f", older than its policy allows ({_human(limit)})"), 0.0,
+                        threshold=1, metrics={"snapshot_age_seconds": max(age.total_seconds(), 0.0)})
+
+
 def _overdue_now(job: Mapping[str, Any], now: dt.datetime) -> bool:
     success = job.get("last_success")
     return success is None or now - dt.datetime.fromisoformat(str(success)) > dt.timedelta(seconds=job["within_s"])

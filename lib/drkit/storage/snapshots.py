@@ -56,3 +56,35 @@ class SlotClaim(Record):
     @classmethod
     def from_fields(cls, f: Fields) -> SlotClaim:
         return cls(f.text("name", max_len=255), f.time("at"))
+
+
+STATUS_KEY = "status/snapshots.json"
+
+
+@dataclass(frozen=True)
+class SnapshotStatus(Record):
+    """Each protected resource's newest snapshot, here and in its policy's DR region (health-probe judges it)."""
+
+    TYPE: ClassVar[str] = "snapshot-status"
+    WRITERS: ClassVar[tuple[str, ...]] = WRITERS
+
+    at: dt.datetime
+    resources: tuple[dict[str, Any], ...] = ()  # {resource, newest_at, newest, dr_region, dr_newest_at, max_age_s}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "resources": list(self.resources)}
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> SnapshotStatus:
+        def iso(t: dt.datetime | None) -> str | None:
+            return t.isoformat() if t else None
+
+        out = []
+        for r in f.objects("resources", max_items=5000):  # times kept as the ISO text they were written as
+            out.append({"resource": r.text("resource", max_len=300), "newest": r.text("newest", nullable=True),
+                        "newest_at": iso(r.time("newest_at", nullable=True)),
+                        "max_age_s": r.integer("max_age_s", lo=0, hi=10**9),
+                        "dr_region": r.text("dr_region", nullable=True, max_len=10),
+                        "dr_newest_at": iso(r.time("dr_newest_at", nullable=True))})
+            r.done()
+        return cls(f.time("at"), tuple(out))
