@@ -366,6 +366,21 @@ def config_step(drill: Drill, env: dict[str, str], work: Path) -> None:
         fake.stop()
 
 
+# The DR plan's scenarios: what this drill rehearses of each, and what it leaves out (and where that is tested).
+SCENARIOS = (
+    ("1 database loss (RTO 2 h)", "rehearsed: backup, restore into a new database, row-for-row compare, "
+     "restore-verify; a Supabase project into a new one", "apps stop/start, validate and the incident record are "
+     "in the suite (tests/integration/test_apps.py, test_validate.py), not here"),
+    ("2 App Platform to another region (RTO 4 h)", "the app specs are in the config backup (config-backup step)",
+     "no command recreates the apps in another region yet (drkit region evacuate: not built)"),
+    ("3 droplet failure (RTO 1 h)", "rehearsed: snapshots taken and retained by policy",
+     "the rebuild itself (once, new IP, reserved IP, DNS) is in the suite: test_snapshot_rotate.py"),
+    ("4 regional outage (RTO 8 h)", "rehearsed: restore and verify from the off-site copy with the primary "
+     "bucket unreachable; DNS failover and failback; a Supabase project rebuilt in another region",
+     "droplets and apps in the DR region are not rehearsed (snapshot copies to dr_region: in the suite)"),
+)
+
+
 def report(drill: Drill) -> None:
     table = Table(title="drill report", show_header=False)
     for k, v in drill.facts.items():
@@ -373,6 +388,10 @@ def report(drill: Drill) -> None:
     verdict = "[green]ALL STEPS PASSED[/green]" if drill.ok else "[red]DRILL FAILED[/red]"
     table.add_row("result", verdict)
     drill.console.print(table)
+    plan = Table("DR plan scenario", "this drill", "left out", title="what the drill rehearses")
+    for row in SCENARIOS:
+        plan.add_row(*row)
+    drill.console.print(plan)
 
 
 class _Context:

@@ -41,6 +41,12 @@ def read_tar(ciphertext: Any, identities: Sequence[Any], consume: Callable[[tarf
     errors: list[BaseException] = []
 
     def decrypt() -> None:
+        try:
+            _decrypt()
+        except BrokenPipeError:  # closing flushed into a reader that stopped: its error is the one to report
+            pass
+
+    def _decrypt() -> None:
         with os.fdopen(write_fd, "wb") as pipe_out:
             try:
                 decompressor = zstandard.ZstdDecompressor().stream_writer(pipe_out, closefd=False)
