@@ -190,3 +190,24 @@ def test_the_report_shows_supabases_own_backups_beside_drkits(env: dict[str, str
     assert "7 completed, 0 failed" in page and "PITR 2025-12-01" in page
     # Supabase's newest backup is over two days old: a finding, named
     assert f"Supabase project {REF}: its own newest backup is from 2026-11-27" in page
+
+
+def test_a_reconciliation_that_cannot_run_keeps_the_files_backup_and_is_a_finding(
+        make_env: Any, s3_client: Any, s3_server: Any, age_keys: tuple[str, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    b = f"avatars-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=b)
+    s3_client.put_object(Bucket=b, Key="u1/a.png", Body=b"x" * 10)
+    source = {"type": "storage", "name": "supabase-files", "endpoint": s3_server.endpoint, "buckets": [b],
+              "database_env": "DRKIT_STORAGE_DB_URL"}
+    env = make_env({}, DRKIT_CONFIG_SOURCES=json.dumps([source]), DRKIT_STORAGE_S3_KEY="k",
+                   DRKIT_STORAGE_S3_SECRET="s", DRKIT_AGE_IDENTITY=age_keys[0],
+                   DRKIT_STORAGE_DB_URL="postgresql://reader:not-this-Pw-123@127.0.0.1:1/postgres")
+    env.pop("DRKIT_DATABASES")
+    result = config_run(env)
+    assert result["ok"] and result["sources"][0]["details"]["objects"] == 1, result  # the files are backed up
+    assert "cannot read storage.objects with DRKIT_STORAGE_DB_URL" in result["sources"][0]["details"]["reconcile"][
+        "error"]
+    assert "not-this-Pw-123" not in json.dumps(result)
+    cli(env, capsys, "report", "--out", str(tmp_path / "report.html"))
+    assert "Storage supabase-files: the reconciliation did not run" in (tmp_path / "report.html").read_text()

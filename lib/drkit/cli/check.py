@@ -27,7 +27,6 @@ from drkit.platform.runtime import without_unset
 
 # what DigitalOcean sets in a running function; the check stands in for it
 RUNTIME = {"__OW_API_HOST": "https://faas.set-by-digitalocean.invalid", "__OW_NAMESPACE": "fn-set-by-digitalocean"}
-DEFAULT_PROJECT = Path(__file__).resolve().parents[3] / "project.yml"
 
 
 def function_env(project: str, function: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -122,7 +121,7 @@ def _databases(fenv: Mapping[str, str]) -> list[str]:
 
 def cmd_config_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     con = console()
-    project = project_text(args.project, DEFAULT_PROJECT)
+    project = project_text(args.project)
     bad = 0
     try:
         _, warnings = envvars.deploy_env(project, env)

@@ -24,7 +24,6 @@ from drkit.platform.config import Config
 from drkit.platform.databases import database_names, env_name
 from drkit.storage import audit
 
-TICK_MAX_AGE = dt.timedelta(minutes=10)
 PUBLIC_RESOLVERS = ("1.1.1.1", "8.8.8.8", "9.9.9.9")
 MANUAL = ("a real user logs in (password, and a second factor where they have one)",
           "the business functions work end to end: create and post an order, an invoice, a payment",
@@ -68,6 +67,8 @@ def databases(env: Mapping[str, str], store: Any, names: list[str], now: dt.date
             rows.append(Row("database", f"{name}: newest backup", False, str(exc)))
             manifest = {"tables": [], "id": None}
         with connection.connect(db, autocommit=True) as conn:
+            # production after a recovery: every query here reads (the operator's SQL checks too), bounded in time
+            conn.execute("SET default_transaction_read_only = on")
             conn.execute("SET statement_timeout = 15000")
             version = conn.execute("SHOW server_version").fetchone()[0]
             rows.append(Row("database", f"{name}: connects", True, f"PostgreSQL {version} at {db.display}"))
@@ -141,21 +142,16 @@ def dns_answers(env: Mapping[str, str], store: Any, resolvers: list[str], now: d
 
 
 def monitoring(env: Mapping[str, str], store: Any, metrics_url: str | None, now: dt.datetime) -> list[Row]:
-    from drkit.storage import jobs, records
+    from drkit.health.protection import schedule_protection
 
-    rows = []
-    got = records.read(store, jobs.KEY, jobs.ScheduleStatus, now)
-    if got is None:
-        rows.append(Row("monitoring", "scheduler ticks", False, "the scheduler has never ticked"))
-    else:
-        age = now - got.value.at
-        rows.append(Row("monitoring", "scheduler ticks", age <= TICK_MAX_AGE,
-                        f"last tick {common.age(got.value.at, now)} ago" + ("" if age <= TICK_MAX_AGE else
-                                                                          ": silent; check its trigger (runbook §1)")))
-        failing = [f"{j.get('name')}{' ' + str(j.get('subject')) if j.get('subject') else ''}"
-                   for j in got.value.jobs if j.get("overdue") or j.get("state") in ("failed", "timed_out", "lost")]
-        rows.append(Row("monitoring", "scheduled jobs", not failing,
-                        "none failing or overdue" if not failing else f"failing or overdue: {', '.join(failing)}"))
+    # health-probe's own judgement of the scheduler: ticking, every job within its window
+    judged = schedule_protection(store, now, {"scheduler": 1})  # a missing status is a failure here
+    rows = [Row("monitoring", "scheduler ticks", r.ok, r.detail if r.ok else f"{r.detail}; silent; check its "
+                "trigger (runbook §1)") for r in judged if r.name == "scheduler"]
+    jobs = [r for r in judged if r.name != "scheduler"]
+    failing = [f"{r.name.removeprefix('schedule:')} ({r.detail})" for r in jobs if not r.ok]
+    rows.append(Row("monitoring", "scheduled jobs", not failing, "none failing or overdue" if not failing else
+                    f"failing or overdue: {'; '.join(failing)}"))
     if metrics_url:
         import requests
 

@@ -46,15 +46,9 @@ def rebuild_tag(droplet: str, snapshot_id: Any, rebuild_id: str | None) -> str:
 
 
 def policy_max_age(policies: Sequence[SnapshotPolicy], tags: Sequence[str], now: dt.datetime) -> dt.timedelta | None:
-    """How old the newest snapshot of a droplet with `tags` may be: two periods of its policy's schedule."""
-    from croniter import croniter
-
+    """How old the newest snapshot of a droplet with `tags` may be (its policy's limit), or None without one."""
     found = [p for p in policies if p.tag in tags and "droplet" in p.resources]
-    if not found:
-        return None
-    it = croniter(found[0].schedule, now)
-    first = it.get_next(dt.datetime)
-    return 2 * (it.get_next(dt.datetime) - first)  # type: ignore[no-any-return]
+    return found[0].max_age(now) if found else None
 
 
 def _age(d: dt.timedelta) -> str:

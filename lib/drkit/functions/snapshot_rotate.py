@@ -125,20 +125,21 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
     events += reconcile_pending(api, store, pending, now, dry_run)
     summary: dict[str, Any] = {"created": [], "skipped": [], "deleted": [], "errors": [], "pending": []}
     snapshots = {rt: api.snapshots(rt) for rt in ("droplet", "volume")}
+    listed: list[tuple[SnapshotPolicy, str, list[dict[str, Any]]]] = []  # what this run looked at, listed once
     for policy in policies:
         if only_tag and policy.tag != only_tag:
             continue
         slot = policy.slot(now)
         for rtype in policy.resources:
             resources = api.droplets_by_tag(policy.tag) if rtype == "droplet" else api.volumes_by_tag(policy.tag)
+            listed.append((policy, rtype, resources))
             for res in resources:
                 if deadline.remaining() < 20:
                     summary["errors"].append(f"{rtype} {res['name']}: not reached before the deadline; next run")
                     continue
                 _one(api, store, policy, rtype, res, slot, snapshots[rtype], pending, now, dry_run, summary)
     summary["transfers"] = []
-    status = _dr_and_status(api, store, policies, only_tag, snapshots["droplet"], snapshots["volume"], now, dry_run,
-                            summary)
+    status = _dr_and_status(api, store, listed, snapshots["droplet"], snapshots["volume"], now, dry_run, summary)
     if not dry_run:
         records.write(store, PENDING_KEY, Pending(pending), now)
         if not only_tag:  # the whole picture, or nothing: a partial status would hide the other tags' resources
@@ -159,45 +160,43 @@ def run(params: Mapping[str, Any], environ: Mapping[str, str], deadline: Deadlin
             "decision": decision, "actions": events, **summary}
 
 
-def _dr_and_status(api: DoApi, store: Store, policies: list[SnapshotPolicy], only_tag: str,
+def _dr_and_status(api: DoApi, store: Store, listed: list[tuple[SnapshotPolicy, str, list[dict[str, Any]]]],
                    droplet_snaps: list[dict[str, Any]], volume_snaps: list[dict[str, Any]], now: dt.datetime,
                    dry_run: bool, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Each policy's newest droplet snapshot copied to its DR region (once: a transfer under way is not started
     again), and every resource's newest snapshot here and there, for health-probe."""
     status = []
-    for policy in policies:
-        for rtype in policy.resources:
-            resources = api.droplets_by_tag(policy.tag) if rtype == "droplet" else api.volumes_by_tag(policy.tag)
-            for res in resources:
-                mine = sorted(own(droplet_snaps if rtype == "droplet" else volume_snaps, res),
-                              key=lambda s: str(s["created_at"]))
-                newest = mine[-1] if mine else None
-                dr = policy.dr_region if rtype == "droplet" else None
-                in_dr = [s for s in mine if dr in (s.get("regions") or [])]
-                status.append({"resource": f"{rtype} {res['name']}", "newest": newest["name"] if newest else None,
-                               "newest_at": _iso(newest), "max_age_s": int(policy.max_age(now).total_seconds()),
-                               "dr_region": dr, "dr_newest_at": _iso(in_dr[-1]) if in_dr else None})
-                if not dr or newest is None or newest in in_dr or (only_tag and policy.tag != only_tag):
-                    continue
-                image = int(newest["id"])
-                try:
-                    # a transfer under way, or one that finished since this run listed the snapshots: not again
-                    moving = [a for a in api.image_actions(image)
-                              if a.get("type") == "transfer" and a.get("status") in ("in-progress", "completed")]
-                    if moving:
-                        summary["transfers"].append(f"{newest['name']} -> {dr}: "
-                                                    + ("under way" if any(a.get("status") == "in-progress"
-                                                                          for a in moving) else "done"))
-                    elif dry_run:
-                        summary["transfers"].append(f"{newest['name']} -> {dr}: would start")
-                    else:
-                        action = api.transfer_image(image, dr)
-                        summary["transfers"].append(f"{newest['name']} -> {dr}: started")
-                        audit.record(store, FUNCTION, "snapshot.transfer.started",
-                                     {"snapshot": newest["name"], "id": newest["id"], "region": dr,
-                                      "action_id": action.get("id")})
-                except DoApiError as exc:
-                    summary["errors"].append(f"{rtype} {res['name']}: transfer of {newest['name']} to {dr}: {exc}")
+    for policy, rtype, resources in listed:
+        for res in resources:
+            mine = sorted(own(droplet_snaps if rtype == "droplet" else volume_snaps, res),
+                          key=lambda s: str(s["created_at"]))
+            newest = mine[-1] if mine else None
+            dr = policy.dr_region if rtype == "droplet" else None
+            in_dr = [s for s in mine if dr in (s.get("regions") or [])]
+            status.append({"resource": f"{rtype} {res['name']}", "newest": newest["name"] if newest else None,
+                           "newest_at": _iso(newest), "max_age_s": int(policy.max_age(now).total_seconds()),
+                           "dr_region": dr, "dr_newest_at": _iso(in_dr[-1]) if in_dr else None})
+            if not dr or newest is None or newest in in_dr:
+                continue
+            image = int(newest["id"])
+            try:
+                # a transfer under way, or one that finished since this run listed the snapshots: not again
+                moving = [a for a in api.image_actions(image)
+                          if a.get("type") == "transfer" and a.get("status") in ("in-progress", "completed")]
+                if moving:
+                    summary["transfers"].append(f"{newest['name']} -> {dr}: "
+                                                + ("under way" if any(a.get("status") == "in-progress"
+                                                                      for a in moving) else "done"))
+                elif dry_run:
+                    summary["transfers"].append(f"{newest['name']} -> {dr}: would start")
+                else:
+                    action = api.transfer_image(image, dr)
+                    summary["transfers"].append(f"{newest['name']} -> {dr}: started")
+                    audit.record(store, FUNCTION, "snapshot.transfer.started",
+                                 {"snapshot": newest["name"], "id": newest["id"], "region": dr,
+                                  "action_id": action.get("id")})
+            except DoApiError as exc:
+                summary["errors"].append(f"{rtype} {res['name']}: transfer of {newest['name']} to {dr}: {exc}")
     return status
 
 

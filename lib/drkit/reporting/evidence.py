@@ -28,7 +28,7 @@ from drkit.storage.store import Store
 WINDOW = dt.timedelta(days=30)
 TESTS_WINDOW = dt.timedelta(days=400)  # an annual drill, and a month of grace
 READERS = 16  # manifests and events are small objects: read many at once
-_AUDIT_RE = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-([a-z]+(?:-[a-z]+)*)-([a-z_.]+)-[0-9a-f]{6}\.json$")
+AUDIT_KEY_RE = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-([a-z]+(?:-[a-z]+)*)-([a-z_.]+)-[0-9a-f]{6}\.json$")
 # the events the report reads in full (the rest are counted from their keys)
 READ_ACTIONS = ("backup.failed", "verify.failed", "verify.passed", "restore.completed", "restore.failed",
                 "snapshot.created", "snapshot.started", "snapshot.deleted", "config.backup.failed", "failover.",
@@ -68,7 +68,7 @@ def audit_events(store: Store, now: dt.datetime, untrusted: list[str], window: d
     month = (now - window).date().replace(day=1)
     while month <= now.date():
         for obj in store.list_objects(f"audit/{month:%Y/%m}/"):
-            m = _AUDIT_RE.match(obj.key.rsplit("/", 1)[-1])
+            m = AUDIT_KEY_RE.match(obj.key.rsplit("/", 1)[-1])
             if not m or not m.group(4).startswith(READ_ACTIONS) or (only and not m.group(4).startswith(only)):
                 continue
             at = dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(

@@ -12,13 +12,13 @@ with its headings in place.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from drkit.core.errors import DrkitError
 from drkit.policy import layout
+from drkit.reporting.evidence import AUDIT_KEY_RE
 from drkit.storage import audit
 from drkit.storage.store import Store
 
@@ -30,7 +30,6 @@ SCENARIOS: dict[str, tuple[str, dt.timedelta]] = {
     "4": ("Regional outage", dt.timedelta(hours=8)),
 }
 RPO = dt.timedelta(hours=1)
-_KEY = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-([a-z]+(?:-[a-z]+)*)-([a-z_.]+)-[0-9a-f]{6}\.json$")
 # whose event is evidence of each action (prefix -> roles); an event from anyone else is not believed
 WRITERS: dict[str, tuple[str, ...]] = {
     "health.": ("health-probe",), "failover.": ("dns-failover", "health-probe", "operator"),
@@ -68,7 +67,7 @@ def gather(store: Store, since: dt.datetime, until: dt.datetime, now: dt.datetim
     day = since.date()
     while day <= until.date():
         for obj in store.list_objects(f"audit/{day:%Y/%m/%d}/"):
-            m = _KEY.match(obj.key.rsplit("/", 1)[-1])
+            m = AUDIT_KEY_RE.match(obj.key.rsplit("/", 1)[-1])
             if not m or not _writers(m.group(4)):
                 continue
             at = dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)

@@ -145,6 +145,10 @@ def provider_section(config: Mapping[str, Any], databases: Sequence[Mapping[str,
                  e("hourly, signed, verified weekly"), e("restorable anywhere: another region, a new project")])
     recon = []
     for r in reconcile:
+        if r.get("error"):
+            problems.append(f"Storage {r.get('source')}: the reconciliation did not run ({r['error']})")
+            recon.append([e(str(r.get("source"))), _flag(False, "did not run"), e(str(r["error"])), "", "", ""])
+            continue
         if r.get("rows_without_file"):
             problems.append(f"Storage {r.get('source')}: {r['rows_without_file']} storage.objects rows have no file "
                             "(broken links after a restore)")
