@@ -23,6 +23,8 @@ def user_table_count(db: DatabaseConfig, name: str) -> int:
 
 
 def create_database(db: DatabaseConfig, name: str) -> None:
+    """Create `name`, or leave no such database behind: an interrupt (Ctrl-C, SIGTERM) while CREATE DATABASE
+    runs may still let the server finish it, so the new name is dropped again before the interrupt goes on."""
     import psycopg
     from psycopg import sql
 
@@ -31,6 +33,9 @@ def create_database(db: DatabaseConfig, name: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
     except psycopg.Error as exc:
         raise PgError(f"cannot create database {name!r} on {db.display}: {describe_pg_error(exc)}") from None
+    except BaseException:
+        drop_database(db, name)  # IF EXISTS: a no-op when the server did not get to it
+        raise
 
 
 def drop_database(db: DatabaseConfig, name: str) -> None:
